@@ -1,0 +1,1 @@
+"""From scene folders to what the model trains on: clips, pose priors, per-patch targets."""
