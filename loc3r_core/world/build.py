@@ -77,7 +77,7 @@ def build_scene(seed_sequence: np.random.SeedSequence, knobs: WorldKnobs) -> tup
         style=style,
         part_colours=furnishing.part_colours,
         agent_space=FreeSpace(room, furnishing.objects, AGENT_CLEARANCE),
-        meta={"trajectory": kind, "camera_height": round(height, 4), "camera_pitch_deg": round(pitch_deg, 3)},
+        meta={"trajectory": path.kind, "camera_height": round(height, 4), "camera_pitch_deg": round(pitch_deg, 3)},
     )
     return built, np.random.default_rng(later_seed)
 

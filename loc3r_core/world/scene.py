@@ -9,7 +9,8 @@ import numpy as np
 from loc3r_core.geometry import Intrinsics, transform_planar, wrap_angle
 from loc3r_core.world.polygon import box_corners
 
-_DIGITS = 6  # scene.json stores metres and radians to the micrometre / microradian
+_DIGITS = 6  # scene.json stores metres and radians to the micrometre / microradian...
+_POSE_DIGITS = 9  # ...and poses finer, so their rotations stay orthonormal to 1e-9
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,11 @@ class Scene:
             ],
             "intrinsics": self.intrinsics.to_dict(),
             "frames": [
-                {"index": f.index, "stamp": round(f.stamp, _DIGITS), "T_world_camera": _rounded(f.T_world_camera)}
+                {
+                    "index": f.index,
+                    "stamp": round(f.stamp, _DIGITS),
+                    "T_world_camera": _rounded(f.T_world_camera, _POSE_DIGITS),
+                }
                 for f in self.frames
             ],
         }
@@ -156,7 +161,7 @@ def transform_situation(situation: Situation, pose: np.ndarray) -> Situation:
     return replace(situation, position=xy, yaw=float(wrap_angle(yaw)))
 
 
-def _rounded(values: np.ndarray) -> list:
+def _rounded(values: np.ndarray, digits: int = _DIGITS) -> list:
     """Nested lists of floats rounded for stable, diff-friendly JSON (-0.0 becomes 0.0)."""
-    return (np.round(np.asarray(values, dtype=np.float64), _DIGITS) + 0.0).tolist()
+    return (np.round(np.asarray(values, dtype=np.float64), digits) + 0.0).tolist()
 

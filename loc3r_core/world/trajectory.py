@@ -23,21 +23,21 @@ MIN_FRAME_GAP = 1 / 30  # s, a 30 Hz camera
 
 @dataclass(frozen=True)
 class FloorPath:
+    kind: str  # what was driven: a loop too cramped to go round becomes a walk
     positions: np.ndarray  # (N, 2)
     yaws: np.ndarray  # (N,) viewing direction
     stamps: np.ndarray  # (N,) seconds from the first frame
 
 
 def plan_path(rng: np.random.Generator, kind: str, free: FreeSpace, frames: int) -> FloorPath:
-    if kind == "walk":
-        positions, yaws = _walk(rng, free, frames)
-    elif kind == "turn":
-        positions, yaws = _turn(rng, free, frames)
-    elif kind == "loop":
-        positions, yaws = _loop(rng, free, frames)
-    else:
+    if kind not in TRAJECTORY_KINDS:
         raise ValueError(f"unknown trajectory kind {kind!r}; expected one of {TRAJECTORY_KINDS}")
-    return FloorPath(positions, yaws, _stamps(positions, yaws))
+    planned = _loop(rng, free, frames) if kind == "loop" else None
+    if planned is None:
+        kind = "walk" if kind == "loop" else kind
+        planned = _walk(rng, free, frames) if kind == "walk" else _turn(rng, free, frames)
+    positions, yaws = planned
+    return FloorPath(kind, positions, yaws, _stamps(positions, yaws))
 
 
 def camera_poses(
@@ -76,8 +76,9 @@ def _turn(rng: np.random.Generator, free: FreeSpace, frames: int) -> tuple[np.nd
     return positions, yaws
 
 
-def _loop(rng: np.random.Generator, free: FreeSpace, frames: int) -> tuple[np.ndarray, np.ndarray]:
-    """Round the room through six places between its middle and its walls, back to the start."""
+def _loop(rng: np.random.Generator, free: FreeSpace, frames: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Round the room through six places between its middle and its walls, back to the start;
+    None where the room is too cramped to go round."""
     cells = free.cell_centres()[free.free]
     centre = cells[np.argmin(np.linalg.norm(cells - cells.mean(axis=0), axis=1))]
     start = rng.uniform(0, 2 * math.pi)
@@ -88,8 +89,8 @@ def _loop(rng: np.random.Generator, free: FreeSpace, frames: int) -> tuple[np.nd
         if reach > 0.6:  # stop at a distance the march checked, so the waypoint is free
             distance = round(0.65 * reach / free.resolution) * free.resolution
             waypoints.append(centre + distance * np.array([math.cos(angle), math.sin(angle)]))
-    if len(waypoints) < 4:  # too cramped to go round: walk instead
-        return _walk(rng, free, frames)
+    if len(waypoints) < 4:
+        return None
     route = _route(free, [*waypoints, waypoints[0]])[:-1]
     positions, arc = _resample(_smooth(free, route, closed=True), frames, closed=True)
     return positions, _headings(positions, closed=True) + _look_around(rng, arc)

@@ -1,0 +1,126 @@
+"""SceneClipDataset: clips re-anchored to their first frame, pose priors, per-patch targets."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from loc3r_core.data.dataset import SceneClipDataset
+from loc3r_core.errors import DataError
+from loc3r_core.world.scene_io import SceneFolder
+from loc3r_core.world.vocabulary import LABELS, PATCH_CLASSES, STRUCTURE_CLASSES
+
+
+@pytest.fixture(scope="module")
+def walk(world_by_kind):
+    return world_by_kind["walk"]
+
+
+def test_items_cover_every_question_of_every_scene(walk):
+    ds = SceneClipDataset(walk, num_frames=4)
+    folders = [SceneFolder(p) for p in sorted(walk.glob("scene_*"))]
+    assert len(ds) == sum(len(s.questions) for f in folders for s in f.situations) > 0
+    item = ds[0]
+    assert item["images"].shape == (4, 3, 96, 96) and item["images"].dtype == torch.float32
+    assert float(item["images"].min()) >= 0.0 and float(item["images"].max()) <= 1.0
+    assert item["bev_target"].shape == (4, 8, 8, 2) and item["patch_label"].shape == (4, 8, 8)
+    assert item["question"] and item["answer"] and item["situation_text"]
+
+
+def test_random_clips_are_reanchored_to_their_first_frame(walk):
+    ds = SceneClipDataset(walk, num_frames=5, sampling="random", seed=3)
+    index = next(i for i in range(len(ds)) if ds.frame_indices(i)[0] > 0)  # a clip not starting at frame 0
+    item = ds[index]
+    poses = item["T_world_camera"].numpy()
+    assert abs(poses[0, 0, 3]) < 1e-6 and abs(poses[0, 1, 3]) < 1e-6
+    assert abs(math.atan2(poses[0, 1, 2], poses[0, 0, 2])) < 1e-6
+    np.testing.assert_allclose(item["prior_pose"][0].numpy(), np.eye(4), atol=1e-7)
+    np.testing.assert_allclose(poses, poses[0] @ item["prior_pose"].numpy(), atol=1e-7)
+    ego = item["ego_pose"].numpy()
+    np.testing.assert_allclose(ego[:, :2], poses[:, :2, 3])
+    np.testing.assert_allclose(ego[0], [0.0, 0.0, 0.0], atol=1e-6)
+    # The relative poses do not depend on the anchor: same as from the stored world poses.
+    folder = ds.scenes[ds.items[index][0]]
+    stored = np.stack([folder.scene.frames[i].T_world_camera for i in item["frame_indices"].numpy()])
+    np.testing.assert_allclose(item["prior_pose"].numpy(), np.linalg.inv(stored[0]) @ stored, atol=1e-7)
+    ds.set_epoch(1)
+    assert not np.array_equal(ds.frame_indices(index), item["frame_indices"].numpy())
+
+
+def test_bev_targets_are_the_mean_backprojected_point_of_each_patch(walk):
+    ds = SceneClipDataset(walk, num_frames=3, patch_grid=(6, 4), sampling="random", seed=1)
+    item = ds[2]
+    folder = ds.scenes[ds.items[2][0]]
+    k = folder.scene.intrinsics
+    T_clip_stored = item["T_world_camera"][1].numpy() @ np.linalg.inv(
+        folder.scene.frames[int(item["frame_indices"][1])].T_world_camera)
+    frame = int(item["frame_indices"][1])
+    depth = folder.depth(frame)
+    row, col = 4, 2  # patch (4, 2) of a 6 x 4 grid on 96 x 96 pixels: rows 64..79, cols 48..71
+    vs, us = np.mgrid[64:80, 48:72]
+    d = depth[vs, us]
+    cam = np.stack([(us + 0.5 - k.cx) / k.fx * d, (vs + 0.5 - k.cy) / k.fy * d, d], axis=-1).reshape(-1, 3)
+    stored_pose = folder.scene.frames[frame].T_world_camera
+    stored_world = cam @ stored_pose[:3, :3].T + stored_pose[:3, 3]
+    clip_world = stored_world @ T_clip_stored[:3, :3].T + T_clip_stored[:3, 3]
+    np.testing.assert_allclose(item["bev_target"][1, row, col].numpy(), clip_world[:, :2].mean(axis=0), atol=1e-9)
+    np.testing.assert_allclose(item["patch_points"][1, row, col].numpy(), clip_world.mean(axis=0), atol=1e-9)
+    assert bool(item["bev_valid"].all())
+
+
+def test_patch_labels_name_what_the_patch_shows(walk):
+    ds = SceneClipDataset(walk, num_frames=6, patch_grid=(8, 8))
+    checked = 0
+    for index in range(0, len(ds), 7):
+        item = ds[index]
+        folder = ds.scenes[ds.items[index][0]]
+        labels = {o.id: o.label for o in folder.scene.objects}
+        for k, frame in enumerate(item["frame_indices"].numpy()):
+            instance = folder.instance(int(frame)).reshape(8, 12, 8, 12).transpose(0, 2, 1, 3).reshape(8, 8, -1)
+            for r in range(8):
+                for c in range(8):
+                    ids = np.unique(instance[r, c])
+                    if len(ids) == 1 and ids[0] > 0:  # a patch wholly on one object
+                        expected = len(STRUCTURE_CLASSES) + LABELS.index(labels[int(ids[0])])
+                        assert int(item["patch_label"][k, r, c]) == expected
+                        checked += 1
+                    elif len(ids) == 1:
+                        assert PATCH_CLASSES[int(item["patch_label"][k, r, c])] in STRUCTURE_CLASSES
+    assert checked > 20
+    all_labels = torch.cat([ds[i]["patch_label"].flatten() for i in range(0, len(ds), 5)])
+    assert {0, 1}.issubset(set(all_labels.tolist())), "floor and walls appear"
+
+
+def test_situations_keep_their_meaning_in_the_clip_frame(walk):
+    ds = SceneClipDataset(walk, num_frames=4, sampling="random", seed=5)
+    for index in range(0, len(ds), 3):
+        item = ds[index]
+        folder = ds.scenes[ds.items[index][0]]
+        situation = folder.situations[ds.items[index][1]]
+        facing = next((r["object_id"] for r in situation.relations if r["relation"] == "facing"), None)
+        if facing is None:
+            continue
+        T = item["T_world_camera"][0].numpy() @ np.linalg.inv(
+            folder.scene.frames[int(item["frame_indices"][0])].T_world_camera)
+        target = (T @ np.append(folder.scene.object(facing).center, 1.0))[:2]
+        p, yaw = item["situation_position"].numpy(), float(item["situation_yaw"])
+        off = math.atan2(target[1] - p[1], target[0] - p[0]) - yaw
+        assert abs((off + math.pi) % (2 * math.pi) - math.pi) < math.radians(20)
+
+
+def test_batches_collate_and_images_resize(walk):
+    ds = SceneClipDataset(walk, num_frames=4, image_size=64, patch_grid=(4, 4))
+    batch = next(iter(DataLoader(ds, batch_size=3)))
+    assert batch["images"].shape == (3, 4, 3, 64, 64)
+    assert batch["bev_target"].shape == (3, 4, 4, 4, 2) and len(batch["question"]) == 3
+
+
+def test_a_folder_without_scenes_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="no complete scene folders"):
+        SceneClipDataset(tmp_path)
+    with pytest.raises(ValueError, match="sampling"):
+        SceneClipDataset(tmp_path, sampling="every-other")

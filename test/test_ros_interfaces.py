@@ -1,0 +1,130 @@
+"""The rosidl-built interfaces over real DDS: one process serves SpatialQuery/Localize, this
+test process calls them, receives the objects (transient local) and /tf."""
+
+from __future__ import annotations
+
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import require_ros
+from loc3r_core.world.scene_io import SceneFolder
+
+pytestmark = pytest.mark.ros
+HELPER = Path(__file__).parent / "ros_helpers" / "ground_truth_server.py"
+TIMEOUT = 30.0
+
+
+class RosClient:
+    """A node in its own context with its own executor; everything waits with a timeout."""
+
+    def __init__(self) -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("loc3r_test_client", context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+
+    def spin_until(self, done, timeout: float = TIMEOUT) -> bool:
+        deadline = time.monotonic() + timeout
+        while not done() and time.monotonic() < deadline:
+            self.executor.spin_once(timeout_sec=0.05)
+        return done()
+
+    def call(self, client, request):
+        assert client.wait_for_service(timeout_sec=TIMEOUT), f"{client.srv_name} never appeared"
+        future = client.call_async(request)
+        assert self.spin_until(future.done), f"no response from {client.srv_name}"
+        return future.result()
+
+    def close(self) -> None:
+        import rclpy
+
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
+@pytest.fixture
+def ros():
+    require_ros()
+    client = RosClient()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def server(scene_dirs):
+    process = subprocess.Popen([sys.executable, str(HELPER), str(scene_dirs[0])],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    yield SceneFolder(scene_dirs[0])
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=15)
+    assert process.returncode == 0, f"server exited with {process.returncode}: {stderr}"
+    assert "Traceback" not in stderr, stderr
+
+
+def test_spatial_query_is_served_and_called_over_dds(ros, server):
+    from loc3r.srv import SpatialQuery
+    from loc3r_ros.convert import planar_pose_from_msg
+
+    client = ros.node.create_client(SpatialQuery, "/loc3r_gt/query")
+    situation = server.situations[0]
+    asked = 0
+    for question in situation.questions:
+        response = ros.call(client, SpatialQuery.Request(question=question.question, situation=situation.text))
+        assert response.success, response.message
+        assert response.answer == question.answer and response.confidence == pytest.approx(1.0)
+        x, y, yaw, covariance = planar_pose_from_msg(response.asker_pose)
+        assert response.asker_pose.header.frame_id == "map"
+        assert (x, y) == pytest.approx(tuple(situation.position), abs=1e-9)
+        assert yaw == pytest.approx(situation.yaw, abs=1e-9)
+        variances = (covariance[0, 0], covariance[1, 1], covariance[5, 5])
+        assert variances == pytest.approx((0.1**2, 0.2**2, math.radians(5) ** 2))
+        asked += 1
+    assert asked >= 2
+
+    refused = ros.call(client, SpatialQuery.Request(question="   ", situation=situation.text))
+    assert not refused.success and refused.message == "empty question"
+    unknown = ros.call(client, SpatialQuery.Request(question="Where am I?", situation="I am on the moon."))
+    assert not unknown.success and "unknown situation" in unknown.message
+
+
+def test_localize_objects_and_tf_arrive(ros, server):
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from tf2_msgs.msg import TFMessage
+
+    from loc3r.msg import SceneObjectArray
+    from loc3r.srv import Localize
+    from loc3r_ros.convert import planar_pose_from_msg
+
+    got: dict = {}
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    ros.node.create_subscription(SceneObjectArray, "/loc3r_gt/objects", lambda m: got.setdefault("objects", m), latched)
+    ros.node.create_subscription(TFMessage, "/tf", lambda m: got.setdefault("tf", m), 10)
+
+    situation = server.situations[-1]
+    response = ros.call(ros.node.create_client(Localize, "/loc3r_gt/localize"),
+                    Localize.Request(situation=situation.text))
+    assert response.success
+    assert planar_pose_from_msg(response.pose)[:2] == pytest.approx(tuple(situation.position), abs=1e-9)
+
+    assert ros.spin_until(lambda: {"objects", "tf"} <= set(got)), f"received only {sorted(got)}"
+    objects = got["objects"]
+    assert objects.header.frame_id == "map"
+    assert sorted(o.label for o in objects.objects) == sorted(o.label for o in server.scene.objects)
+    first = server.scene.objects[0]
+    sent = next(o for o in objects.objects if o.id == first.id)
+    assert (sent.position.x, sent.size.z, sent.yaw) == pytest.approx((first.center[0], first.size[2], first.yaw))
+    transform = got["tf"].transforms[0]
+    assert (transform.header.frame_id, transform.child_frame_id) == ("map", "first_camera")
+    assert transform.transform.translation.z == pytest.approx(server.scene.frames[0].T_world_camera[2, 3])
