@@ -12,6 +12,7 @@ matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.colors import ListedColormap
 from matplotlib.patches import Polygon as PolygonPatch
 
 from loc3r_core.geometry import camera_yaw
@@ -19,6 +20,8 @@ from loc3r_core.world.scene import Scene, Situation
 from loc3r_core.world.scene_io import SceneFolder
 
 RGB_TILES = 8
+# Object ids in tab20 colours; id 0 (room structure) in light grey.
+_INSTANCE_COLOURS = ListedColormap(["#d9d9d9", *plt.get_cmap("tab20").colors[1:]])
 
 
 def draw_bev(ax: Axes, scene: Scene, situations: list[Situation] | None = None, title: str = "") -> None:
@@ -73,7 +76,8 @@ def contact_sheet(folder: SceneFolder, out: Path) -> Path:
         depth_ax.set_title(f"depth, frame {i}", fontsize=8)
         depth_ax.axis("off")
         instance_ax = fig.add_subplot(grid[2, 2 * k + 1])
-        instance_ax.imshow(folder.instance(int(i)), cmap="tab20", vmin=0, vmax=max(max_id, 19), interpolation="nearest")
+        instance_ax.imshow(folder.instance(int(i)), cmap=_INSTANCE_COLOURS, vmin=0, vmax=max(max_id, 19),
+                           interpolation="nearest")
         instance_ax.set_title(f"instances, frame {i}", fontsize=8)
         instance_ax.axis("off")
     meta = folder.meta
