@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -130,3 +131,19 @@ def test_the_installed_console_script_runs():
     script = Path(sys.executable).with_name("loc3r")
     result = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.startswith("loc3r ")
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda s: (s / "rgb" / "0002.png").write_bytes((s / "rgb" / "0002.png").read_bytes()[:60]), "cannot be read"),
+    (lambda s: (s / "scene.json").write_text('{"room": '), "cannot be read"),
+    (lambda s: (s / "scene.json").write_text('{"room": {}}'), "is malformed"),
+    (lambda s: (s / "situations.jsonl").write_text('{"id": 0}\n'), "is malformed"),
+])
+def test_a_damaged_scene_gets_one_readable_line(reference, tmp_path, damage, message):
+    scene = tmp_path / "scene_00000"
+    shutil.copytree(reference / "scene_00000", scene)
+    damage(scene)
+    result = run_cli("data", "show", scene, "--out", tmp_path / "sheet.png")
+    assert result.returncode == 1, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, result.stderr
+    assert not (tmp_path / "sheet.png").exists()

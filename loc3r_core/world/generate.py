@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -20,11 +19,12 @@ import numpy as np
 from tqdm import tqdm
 
 from loc3r_core import __version__
+from loc3r_core.atomic import TMP_PREFIX, atomic_path
 from loc3r_core.errors import DataError, UsageError
 from loc3r_core.world.build import build_scene
 from loc3r_core.world.knobs import WorldKnobs
 from loc3r_core.world.scene import transform_situation
-from loc3r_core.world.scene_io import TMP_PREFIX, SceneWriter, is_complete
+from loc3r_core.world.scene_io import SceneWriter, is_complete
 from loc3r_core.world.situations import make_situations
 
 GENERATOR_VERSION = 1  # bump whenever the same seed and knobs would give different files
@@ -110,9 +110,8 @@ def read_manifest(out_dir: Path) -> dict | None:
 
 
 def _write_json_atomically(path: Path, data: dict) -> None:
-    tmp = path.with_name(f"{TMP_PREFIX}{path.name}-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from loc3r_core.atomic import TMP_PREFIX
 from loc3r_core.errors import DataError
 from loc3r_core.world.scene import Scene, Situation, situation_from_json, situation_to_json
 
 if TYPE_CHECKING:
     from loc3r_core.world.render import RenderedFrame
 
-TMP_PREFIX = ".tmp-"
 PNG_COMPRESSION = 3  # zlib level: near the smallest files at a fraction of level 9's time
 
 

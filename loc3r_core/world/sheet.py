@@ -15,6 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Polygon as PolygonPatch
 
+from loc3r_core.atomic import atomic_path
 from loc3r_core.geometry import camera_yaw
 from loc3r_core.world.scene import Scene, Situation
 from loc3r_core.world.scene_io import SceneFolder
@@ -94,6 +95,7 @@ def contact_sheet(folder: SceneFolder, out: Path) -> Path:
     text_ax.text(0, 1, "\n".join(lines) or "no situations", va="top", ha="left", fontsize=8, family="monospace")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
     return out
