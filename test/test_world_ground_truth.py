@@ -5,6 +5,7 @@ their own boxes, the frame is anchored as documented, every situation's claims h
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -245,44 +246,58 @@ def test_every_situation_states_what_holds_in_the_ground_truth(scene_dirs):
     assert set(kinds) == {"near", "on", "facing", "in_front_of", "between"}, kinds
 
 
+def sector_offset(b: float, centre: float) -> float:
+    return abs((b - centre + 180.0) % 360.0 - 180.0)
+
+
+SECTORS = {"front": 0.0, "left": 90.0, "behind": 180.0, "right": -90.0}
+ASKED_DIRECTION = {"What is in front of me?": "front", "What is on my left?": "left",
+                   "What is behind me?": "behind", "What is on my right?": "right"}
+
+
 def test_every_answer_holds_in_the_ground_truth(scene_dirs):
+    """Distances are floor distances to footprints, directions are bearings of centres in
+    90-degree sectors; every object a question is about was seen in the video."""
     types = Counter()
-    sector = {"front": 0.0, "left": 90.0, "behind": 180.0, "right": -90.0}
     for path in scene_dirs:
         _, scene, situations = load(path)
         objects = {o.id: o for o in scene.objects}
+        pixels = visible_pixels(path, scene)
+        seen = {i for i, n in pixels.items() if n >= 0.005 * scene.intrinsics.width * scene.intrinsics.height}
         for s in situations:
             assert s.questions, f"{s.text!r} has no questions"
+            dist = {o.id: footprint_distance(o, s.position) for o in scene.objects}
+            bearing = {o.id: bearing_deg(s.position, s.yaw, o.center[:2]) for o in scene.objects}
             for q in s.questions:
                 types[q.type] += 1
+                assert set(q.object_ids) <= seen, f"{q} is about an object never seen"
+                assert q.situated == (q.type != "count" or q.question.endswith("in front of me?")), q
                 if q.type == "direction":
-                    b = bearing_deg(s.position, s.yaw, objects[q.object_ids[0]].center[:2])
-                    off = abs((b - sector[q.answer] + 180.0) % 360.0 - 180.0)
-                    assert off < 45.0, (q, b)
+                    assert sector_offset(bearing[q.object_ids[0]], SECTORS[q.answer]) < 45.0, q
                 elif q.type == "distance":
-                    d = np.linalg.norm(objects[q.object_ids[0]].center[:2] - s.position)
-                    assert q.answer.endswith(" m") and abs(float(q.answer[:-2]) - d) <= 0.25 + 1e-9, (q, d)
+                    assert q.answer.endswith(" m") and abs(float(q.answer[:-2]) - dist[q.object_ids[0]]) <= 0.25, q
                 elif q.type == "nearest" and q.question == "Which object is closest to me?":
-                    nearest = min(scene.objects, key=lambda o: footprint_distance(o, s.position))
-                    assert q.answer == nearest.label, q
-                elif q.type == "nearest":  # "Which is closer to me, the A or the B?"
-                    assert q.answer in q.question
-                    others = [o for o in scene.objects if o.label in q.question and o.label != q.answer]
-                    mine = np.linalg.norm(objects[q.object_ids[0]].center[:2] - s.position)
-                    assert all(np.linalg.norm(o.center[:2] - s.position) > mine for o in others), q
+                    others = [o for o in scene.objects if o.label != q.answer]
+                    assert all(dist[o.id] > dist[q.object_ids[0]] for o in others), q
+                elif q.type == "nearest":
+                    named = re.fullmatch(r"Which is closer to me, the (.+) or the (.+)\?", q.question).groups()
+                    a, b = ([o for o in scene.objects if o.label == label] for label in named)
+                    assert len(a) == len(b) == 1, f"{q} names ambiguous objects"
+                    assert q.answer == min((a[0], b[0]), key=lambda o: dist[o.id]).label, q
                 elif q.type == "count":
                     label = next(o.label for o in scene.objects if f"many {plural(o.label)} " in q.question)
                     same = [o for o in scene.objects if o.label == label]
+                    assert all(o.id in seen for o in same), f"{q} counts objects never seen"
                     if q.question.endswith("in front of me?"):
-                        same = [o for o in same if abs(bearing_deg(s.position, s.yaw, o.center[:2])) < 90.0]
+                        same = [o for o in same if abs(bearing[o.id]) < 90.0]
                     assert q.answer == str(len(same)), q
                 elif q.type == "what_direction":
-                    direction = {"What is in front of me?": 0.0, "What is on my left?": 90.0,
-                                 "What is behind me?": 180.0, "What is on my right?": -90.0}[q.question]
-                    cone = [o for o in scene.objects
-                            if abs((bearing_deg(s.position, s.yaw, o.center[:2]) - direction + 180) % 360 - 180) <= 30]
-                    nearest = min(cone, key=lambda o: np.linalg.norm(o.center[:2] - s.position))
-                    assert q.answer == nearest.label, q
+                    centre = SECTORS[ASKED_DIRECTION[q.question]]
+                    answer = objects[q.object_ids[0]]
+                    assert answer.label == q.answer and sector_offset(bearing[answer.id], centre) < 45.0, q
+                    in_sector = [o for o in scene.objects  # (the object one sits on has no direction)
+                                 if sector_offset(bearing[o.id], centre) < 45.0 and dist[o.id] > 0.0]
+                    assert all(dist[o.id] > dist[answer.id] for o in in_sector if o.label != answer.label), q
                 else:
                     raise AssertionError(f"unknown question type {q.type}")
     assert set(types) == {"direction", "distance", "nearest", "count", "what_direction"}, types

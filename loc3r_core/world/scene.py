@@ -45,6 +45,7 @@ class Question:
     question: str
     answer: str
     object_ids: tuple[int, ...]  # the objects the answer is about
+    situated: bool = True  # whether the answer depends on where the asker is
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,8 @@ def situation_to_json(situation: Situation) -> dict:
         "text": situation.text,
         "relations": list(situation.relations),
         "questions": [
-            {"type": q.type, "question": q.question, "answer": q.answer, "object_ids": list(q.object_ids)}
+            {"type": q.type, "question": q.question, "answer": q.answer, "object_ids": list(q.object_ids),
+             "situated": q.situated}
             for q in situation.questions
         ],
     }
@@ -151,7 +153,8 @@ def situation_from_json(data: dict) -> Situation:
         text=str(data["text"]),
         relations=tuple(data["relations"]),
         questions=tuple(
-            Question(q["type"], q["question"], q["answer"], tuple(q["object_ids"])) for q in data["questions"]
+            Question(q["type"], q["question"], q["answer"], tuple(q["object_ids"]), bool(q.get("situated", True)))
+            for q in data["questions"]
         ),
     )
 

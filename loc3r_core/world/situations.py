@@ -17,7 +17,7 @@ import numpy as np
 
 from loc3r_core.geometry import heading_to, wrap_angle
 from loc3r_core.world.freespace import FreeSpace
-from loc3r_core.world.polygon import distance_to_box, to_box_frame
+from loc3r_core.world.polygon import distance_to_box, from_box_frame, to_box_frame
 from loc3r_core.world.scene import Question, Scene, SceneObject, Situation
 from loc3r_core.world.vocabulary import CATEGORY_BY_NAME
 
@@ -31,8 +31,9 @@ BETWEEN_MAX_OFFSET_M = 0.4  # "between A and C": this close to the segment joini
 BETWEEN_T = (0.3, 0.7)  # ... and this far along it
 SECTOR_MARGIN_DEG = 12.0  # direction answers keep clear of sector boundaries by this
 TOO_CLOSE_M = 0.6  # objects nearer than this have no meaningful direction
-WHAT_DIRECTION_CONE_DEG = 30.0
 DISTANCE_STEP_M = 0.5  # distance answers are rounded to this
+MIN_ASKED_DISTANCE_M = 0.25  # nobody asks how far away the thing they touch is
+NEAR_TIE_M = 0.5  # "closest"/"closer"/"what is on my left" need the answer this much nearer than rivals
 
 PLURALS = {"shelf": "shelves", "trash can": "trash cans"}
 SITUATIONS_PER_SCENE = 8
@@ -78,7 +79,7 @@ def make_situations(
             continue
         position, yaw, text, relations = made
         situation = Situation(len(situations), position, yaw, text, tuple(relations))
-        questions = make_questions(rng, scene, situation, nameable)
+        questions = make_questions(rng, scene, situation, nameable, visible_ids)
         situations.append(Situation(situation.id, position, yaw, text, tuple(relations), tuple(questions)))
     return situations
 
@@ -124,9 +125,7 @@ def _ring(obj: SceneObject, gap: float, count: int = 48) -> np.ndarray:
     t = np.linspace(0, 2 * math.pi, count, endpoint=False)
     square = np.stack([np.cos(t), np.sin(t)], axis=1)
     square /= np.abs(square).max(axis=1, keepdims=True)  # onto the unit square's boundary
-    local = square * half
-    c, s = math.cos(obj.yaw), math.sin(obj.yaw)
-    return local @ np.array([[c, s], [-s, c]]) + obj.center[:2]
+    return from_box_frame(square * half, obj.center[:2], obj.yaw)
 
 
 def _next_to(rng: np.random.Generator, scene: Scene, free: FreeSpace, nameable: list[SceneObject]) -> Made:
@@ -164,10 +163,7 @@ def _sitting_on(rng: np.random.Generator, scene: Scene, free: FreeSpace, nameabl
         target = _pick(rng, others)
         local = to_box_frame(target.center[:2], seat.center[:2], seat.yaw)
         inner = seat.size[:2] / 2 - 0.2
-        edge_local = np.clip(local, -inner, inner)
-        c, s = math.cos(seat.yaw), math.sin(seat.yaw)
-        position = seat.center[:2] + np.array([c * edge_local[0] - s * edge_local[1],
-                                               s * edge_local[0] + c * edge_local[1]])
+        position = from_box_frame(np.clip(local, -inner, inner), seat.center[:2], seat.yaw)
         yaw = _face(rng, position, target)
         text = _pick(rng, ("I am sitting on the edge of the {a}, facing the {b}.",
                            "I am sitting on the {a} looking towards the {b}.")).format(a=seat.label, b=target.label)
@@ -180,8 +176,8 @@ def _in_front_of(rng: np.random.Generator, scene: Scene, free: FreeSpace, nameab
     if not fronted:
         return None
     anchor = _pick(rng, fronted)
-    forward = np.array([math.cos(anchor.yaw), math.sin(anchor.yaw)])
-    position = anchor.center[:2] + forward * (anchor.size[0] / 2 + rng.uniform(0.4, 0.7))
+    position = from_box_frame(np.array([anchor.size[0] / 2 + rng.uniform(0.4, 0.7), 0.0]), anchor.center[:2],
+                              anchor.yaw)
     if not free.is_free(position):
         return None
     text = _pick(rng, ("I am standing in front of the {a}, looking at it.",
@@ -211,8 +207,7 @@ def _through_door(rng: np.random.Generator, scene: Scene, free: FreeSpace, namea
     if not doors:
         return None
     door = doors[0]
-    forward = np.array([math.cos(door.yaw), math.sin(door.yaw)])
-    position = door.center[:2] + forward * rng.uniform(0.45, 0.7)
+    position = from_box_frame(np.array([rng.uniform(0.45, 0.7), 0.0]), door.center[:2], door.yaw)
     if not free.is_free(position):
         return None
     target = _pick(rng, [o for o in nameable if o.id != door.id])
@@ -225,31 +220,33 @@ def _through_door(rng: np.random.Generator, scene: Scene, free: FreeSpace, namea
 
 
 def make_questions(
-    rng: np.random.Generator, scene: Scene, situation: Situation, nameable: list[SceneObject]
+    rng: np.random.Generator, scene: Scene, situation: Situation, nameable: list[SceneObject], seen_ids: set[int]
 ) -> list[Question]:
-    """A balanced handful of unambiguous questions asked from the situation."""
+    """A balanced handful of unambiguous questions asked from the situation, about seen objects.
+
+    Distances are floor distances to an object's footprint (its nearest side); directions are
+    bearings of its centre.
+    """
     position, yaw = situation.position, situation.yaw
     candidates: dict[str, list[Question]] = {t: [] for t in QUESTION_TYPES}
     for obj in nameable:
-        if _footprint_distance(position, obj) < TOO_CLOSE_M:
-            continue
+        distance = floor_distance(position, obj)
         b = bearing(position, yaw, obj.center[:2])
-        if not near_sector_boundary(b):
+        if distance >= TOO_CLOSE_M and not near_sector_boundary(b):
             template = _pick(rng, ("Is the {x} to my left, right, front or behind?",
                                    "Where is the {x} relative to me: front, behind, left or right?",
                                    "In which direction is the {x} from me?"))
             candidates["direction"].append(
                 Question("direction", template.format(x=obj.label), direction_of(b), (obj.id,)))
-        distance = float(np.linalg.norm(obj.center[:2] - position))
         steps = distance / DISTANCE_STEP_M
-        if abs(steps - math.floor(steps) - 0.5) > 0.15:  # not close to a rounding boundary
+        if distance >= MIN_ASKED_DISTANCE_M and abs(steps - math.floor(steps) - 0.5) > 0.15:  # clear of rounding
             template = _pick(rng, ("How far away is the {x} from me?", "What is the distance between me and the {x}?"))
             candidates["distance"].append(
                 Question("distance", template.format(x=obj.label), rounded_distance(distance), (obj.id,)))
 
-    candidates["nearest"] += _nearest_questions(rng, scene, position, nameable)
-    candidates["count"] += _count_questions(rng, scene, position, yaw)
-    candidates["what_direction"] += _what_direction_questions(position, yaw, scene.objects)
+    candidates["nearest"] += _nearest_questions(rng, scene, position, nameable, seen_ids)
+    candidates["count"] += _count_questions(rng, scene, position, yaw, seen_ids)
+    candidates["what_direction"] += _what_direction_questions(scene, position, yaw, seen_ids)
 
     chosen: list[Question] = []
     for _ in range(2):  # at most two of a type, types in random order
@@ -260,60 +257,71 @@ def make_questions(
     return chosen
 
 
-def _footprint_distance(position: np.ndarray, obj: SceneObject) -> float:
+def floor_distance(position: np.ndarray, obj: SceneObject) -> float:
+    """Distance on the floor from a position to the object's footprint; 0 on or inside it."""
     return float(distance_to_box(position, obj.center[:2], obj.size[:2], obj.yaw))
 
 
 def _nearest_questions(
-    rng: np.random.Generator, scene: Scene, position: np.ndarray, nameable: list[SceneObject]
+    rng: np.random.Generator, scene: Scene, position: np.ndarray, nameable: list[SceneObject], seen_ids: set[int]
 ) -> list[Question]:
     questions = []
-    ranked = sorted(scene.objects, key=lambda o: _footprint_distance(position, o))
-    rival = next((o for o in ranked[1:] if o.label != ranked[0].label), None)
-    if rival is None or _footprint_distance(position, rival) - _footprint_distance(position, ranked[0]) >= 0.3:
-        questions.append(Question("nearest", "Which object is closest to me?", ranked[0].label, (ranked[0].id,)))
+    ranked = sorted(scene.objects, key=lambda o: floor_distance(position, o))
+    closest = ranked[0]
+    rival = next((o for o in ranked[1:] if o.label != closest.label), None)
+    clear = rival is None or floor_distance(position, rival) - floor_distance(position, closest) >= NEAR_TIE_M
+    if clear and closest.id in seen_ids:
+        questions.append(Question("nearest", "Which object is closest to me?", closest.label, (closest.id,)))
     if len(nameable) >= 2:
         a, b = (nameable[i] for i in rng.choice(len(nameable), size=2, replace=False))
-        da, db = (float(np.linalg.norm(o.center[:2] - position)) for o in (a, b))
-        if abs(da - db) >= 0.5:
+        da, db = floor_distance(position, a), floor_distance(position, b)
+        if abs(da - db) >= NEAR_TIE_M:
             closer = a if da < db else b
             questions.append(Question("nearest", f"Which is closer to me, the {a.label} or the {b.label}?",
                                       closer.label, (closer.id,)))
     return questions
 
 
-def _count_questions(rng: np.random.Generator, scene: Scene, position: np.ndarray, yaw: float) -> list[Question]:
-    counts = Counter(o.label for o in scene.objects)
-    label = _pick(rng, sorted(counts))
-    questions = [Question("count", f"How many {plural(label)} are there in the room?", str(counts[label]),
-                          tuple(o.id for o in scene.objects if o.label == label))]
-    same = [o for o in scene.objects if o.label == label]
+def _count_questions(
+    rng: np.random.Generator, scene: Scene, position: np.ndarray, yaw: float, seen_ids: set[int]
+) -> list[Question]:
+    """Counts of a label every instance of which was seen; "in the room" is not situated."""
+    by_label: dict[str, list[SceneObject]] = {}
+    for obj in scene.objects:
+        by_label.setdefault(obj.label, []).append(obj)
+    countable = sorted(label for label, objs in by_label.items() if all(o.id in seen_ids for o in objs))
+    if not countable:
+        return []
+    label = _pick(rng, countable)
+    same = by_label[label]
+    questions = [Question("count", f"How many {plural(label)} are there in the room?", str(len(same)),
+                          tuple(o.id for o in same), situated=False)]
     bearings = [bearing(position, yaw, o.center[:2]) for o in same]
     clear = all(abs(abs(math.degrees(b)) - 90.0) > SECTOR_MARGIN_DEG for b in bearings)
-    if clear and all(_footprint_distance(position, o) >= TOO_CLOSE_M for o in same):
+    if clear and all(floor_distance(position, o) >= TOO_CLOSE_M for o in same):
         ahead = tuple(o.id for o, b in zip(same, bearings, strict=True) if abs(b) < math.pi / 2)
         questions.append(Question("count", f"How many {plural(label)} are in front of me?", str(len(ahead)), ahead))
     return questions
 
 
-def _what_direction_questions(position: np.ndarray, yaw: float, objects: Sequence[SceneObject]) -> list[Question]:
-    """"What is on my left?": the nearest object within the cone, if clearly the nearest and
-    not so close (or under the agent) that its direction is moot."""
+def _what_direction_questions(scene: Scene, position: np.ndarray, yaw: float, seen_ids: set[int]) -> list[Question]:
+    """"What is on my left?": the nearest object well inside that sector (the same 90-degree
+    sectors as direction answers), asked only if no object of another label in or near the
+    sector is about as near, and the answer was seen and is not under the asker's feet."""
     phrases = {"front": "What is in front of me?", "left": "What is on my left?",
                "behind": "What is behind me?", "right": "What is on my right?"}
     questions = []
+    around = [o for o in scene.objects if floor_distance(position, o) > 0.0]  # what one sits on has no direction
     for k, direction in enumerate(DIRECTIONS):
         centre = math.radians(90.0 * k)
-        cone = math.radians(WHAT_DIRECTION_CONE_DEG)
-        in_cone = [o for o in objects if abs(wrap_angle(bearing(position, yaw, o.center[:2]) - centre)) <= cone]
-        if not in_cone:
+        offsets = {o.id: abs(float(wrap_angle(bearing(position, yaw, o.center[:2]) - centre))) for o in around}
+        inside = [o for o in around if offsets[o.id] < math.radians(45.0 - SECTOR_MARGIN_DEG)]
+        if not inside:
             continue
-        in_cone.sort(key=lambda o: np.linalg.norm(o.center[:2] - position))
-        first = in_cone[0]
-        if _footprint_distance(position, first) < TOO_CLOSE_M:
-            continue
-        rival = next((o for o in in_cone[1:] if o.label != first.label), None)
-        first_distance = np.linalg.norm(first.center[:2] - position)
-        if rival is None or np.linalg.norm(rival.center[:2] - position) - first_distance >= 0.5:
-            questions.append(Question("what_direction", phrases[direction], first.label, (first.id,)))
+        answer = min(inside, key=lambda o: floor_distance(position, o))
+        distance = floor_distance(position, answer)
+        contenders = [o for o in around if offsets[o.id] < math.radians(45.0 + SECTOR_MARGIN_DEG)]
+        tied = any(o.label != answer.label and floor_distance(position, o) < distance + NEAR_TIE_M for o in contenders)
+        if not tied and answer.id in seen_ids and distance >= TOO_CLOSE_M:
+            questions.append(Question("what_direction", phrases[direction], answer.label, (answer.id,)))
     return questions
