@@ -77,6 +77,7 @@ def test_a_killed_run_leaves_no_half_scene_and_resumes_to_the_same_files(referen
     (["--frames", "1"], "--frames must be between"),
     (["--image-size", "8"], "--image-size must be between"),
     (["--workers", "0"], "--workers must be at least 1"),
+    (["--seed", "-1"], "--seed must be a non-negative integer"),
     (["--split", "nope"], "invalid choice"),
 ])
 def test_invalid_knobs_get_one_line_and_write_nothing(tmp_path, args, message):
@@ -85,6 +86,52 @@ def test_invalid_knobs_get_one_line_and_write_nothing(tmp_path, args, message):
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, result.stderr
     assert not out.exists()
+
+
+def test_regenerating_from_a_manifest_gives_the_same_files(reference, tmp_path):
+    again = tmp_path / "from_manifest"
+    run_cli("data", "generate", "--out", again, "--manifest", reference / "manifest.json", "--no-progress", check=True)
+    assert digests(again) == digests(reference)
+    mixed = run_cli("data", "generate", "--out", again, "--manifest", reference / "manifest.json", "--frames", "9")
+    assert mixed.returncode == 2 and "drop --frames" in mixed.stderr
+
+
+def test_ctrl_c_stops_a_parallel_run_at_once_and_it_resumes(reference, tmp_path):
+    out = tmp_path / "interrupted"
+    cmd = [sys.executable, "-m", "loc3r_core.cli.main", "data", "generate", "--out", str(out), "--scenes", "60",
+           "--seed", "7", "--workers", "2", *TINY]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(list(out.glob("scene_*/scene.json"))) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, "generation ended or stalled early"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group, workers included
+    _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 130 and stderr.strip().splitlines()[-1] == "loc3r: interrupted", stderr
+    assert "Traceback" not in stderr
+    made = list(out.glob("scene_*"))
+    assert 2 <= len(made) < 60 and all((p / "scene.json").exists() for p in made)
+    run_cli("data", "generate", "--out", out, "--scenes", "4", "--seed", "7", *TINY, check=True)
+    assert {k: v for k, v in digests(out).items() if k.split("/")[0] in {f"scene_{i:05d}" for i in range(4)}} \
+        == {k: v for k, v in digests(reference).items() if k.startswith("scene_")}
+
+
+def test_folders_it_cannot_vouch_for_are_refused(reference, tmp_path):
+    stray = tmp_path / "stray"
+    (stray / "scene_00000").mkdir(parents=True)
+    result = run_cli("data", "generate", "--out", stray, "--scenes", "1", *TINY)
+    assert result.returncode == 2 and "not complete scenes" in result.stderr
+    orphan = tmp_path / "orphan"
+    shutil.copytree(reference / "scene_00000", orphan / "scene_00000")
+    result = run_cli("data", "generate", "--out", orphan, "--scenes", "1", *TINY)
+    assert result.returncode == 2 and "no manifest.json" in result.stderr
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    result = run_cli("data", "generate", "--out", a_file, "--scenes", "1", *TINY)
+    assert result.returncode == 2 and "not a directory" in result.stderr
+    result = run_cli("data", "show", reference / "scene_00000", "--out", tmp_path)
+    assert result.returncode == 2 and "is a directory" in result.stderr
 
 
 def test_resuming_with_other_settings_is_refused(reference, tmp_path):

@@ -7,6 +7,7 @@ import json
 from dataclasses import fields, replace
 from pathlib import Path
 
+from loc3r_core.errors import UsageError
 from loc3r_core.world.knobs import SPLITS, WorldKnobs, split_named
 
 # Range knobs: flag -> (type of one value, help). Each flag's dest is its WorldKnobs field.
@@ -36,6 +37,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     gen.add_argument("--frames", type=int, help=f"frames per scene (default {defaults.frames})")
     gen.add_argument("--image-size", type=int, help=f"square image side, pixels (default {defaults.image_size})")
     gen.add_argument("--fov", type=float, help=f"camera field of view, degrees (default {defaults.fov})")
+    gen.add_argument("--manifest", type=Path, help="regenerate the dataset a manifest.json describes (its seed, "
+                     "scenes, split and knobs; no other settings flags then)")
     gen.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
     gen.add_argument("--no-progress", action="store_true", help="no progress bar")
     gen.set_defaults(handler=_generate)
@@ -60,14 +63,30 @@ def knobs_from_args(args: argparse.Namespace, base: WorldKnobs) -> WorldKnobs:
     return replace(base, **{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}).validate()
 
 
-def _generate(args: argparse.Namespace) -> int:
-    from loc3r_core.world.generate import generate_dataset
+def _settings(args: argparse.Namespace) -> tuple[int, int, WorldKnobs, str | None]:
+    """(scenes, seed, knobs, split) from a manifest, or from the split preset and the flags."""
+    from loc3r_core.world.generate import load_manifest
 
+    if args.manifest is not None:
+        given = [name for name in ("scenes", "seed", "split", *(f.name for f in fields(WorldKnobs)))
+                 if getattr(args, name) is not None]
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise UsageError(f"--manifest takes every setting from {args.manifest}; drop {flags}")
+        manifest = load_manifest(args.manifest)
+        return manifest["scenes"], manifest["seed"], WorldKnobs.from_dict(manifest["knobs"]), manifest.get("split")
     split = split_named(args.split) if args.split else None
     knobs = knobs_from_args(args, split.knobs if split else WorldKnobs())
     scenes = args.scenes if args.scenes is not None else (split.scenes if split else 10)
     seed = args.seed if args.seed is not None else (split.seed if split else 0)
-    report = generate_dataset(args.out, scenes, seed, knobs, workers=args.workers, split=args.split,
+    return scenes, seed, knobs, args.split
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from loc3r_core.world.generate import generate_dataset
+
+    scenes, seed, knobs, split = _settings(args)
+    report = generate_dataset(args.out, scenes, seed, knobs, workers=args.workers, split=split,
                               progress=not args.no_progress)
     print(f"{args.out}: {report.generated} scenes generated, {report.skipped} already complete; "
           f"{report.frames} frames in {report.wall_s:.1f} s "
@@ -79,6 +98,8 @@ def _show(args: argparse.Namespace) -> int:
     from loc3r_core.world.scene_io import SceneFolder
     from loc3r_core.world.sheet import contact_sheet
 
+    if args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a directory; name the PNG to write")
     out = contact_sheet(SceneFolder(args.scene), args.out)
     print(f"wrote {out}")
     return 0

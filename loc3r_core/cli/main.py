@@ -36,6 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Loc3rError as exc:
         print(f"loc3r: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a full disk, a missing permission, a path that is not what it should be
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"loc3r: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("loc3r: interrupted", file=sys.stderr)
         return 130

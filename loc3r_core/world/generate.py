@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import multiprocessing
 import shutil
+import signal
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,7 @@ from loc3r_core import __version__
 from loc3r_core.atomic import TMP_PREFIX, atomic_path
 from loc3r_core.errors import DataError, UsageError
 from loc3r_core.world.build import build_scene
+from loc3r_core.world.gl import backend
 from loc3r_core.world.knobs import WorldKnobs
 from loc3r_core.world.scene import transform_situation
 from loc3r_core.world.scene_io import SceneWriter, is_complete
@@ -29,7 +32,7 @@ from loc3r_core.world.situations import make_situations
 
 GENERATOR_VERSION = 1  # bump whenever the same seed and knobs would give different files
 MANIFEST = "manifest.json"
-_IDENTITY_KEYS = ("generator_version", "seed", "knobs")  # what must match to resume
+_IDENTITY_KEYS = ("generator_version", "renderer", "seed", "knobs")  # what must match to resume
 
 
 @dataclass(frozen=True)
@@ -96,17 +99,26 @@ def _manifest(seed: int, scenes: int, knobs: WorldKnobs, split: str | None) -> d
         "scenes": scenes,
         "scene_seed": "numpy.random.SeedSequence([seed, scene_index])",
         "knobs": knobs.to_dict(),
+        # Which objects count as seen (and so which situations exist) follows the rendered
+        # pixels: bit-for-bit regeneration needs the same MuJoCo and GL backend.
+        "renderer": {"mujoco": metadata.version("mujoco"), "gl": backend()},
     }
 
 
-def read_manifest(out_dir: Path) -> dict | None:
-    path = out_dir / MANIFEST
-    if not path.exists():
-        return None
+def load_manifest(path: Path) -> dict:
+    """A dataset's manifest.json, checked to be one this generator can reproduce."""
     try:
-        return json.loads(path.read_text())
-    except ValueError as exc:
-        raise DataError(f"{path} is not valid JSON: {exc}") from exc
+        manifest = json.loads(path.read_text())
+        WorldKnobs.from_dict(manifest["knobs"])
+        int(manifest["seed"]), int(manifest["scenes"])
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{path} is not a loc3r dataset manifest ({exc!r})") from exc
+    if manifest.get("generator_version") != GENERATOR_VERSION:
+        raise DataError(f"{path} was made by generator version {manifest.get('generator_version')}; "
+                        f"this loc3r has version {GENERATOR_VERSION} and cannot reproduce it")
+    return manifest
 
 
 def _write_json_atomically(path: Path, data: dict) -> None:
@@ -140,20 +152,16 @@ def generate_dataset(
     knobs.validate()
     if scenes < 1:
         raise UsageError(f"--scenes must be at least 1, not {scenes}")
+    if seed < 0:
+        raise UsageError(f"--seed must be a non-negative integer, not {seed}")
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, not {workers}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} exists and is not a directory")
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = _manifest(seed, scenes, knobs, split)
-    earlier = read_manifest(out_dir)
-    has_scenes = any(is_complete(p) for p in out_dir.glob("scene_*"))
-    if earlier is not None and has_scenes:
-        differing = [f"{k}: {earlier.get(k)} there, {manifest[k]} now" for k in _IDENTITY_KEYS
-                     if earlier.get(k) != manifest[k]]
-        if differing:
-            raise UsageError(
-                f"{out_dir} holds scenes made with other settings ({'; '.join(differing)}); "
-                "use another --out, or the same settings to resume"
-            )
+    earlier = _check_resumable(out_dir, manifest)
+    if earlier is not None:
         manifest["scenes"] = max(scenes, int(earlier.get("scenes", 0)))
     _write_json_atomically(out_dir / MANIFEST, manifest)
     for leftover in out_dir.glob(f"{TMP_PREFIX}*"):  # scenes an interrupted run left half-written
@@ -161,22 +169,8 @@ def generate_dataset(
 
     todo = [i for i in range(scenes) if not is_complete(out_dir / scene_name(i))]
     started = time.perf_counter()
-    timings: list[SceneTiming] = []
-    bar = tqdm(total=scenes, initial=scenes - len(todo), unit="scene", desc="generating", disable=not progress)
-    try:
-        if workers == 1 or len(todo) <= 1:
-            for i in todo:
-                timings.append(generate_scene(out_dir, i, seed, knobs))
-                bar.update()
-        else:
-            context = multiprocessing.get_context("spawn")  # no GL state or threads inherited
-            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-                futures = [pool.submit(generate_scene, out_dir, i, seed, knobs) for i in todo]
-                for future in as_completed(futures):
-                    timings.append(future.result())
-                    bar.update()
-    finally:
-        bar.close()
+    with tqdm(total=scenes, initial=scenes - len(todo), unit="scene", desc="generating", disable=not progress) as bar:
+        timings = _generate_scenes(out_dir, todo, seed, knobs, workers, bar)
     return GenerationReport(
         generated=len(timings),
         skipped=scenes - len(todo),
@@ -184,3 +178,56 @@ def generate_dataset(
         wall_s=time.perf_counter() - started,
         worker_s=sum(t.total_s for t in timings),
     )
+
+
+def _check_resumable(out_dir: Path, manifest: dict) -> dict | None:
+    """The earlier manifest of a dataset this run may complete, or None for a new one.
+
+    Refuses scenes made with other settings, scenes without a manifest, and scene folders this
+    generator did not write (it writes them complete or not at all).
+    """
+    folders = sorted(out_dir.glob("scene_*"))
+    foreign = [p.name for p in folders if not is_complete(p)]
+    if foreign:
+        raise UsageError(f"{out_dir} holds folders that are not complete scenes ({', '.join(foreign[:3])}); "
+                         "remove them or use another --out")
+    if not folders:
+        return None
+    if not (out_dir / MANIFEST).exists():
+        raise UsageError(f"{out_dir} holds scenes but no {MANIFEST}, so their settings are unknown; "
+                         "use another --out")
+    earlier = json.loads((out_dir / MANIFEST).read_text())
+    differing = [f"{k}: {earlier.get(k)} there, {manifest[k]} now" for k in _IDENTITY_KEYS
+                 if earlier.get(k) != manifest[k]]
+    if differing:
+        raise UsageError(f"{out_dir} holds scenes made with other settings ({'; '.join(differing)}); "
+                         "use another --out, or the same settings to resume")
+    return earlier
+
+
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the parent, which cancels what is queued and stops them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _generate_scenes(
+    out_dir: Path, todo: list[int], seed: int, knobs: WorldKnobs, workers: int, bar: tqdm
+) -> list[SceneTiming]:
+    timings = []
+    if workers == 1 or len(todo) <= 1:
+        for i in todo:
+            timings.append(generate_scene(out_dir, i, seed, knobs))
+            bar.update()
+        return timings
+    context = multiprocessing.get_context("spawn")  # no GL state or threads inherited
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_ignore_sigint)
+    try:
+        futures = [pool.submit(generate_scene, out_dir, i, seed, knobs) for i in todo]
+        for future in as_completed(futures):
+            timings.append(future.result())
+            bar.update()
+    finally:
+        # On Ctrl-C or a failed scene, drop what has not started; scenes in progress finish, or
+        # stay temporary folders that the next run removes.
+        pool.shutdown(wait=True, cancel_futures=True)
+    return timings
