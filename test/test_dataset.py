@@ -89,10 +89,35 @@ def test_patch_labels_name_what_the_patch_shows(walk):
                         assert int(item["patch_label"][k, r, c]) == expected
                         checked += 1
                     elif len(ids) == 1:
-                        assert PATCH_CLASSES[int(item["patch_label"][k, r, c])] in STRUCTURE_CLASSES
-    assert checked > 20
+                        z = item["patch_points"][k, r, c, 2]  # a patch of structure: which part?
+                        expected = "floor" if z < 0.02 else "ceiling" if z > folder.scene.room.height - 0.02 else None
+                        label = PATCH_CLASSES[int(item["patch_label"][k, r, c])]
+                        assert label == expected if expected else label in STRUCTURE_CLASSES
+                        checked += expected is not None
+    assert checked > 40
     all_labels = torch.cat([ds[i]["patch_label"].flatten() for i in range(0, len(ds), 5)])
-    assert {0, 1}.issubset(set(all_labels.tolist())), "floor and walls appear"
+    assert {0, 1, 2}.issubset(set(all_labels.tolist())), "floor, walls and ceiling appear"
+
+
+def test_pseudo_situations_replace_only_situation_free_questions(walk):
+    always = SceneClipDataset(walk, num_frames=2, pseudo_situation_share=1.0)
+    never = SceneClipDataset(walk, num_frames=2)
+    replaced = 0
+    for index in range(len(always)):
+        folder = always.scenes[always.items[index][0]]
+        question = folder.situations[always.items[index][1]].questions[always.items[index][2]]
+        item = always[index]
+        if question.situated:
+            assert item["has_situation"] and item["situation_text"] == folder.situations[always.items[index][1]].text
+        else:
+            assert not item["has_situation"] and item["situation_text"] == "I am standing in the room."
+            assert question.question.endswith("in the room?")
+            replaced += 1
+        if index % 9 == 0:
+            assert never[index]["has_situation"]
+    assert replaced > 0
+    with pytest.raises(ValueError, match="pseudo_situation_share"):
+        SceneClipDataset(walk, pseudo_situation_share=1.5)
 
 
 def test_situations_keep_their_meaning_in_the_clip_frame(walk):

@@ -5,11 +5,13 @@ anchored to the clip's first sampled camera (as METHOD.md's BEV frame is), with
 - the pose prior: each frame's pose relative to the first sampled frame (what odometry gives),
 - the ego pose of every frame (x, y, yaw in the clip's BEV frame),
 - per-patch BEV targets (mean back-projected point of the patch) and per-patch labels,
-- one situation with one of its questions, placed in the same frame.
+- one situation with one of its questions, placed in the same frame (or, for a share of the
+  questions whose answer does not depend on the asker, the pseudo-situation of METHOD.md).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,8 @@ from torch.utils.data import Dataset
 
 from loc3r_core.data.targets import patch_targets
 from loc3r_core.errors import DataError
-from loc3r_core.geometry import anchor_frame, camera_yaw, invert_pose, transform_planar
+from loc3r_core.geometry import anchor_frame, camera_yaw, invert_pose, transform_points
+from loc3r_core.world.scene import transform_situation
 from loc3r_core.world.scene_io import SceneFolder, is_complete
 
 SAMPLING = ("uniform", "random")
@@ -27,7 +30,12 @@ PSEUDO_SITUATION = "I am standing in the room."  # METHOD.md: questions without 
 
 
 class SceneClipDataset(Dataset):
-    """Items are (scene, situation, question) triples; each loads its own clip of the scene."""
+    """Items are (scene, situation, question) triples; each loads its own clip of the scene.
+
+    Per-frame targets are computed once per frame in the scene's stored frame and cached
+    (re-anchoring a clip is a rigid motion, which commutes with the patch means), so the many
+    questions of a scene share that work.
+    """
 
     def __init__(
         self,
@@ -36,10 +44,14 @@ class SceneClipDataset(Dataset):
         patch_grid: tuple[int, int] = (8, 8),
         image_size: int | None = None,
         sampling: str = "uniform",
+        pseudo_situation_share: float = 0.0,
         seed: int = 0,
+        cached_frames: int = 50_000,
     ) -> None:
         if sampling not in SAMPLING:
             raise ValueError(f"sampling must be one of {SAMPLING}, not {sampling!r}")
+        if not 0.0 <= pseudo_situation_share <= 1.0:
+            raise ValueError(f"pseudo_situation_share must lie in [0, 1], not {pseudo_situation_share}")
         self.root = Path(root)
         self.scenes = [SceneFolder(p) for p in sorted(self.root.glob("scene_*")) if is_complete(p)]
         if not self.scenes:
@@ -48,6 +60,7 @@ class SceneClipDataset(Dataset):
         self.patch_grid = patch_grid
         self.image_size = image_size
         self.sampling = sampling
+        self.pseudo_situation_share = pseudo_situation_share
         self.seed = seed
         self.epoch = 0
         self.items = [
@@ -56,6 +69,8 @@ class SceneClipDataset(Dataset):
             for situation_index, situation in enumerate(folder.situations)
             for question_index in range(len(situation.questions))
         ]
+        self._frame_cache: OrderedDict[tuple[int, int], dict[str, np.ndarray]] = OrderedDict()
+        self._cached_frames = cached_frames
 
     def set_epoch(self, epoch: int) -> None:
         """Random sampling draws other frames each epoch, reproducibly."""
@@ -64,14 +79,31 @@ class SceneClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def _rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.epoch, index])
+
     def frame_indices(self, index: int) -> np.ndarray:
         scene_index = self.items[index][0]
         total = len(self.scenes[scene_index].scene.frames)
         count = min(self.num_frames, total)
         if self.sampling == "uniform":
             return np.linspace(0, total - 1, count).round().astype(np.int64)
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        return np.sort(rng.choice(total, size=count, replace=False))
+        return np.sort(self._rng(index).choice(total, size=count, replace=False))
+
+    def frame_targets(self, scene_index: int, frame: int) -> dict[str, np.ndarray]:
+        """Patch targets of one frame in the scene's stored frame (cached, least recently used out)."""
+        key = (scene_index, frame)
+        if key in self._frame_cache:
+            self._frame_cache.move_to_end(key)
+            return self._frame_cache[key]
+        folder = self.scenes[scene_index]
+        scene = folder.scene
+        targets = patch_targets(folder.depth(frame), folder.instance(frame), scene.intrinsics,
+                                scene.frames[frame].T_world_camera, scene, self.patch_grid)
+        self._frame_cache[key] = targets
+        if len(self._frame_cache) > self._cached_frames:
+            self._frame_cache.popitem(last=False)
+        return targets
 
     def __getitem__(self, index: int) -> dict:
         scene_index, situation_index, question_index = self.items[index]
@@ -81,36 +113,30 @@ class SceneClipDataset(Dataset):
         poses_world = np.stack([scene.frames[i].T_world_camera for i in picks])
         T_clip_world = anchor_frame(poses_world[0])
         poses = T_clip_world @ poses_world
-        clip_scene = scene.transformed(T_clip_world)
+        targets = [self.frame_targets(scene_index, int(i)) for i in picks]
+        points = transform_points(T_clip_world, np.stack([t["points"] for t in targets]))
 
-        images, points, valid, labels = [], [], [], []
-        for k, i in enumerate(picks):
-            targets = patch_targets(folder.depth(int(i)), folder.instance(int(i)), scene.intrinsics,
-                                    poses[k], clip_scene, self.patch_grid)
-            points.append(targets["points"])
-            valid.append(targets["valid"])
-            labels.append(targets["label"])
-            images.append(self._image(folder.rgb(int(i))))
-
-        situation = folder.situations[situation_index]
+        situation = transform_situation(folder.situations[situation_index], T_clip_world)
         question = situation.questions[question_index]
-        position, yaw = transform_planar(T_clip_world, situation.position, situation.yaw)
-        points_array = np.stack(points)
+        # METHOD.md: questions asked without a situation get a pseudo-situation; only answers
+        # that do not depend on where the asker is may lose theirs.
+        has_situation = question.situated or self._rng(index).random() >= self.pseudo_situation_share
         return {
             "scene": folder.path.name,
             "frame_indices": torch.from_numpy(picks),
             "stamps": torch.tensor([scene.frames[i].stamp for i in picks], dtype=torch.float64),
-            "images": torch.from_numpy(np.stack(images)),
+            "images": torch.from_numpy(np.stack([self._image(folder.rgb(int(i))) for i in picks])),
             "T_world_camera": torch.from_numpy(poses),
             "prior_pose": torch.from_numpy(invert_pose(poses[0]) @ poses),
             "ego_pose": torch.from_numpy(np.concatenate([poses[:, :2, 3], camera_yaw(poses)[:, None]], axis=1)),
-            "patch_points": torch.from_numpy(points_array),
-            "bev_target": torch.from_numpy(np.nan_to_num(points_array[..., :2])),
-            "bev_valid": torch.from_numpy(np.stack(valid)),
-            "patch_label": torch.from_numpy(np.stack(labels)),
-            "situation_text": situation.text or PSEUDO_SITUATION,
-            "situation_position": torch.from_numpy(np.asarray(position, dtype=np.float64)),
-            "situation_yaw": torch.tensor(float(yaw), dtype=torch.float64),
+            "patch_points": torch.from_numpy(points),
+            "bev_target": torch.from_numpy(np.nan_to_num(points[..., :2])),
+            "bev_valid": torch.from_numpy(np.stack([t["valid"] for t in targets])),
+            "patch_label": torch.from_numpy(np.stack([t["label"] for t in targets])),
+            "has_situation": has_situation,
+            "situation_text": situation.text if has_situation else PSEUDO_SITUATION,
+            "situation_position": torch.from_numpy(np.asarray(situation.position, dtype=np.float64)),
+            "situation_yaw": torch.tensor(situation.yaw, dtype=torch.float64),
             "question": question.question,
             "question_type": question.type,
             "answer": question.answer,
