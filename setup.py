@@ -27,7 +27,6 @@ setup(
         "pillow>=10",
         "matplotlib>=3.7",
         "tqdm>=4.60",
-        "PyYAML>=6",
     ],
     extras_require={
         # Training and the torch Dataset. Install torch yourself first on machines where

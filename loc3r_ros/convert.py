@@ -7,20 +7,48 @@ from collections.abc import Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import Point, PoseWithCovarianceStamped, Quaternion, Vector3
+from geometry_msgs.msg import Point, PoseWithCovarianceStamped, Quaternion, TransformStamped, Vector3
 
 from loc3r.msg import SceneObject, SceneObjectArray
 
-_NANOS = 1_000_000_000
+
+def quaternion_from_matrix(rotation: np.ndarray) -> Quaternion:
+    """Unit quaternion of a 3x3 rotation matrix (Shepperd's method: stable for any rotation)."""
+    m = np.asarray(rotation, dtype=np.float64)
+    trace = np.trace(m)
+    if trace > 0:
+        s = 2.0 * math.sqrt(trace + 1.0)
+        w, x, y, z = 0.25 * s, (m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s
+    else:
+        i = int(np.argmax(np.diag(m)))
+        j, k = (i + 1) % 3, (i + 2) % 3
+        s = 2.0 * math.sqrt(1.0 + m[i, i] - m[j, j] - m[k, k])
+        xyz = [0.0, 0.0, 0.0]
+        xyz[i] = 0.25 * s
+        xyz[j] = (m[j, i] + m[i, j]) / s
+        xyz[k] = (m[k, i] + m[i, k]) / s
+        w = (m[k, j] - m[j, k]) / s
+        x, y, z = xyz
+    return Quaternion(x=x, y=y, z=z, w=w)
 
 
-def stamp_from_seconds(seconds: float) -> Time:
-    nanos = round(seconds * _NANOS)
-    return Time(sec=nanos // _NANOS, nanosec=nanos % _NANOS)
+def matrix_from_quaternion(q: Quaternion) -> np.ndarray:
+    x, y, z, w = q.x, q.y, q.z, q.w
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
 
 
-def seconds_from_stamp(stamp: Time) -> float:
-    return stamp.sec + stamp.nanosec / _NANOS
+def transform_msg(pose: np.ndarray, parent: str, child: str, stamp: Time) -> TransformStamped:
+    """A 4x4 rigid transform T_parent_child as the message tf2 sends on /tf."""
+    msg = TransformStamped(child_frame_id=child)
+    msg.header.frame_id = parent
+    msg.header.stamp = stamp
+    msg.transform.translation = Vector3(x=float(pose[0, 3]), y=float(pose[1, 3]), z=float(pose[2, 3]))
+    msg.transform.rotation = quaternion_from_matrix(pose[:3, :3])
+    return msg
 
 
 def quaternion_from_yaw(yaw: float) -> Quaternion:

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import require_ros
@@ -105,7 +106,7 @@ def test_localize_objects_and_tf_arrive(ros, server):
 
     from loc3r.msg import SceneObjectArray
     from loc3r.srv import Localize
-    from loc3r_ros.convert import planar_pose_from_msg
+    from loc3r_ros.convert import matrix_from_quaternion, planar_pose_from_msg
 
     got: dict = {}
     latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -127,4 +128,28 @@ def test_localize_objects_and_tf_arrive(ros, server):
     assert (sent.position.x, sent.size.z, sent.yaw) == pytest.approx((first.center[0], first.size[2], first.yaw))
     transform = got["tf"].transforms[0]
     assert (transform.header.frame_id, transform.child_frame_id) == ("map", "first_camera")
-    assert transform.transform.translation.z == pytest.approx(server.scene.frames[0].T_world_camera[2, 3])
+    first = server.scene.frames[0].T_world_camera
+    assert transform.transform.translation.z == pytest.approx(first[2, 3])
+    np.testing.assert_allclose(matrix_from_quaternion(transform.transform.rotation), first[:3, :3], atol=1e-9)
+
+
+def test_rotation_conversions_round_trip():
+    require_ros()
+    from loc3r_core.geometry import camera_rotation
+    from loc3r_ros.convert import (
+        matrix_from_quaternion,
+        quaternion_from_matrix,
+        quaternion_from_yaw,
+        yaw_from_quaternion,
+    )
+
+    rng = np.random.default_rng(0)
+    for yaw, pitch, roll in [(0.0, 0.0, 0.0), (3.1, -1.5, 0.2), (-2.0, 1.4, -3.0), *rng.uniform(-3, 3, (20, 3))]:
+        rotation = camera_rotation(yaw, pitch, roll)
+        q = quaternion_from_matrix(rotation)
+        assert q.x**2 + q.y**2 + q.z**2 + q.w**2 == pytest.approx(1.0)
+        np.testing.assert_allclose(matrix_from_quaternion(q), rotation, atol=1e-12)
+    assert yaw_from_quaternion(quaternion_from_yaw(2.5)) == pytest.approx(2.5)
+    # yaw_from_quaternion is the heading of the frame's x axis: for an OpenCV camera looking
+    # along world x, that axis points right, to -y.
+    assert yaw_from_quaternion(quaternion_from_matrix(camera_rotation(0.0, 0.0))) == pytest.approx(-math.pi / 2)

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from loc3r_core.world.polygon import box_corners, convex_inside, convex_overlap
+from loc3r_core.geometry import wrap_angle
+from loc3r_core.world.polygon import box_corners, convex_inside, convex_overlap, from_box_frame
 from loc3r_core.world.scene import Room, SceneObject
 from loc3r_core.world.vocabulary import CATEGORIES, Category, sample_colour, sample_size
 
@@ -133,11 +134,9 @@ def _at_partner(rng: np.random.Generator, size: np.ndarray, partner: SceneObject
     along_local = np.zeros(2)
     along_local[1 - axis] = rng.uniform(-slack, slack)
     offset_local = out_local * (partner.size[axis] / 2 + SEAT_GAP + size[0] / 2) + along_local
-    c, s = math.cos(partner.yaw), math.sin(partner.yaw)
-    rotation = np.array([[c, -s], [s, c]])
-    centre = partner.center[:2] + rotation @ offset_local
-    facing = rotation @ -out_local
-    return centre, math.atan2(facing[1], facing[0])
+    centre = from_box_frame(offset_local, partner.center[:2], partner.yaw)
+    facing_partner = partner.yaw + math.atan2(-out_local[1], -out_local[0])
+    return centre, float(wrap_angle(facing_partner))
 
 
 

@@ -8,9 +8,15 @@ import numpy as np
 def box_corners(center_xy: np.ndarray, size_xy: np.ndarray, yaw: float) -> np.ndarray:
     """Corners (4, 2), counter-clockwise, of a box of extent size_xy turned by yaw."""
     hx, hy = np.asarray(size_xy, dtype=np.float64) / 2
-    local = np.array([[-hx, -hy], [hx, -hy], [hx, hy], [-hx, hy]])
+    return from_box_frame(np.array([[-hx, -hy], [hx, -hy], [hx, hy], [-hx, hy]]), center_xy, yaw)
+
+
+def from_box_frame(local: np.ndarray, center_xy: np.ndarray, yaw: float) -> np.ndarray:
+    """Points (..., 2) given in the frame of a box centred at center_xy and turned by yaw, in the world."""
     c, s = np.cos(yaw), np.sin(yaw)
-    return local @ np.array([[c, s], [-s, c]]) + np.asarray(center_xy, dtype=np.float64)
+    local = np.asarray(local, dtype=np.float64)
+    return np.stack([c * local[..., 0] - s * local[..., 1], s * local[..., 0] + c * local[..., 1]], axis=-1) \
+        + np.asarray(center_xy, dtype=np.float64)
 
 
 def to_box_frame(points: np.ndarray, center_xy: np.ndarray, yaw: float) -> np.ndarray:

@@ -1,26 +1,25 @@
 """Offscreen MuJoCo rendering of a scene: RGB, metric z-depth and per-pixel object ids.
 
-MuJoCo picks its OpenGL backend from MUJOCO_GL when it is first imported; loc3r defaults it
-to "osmesa" (software, any CPU machine, Debian's libosmesa6); set MUJOCO_GL=egl to render
-on a GPU.
+The OpenGL backend is MUJOCO_GL: "osmesa" by default (software, any CPU machine, Debian's
+libosmesa6); set MUJOCO_GL=egl to render on a GPU.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
-from loc3r_core.world.polygon import convex_vertices
+from loc3r_core.world.gl import backend
+from loc3r_core.world.polygon import convex_vertices, from_box_frame
 from loc3r_core.world.room import RoomStyle
 from loc3r_core.world.scene import Scene
 from loc3r_core.world.vocabulary import CATEGORY_BY_NAME
 
-os.environ.setdefault("MUJOCO_GL", "osmesa")
-import mujoco
+backend()  # MuJoCo reads MUJOCO_GL once, on import
+import mujoco  # noqa: E402
 
 WALL_THICKNESS = 0.1
 NEAR_CLIP = 0.02  # metres; the camera never gets closer to a surface than its clearance
@@ -60,14 +59,12 @@ class SceneRenderer:
         self.model.cam_quat[0] = quat
         mujoco.mj_forward(self.model, self.data)
         r = self._renderer
-        r.update_scene(self.data, camera=0)
+        r.update_scene(self.data, camera=0)  # one scene update; each pass sets its own render flags
         rgb = r.render().copy()
         r.enable_depth_rendering()
-        r.update_scene(self.data, camera=0)
         depth = r.render().astype(np.float32)
         r.disable_depth_rendering()
         r.enable_segmentation_rendering()
-        r.update_scene(self.data, camera=0)
         geom_ids = r.render()[..., 0]
         r.disable_segmentation_rendering()
         hit = geom_ids >= 0
@@ -129,14 +126,11 @@ def _object_geoms(scene: Scene, part_colours: dict[int, tuple[tuple[float, float
     geoms = []
     for obj in scene.objects:
         category = CATEGORY_BY_NAME[obj.label]
-        c, s = math.cos(obj.yaw), math.sin(obj.yaw)
         for k, part in enumerate(category.parts):
             lo, hi = np.array(part.lo), np.array(part.hi)
             local = (lo + hi) / 2 * obj.size
             extent = (hi - lo) * obj.size
-            pos = np.array([obj.center[0] + c * local[0] - s * local[1],
-                            obj.center[1] + s * local[0] + c * local[1],
-                            local[2]])
+            pos = np.array([*from_box_frame(local[:2], obj.center[:2], obj.yaw), local[2]])
             if part.shape == "cylinder":
                 size = np.array([min(extent[0], extent[1]) / 2, extent[2] / 2])
             else:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from loc3r_core.geometry import camera_rotation, make_pose
+from loc3r_core.geometry import camera_rotation, make_pose, wrap_angle
 from loc3r_core.world.freespace import FreeSpace
 
 TRAJECTORY_KINDS = ("walk", "turn", "loop")
@@ -164,6 +164,6 @@ def _headings(positions: np.ndarray, closed: bool) -> np.ndarray:
 def _stamps(positions: np.ndarray, yaws: np.ndarray) -> np.ndarray:
     """Time to drive and turn from frame to frame at SPEED and TURN_RATE."""
     moved = np.linalg.norm(np.diff(positions, axis=0), axis=1)
-    turned = np.abs((np.diff(yaws) + math.pi) % (2 * math.pi) - math.pi)
+    turned = np.abs(wrap_angle(np.diff(yaws)))
     gaps = np.maximum.reduce([moved / SPEED, turned / TURN_RATE, np.full(len(moved), MIN_FRAME_GAP)])
     return np.concatenate([[0.0], np.cumsum(gaps)])

@@ -13,7 +13,6 @@ import math
 import sys
 
 import rclpy
-from geometry_msgs.msg import TransformStamped
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -22,7 +21,7 @@ from tf2_msgs.msg import TFMessage
 from loc3r.msg import SceneObjectArray
 from loc3r.srv import Localize, SpatialQuery
 from loc3r_core.world.scene_io import SceneFolder
-from loc3r_ros.convert import planar_pose_msg, scene_object_array_msg, scene_object_msg
+from loc3r_ros.convert import planar_pose_msg, scene_object_array_msg, scene_object_msg, transform_msg
 
 SIGMA_XY = (0.1, 0.2)  # what the oracle reports as its standard deviations, m
 SIGMA_YAW = math.radians(5)
@@ -46,12 +45,8 @@ class GroundTruthServer(Node):
 
     def publish_tf(self) -> None:
         pose = self.scene.frames[0].T_world_camera
-        t = TransformStamped(child_frame_id="first_camera")
-        t.header.frame_id = "map"
-        t.header.stamp = self.get_clock().now().to_msg()
-        t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = map(float, pose[:3, 3])
-        t.transform.rotation.w = 1.0
-        self.tf.publish(TFMessage(transforms=[t]))
+        stamp = self.get_clock().now().to_msg()
+        self.tf.publish(TFMessage(transforms=[transform_msg(pose, "map", "first_camera", stamp)]))
 
     def _place(self, text: str, response: SpatialQuery.Response | Localize.Response, field: str) -> bool:
         situation = self.situations.get(text)
