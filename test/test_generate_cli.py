@@ -126,6 +126,12 @@ def test_folders_it_cannot_vouch_for_are_refused(reference, tmp_path):
     shutil.copytree(reference / "scene_00000", orphan / "scene_00000")
     result = run_cli("data", "generate", "--out", orphan, "--scenes", "1", *TINY)
     assert result.returncode == 2 and "no manifest.json" in result.stderr
+    broken = tmp_path / "broken"
+    shutil.copytree(reference, broken)
+    (broken / "manifest.json").write_text("{")
+    result = run_cli("data", "generate", "--out", broken, "--scenes", "4", "--seed", "7", *TINY)
+    assert result.returncode == 1 and "is not a loc3r dataset manifest" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
     a_file = tmp_path / "file"
     a_file.write_text("x")
     result = run_cli("data", "generate", "--out", a_file, "--scenes", "1", *TINY)

@@ -196,7 +196,7 @@ def _check_resumable(out_dir: Path, manifest: dict) -> dict | None:
     if not (out_dir / MANIFEST).exists():
         raise UsageError(f"{out_dir} holds scenes but no {MANIFEST}, so their settings are unknown; "
                          "use another --out")
-    earlier = json.loads((out_dir / MANIFEST).read_text())
+    earlier = load_manifest(out_dir / MANIFEST)
     differing = [f"{k}: {earlier.get(k)} there, {manifest[k]} now" for k in _IDENTITY_KEYS
                  if earlier.get(k) != manifest[k]]
     if differing:
