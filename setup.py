@@ -21,6 +21,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["loc3r_core", "loc3r_core.*", "loc3r_ros", "loc3r_ros.*"]),
+    package_data={"loc3r_core": ["checkpoints/*/*"]},  # the shipped default model
     install_requires=[
         "numpy>=1.24",
         "mujoco>=3.1",
@@ -29,9 +30,10 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={
-        # Training and the torch Dataset. Install torch yourself first on machines where
-        # the default wheel would be the wrong build.
-        "train": ["torch>=2.2"],
+        # The model (PyTorch backend), training, evaluation and the torch Dataset. Install torch
+        # yourself first on machines where the default wheel would be the wrong build.
+        "train": ["torch>=2.2", "transformers>=5.0,<6", "tokenizers>=0.22", "safetensors>=0.4",
+                  "accelerate>=1.0", "pyyaml>=6"],
         "dev": ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5"],
     },
     entry_points={"console_scripts": ["loc3r = loc3r_core.cli.main:main"]},

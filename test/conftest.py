@@ -65,3 +65,22 @@ def require_ros() -> None:
         if os.environ.get("LOC3R_REQUIRE_ROS"):
             pytest.fail(f"ROS 2 is required here but not importable ({exc}); run `make test` or `. tools/env.sh`")
         pytest.skip(f"rclpy or the loc3r interfaces are not importable ({exc}); `. tools/env.sh` first")
+
+
+# A model small enough to train a few steps in a test (4x4 patches of 8 px at 32 px).
+TINY_MODEL = {
+    "vision_config": {"model_type": "siglip_vision_model", "hidden_size": 32, "intermediate_size": 64,
+                      "num_hidden_layers": 1, "num_attention_heads": 2, "image_size": 32, "patch_size": 8,
+                      "vision_use_head": False},
+    "text_config": {"model_type": "qwen2", "hidden_size": 48, "intermediate_size": 96, "num_hidden_layers": 2,
+                    "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 512,
+                    "tie_word_embeddings": True},
+}
+
+
+def tiny_train_config(train_data: Path, output_dir: Path, **overrides: object) -> dict:
+    """TrainConfig fields of a seconds-long run on a small world."""
+    return {"train_data": str(train_data), "output_dir": str(output_dir), "model": TINY_MODEL,
+            "num_frames": 4, "batch_size": 4, "max_steps": 12, "warmup_steps": 2, "num_workers": 0,
+            "tokenizer_vocab_size": 300, "log_every": 2, "checkpoint_every": 4, "learning_rate": 3e-3,
+            **overrides}

@@ -1,0 +1,1 @@
+"""The Loc3R model: a LLaVA-style VLM with camera-prior tokens and spatial heads."""

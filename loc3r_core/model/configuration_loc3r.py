@@ -1,0 +1,83 @@
+"""Configuration of the Loc3R model (a Hugging Face PreTrainedConfig).
+
+The vision tower and the language model are ordinary transformers configs, so a real
+backbone is a config change: name a SigLIP-family vision config and a Qwen2-family text
+config, or point `vision_tower_path` / `language_model_path` at local pretrained folders.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from huggingface_hub.dataclasses import strict
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+from loc3r_core.world.vocabulary import PATCH_CLASSES
+
+
+@strict
+class Loc3rConfig(PreTrainedConfig):
+    """Defaults describe the shipped tiny model; loss weights default to the paper's.
+
+    Loss: CE + bev_weight * L_BEV + situation_weight * (L_pos + ori_factor * L_ori)
+          + ego_weight * (L_ego_pos + ori_factor * L_ego_yaw) + semantic_weight * L_sem.
+    """
+
+    model_type = "loc3r"
+
+    sub_configs_defaults: ClassVar[dict[str, SubConfigSpec]] = {
+        "vision_config": SubConfigSpec(
+            config_class=AutoConfig,
+            model_type="siglip_vision_model",
+            init_kwargs={"hidden_size": 96, "intermediate_size": 256, "num_hidden_layers": 2,
+                         "num_attention_heads": 4, "image_size": 64, "patch_size": 16, "vision_use_head": False},
+        ),
+        "text_config": SubConfigSpec(
+            config_class=AutoConfig,
+            model_type="qwen2",
+            init_kwargs={"vocab_size": 512, "hidden_size": 192, "intermediate_size": 512, "num_hidden_layers": 4,
+                         "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 2048,
+                         "tie_word_embeddings": True},
+        ),
+    }
+
+    vision_config: dict | PreTrainedConfig | None = None
+    text_config: dict | PreTrainedConfig | None = None
+    # Local folders of pretrained backbones (save_pretrained layout); used only when a model
+    # is first built with `build_model`; afterwards the weights live in model.safetensors.
+    vision_tower_path: str | None = None
+    language_model_path: str | None = None
+    freeze_vision_tower: bool = False  # the paper freezes a pretrained SigLIP
+    # Special token ids, filled in from the tokenizer when the model is built.
+    image_token_id: int = 0
+    frame_token_id: int = 0
+    pos_token_id: int = 0
+    ori_token_id: int = 0
+    # Camera prior: one token per frame from its planar pose relative to the first frame.
+    use_camera_prior: bool = True
+    # Baseline (b) of the ablation: per-patch 3D points encoded and added to vision tokens.
+    use_geometry_input: bool = False
+    num_yaw_bins: int = 36
+    yaw_sigma_deg: float = 10.0  # width of the wrapped-Gaussian yaw target
+    num_patch_classes: int = len(PATCH_CLASSES)
+    ce_weight: float = 1.0
+    bev_weight: float = 0.05
+    situation_weight: float = 0.075
+    ori_factor: float = 3.5
+    ego_weight: float = 0.075
+    semantic_weight: float = 0.05
+    tie_word_embeddings: bool = True
+
+    @property
+    def patches_per_frame(self) -> int:
+        side = self.vision_config.image_size // self.vision_config.patch_size
+        return side * side
+
+    @property
+    def patch_grid(self) -> tuple[int, int]:
+        side = self.vision_config.image_size // self.vision_config.patch_size
+        return side, side
+
+
+AutoConfig.register("loc3r", Loc3rConfig)

@@ -1,0 +1,215 @@
+"""The Loc3R model, top to bottom: vision tower -> projector -> causal LM, plus spatial heads.
+
+Sequence: for each frame a camera-prior token then its vision tokens, then the text of
+`tokenizer.prompt_text` (situation, <Pos>, <Ori>, question, answer). Read from the LM's
+last hidden states:
+- every vision token: a BEV point (x, y, sigmas) and a semantic label (the map);
+- every camera token: the frame's ego pose (x, y, sigmas, yaw bins) (the robot's TF);
+- <Pos>: the asker's position (x, y, sigmas); <Ori>: the asker's yaw as bins.
+All positions are metres in the clip's BEV frame (gravity-aligned, anchored at frame 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
+from torch import nn
+from transformers import AutoModel, AutoModelForCausalLM, PreTrainedModel
+
+from loc3r_core.model.configuration_loc3r import Loc3rConfig
+from loc3r_core.model.prior import PRIOR_FEATURES
+from loc3r_core.model.spatial import gaussian_nll, yaw_kl
+
+IGNORE_INDEX = -100
+
+
+def mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
+    """The 2-layer MLP METHOD.md uses for the projector, the prior and the situation heads."""
+    return nn.Sequential(nn.Linear(inputs, hidden), nn.GELU(), nn.Linear(hidden, outputs))
+
+
+@dataclass
+class Loc3rOutput:
+    """What one forward pass gives; every spatial field is in the clip's BEV frame."""
+
+    logits: torch.Tensor  # (B, L, vocab)
+    bev: torch.Tensor  # (B, F, P, 4) x, y, log sigma_x, log sigma_y per vision token
+    semantic_logits: torch.Tensor  # (B, F, P, classes)
+    ego: torch.Tensor  # (B, F, 4 + bins) x, y, log sigmas, yaw logits per frame
+    pos: torch.Tensor  # (B, 4) asker x, y, log sigmas
+    ori_logits: torch.Tensor  # (B, bins) asker yaw
+    loss: torch.Tensor | None = None
+    losses: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Loc3rForSpatialQA(PreTrainedModel):
+    config_class = Loc3rConfig
+    base_model_prefix = "loc3r"
+    main_input_name = "input_ids"
+    _supports_sdpa = True
+
+    def __init__(self, config: Loc3rConfig) -> None:
+        super().__init__(config)
+        hidden = config.text_config.hidden_size
+        self.vision_tower = AutoModel.from_config(config.vision_config)
+        self.projector = mlp(config.vision_config.hidden_size, hidden, hidden)
+        self.prior_encoder = mlp(PRIOR_FEATURES, hidden, hidden)
+        self.no_prior = nn.Parameter(torch.zeros(hidden))  # the learned "no odometry" camera token
+        self.geometry_encoder = mlp(3, hidden, hidden) if config.use_geometry_input else None
+        self.language_model = AutoModelForCausalLM.from_config(config.text_config)
+        self.bev_head = nn.Linear(hidden, 4)  # METHOD.md: a single linear layer
+        self.semantic_head = nn.Linear(hidden, config.num_patch_classes)
+        self.pos_head = mlp(hidden, hidden, 4)
+        self.ori_head = mlp(hidden, hidden, config.num_yaw_bins)
+        self.ego_head = mlp(hidden, hidden, 4 + config.num_yaw_bins)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if module is self:
+            nn.init.normal_(self.no_prior, std=0.02)
+
+    # --- the pieces the streaming runtime calls separately -------------------------------
+
+    def encode_frames(
+        self,
+        images: torch.Tensor,
+        prior: torch.Tensor | None = None,
+        prior_valid: torch.Tensor | None = None,
+        geometry: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Frames -> their LM input tokens [camera, vision x P].
+
+        images (N, 3, S, S) in [0, 1]; prior (N, 4) prior features, used where prior_valid
+        (N,) is true and the config uses a prior; geometry (N, P, 3) BEV-frame points (NaN
+        where unknown), only for the geometric-input baseline. Returns (N, 1 + P, H).
+        """
+        features = self.vision_tower(pixel_values=images * 2.0 - 1.0).last_hidden_state  # SigLIP expects [-1, 1]
+        tokens = self.projector(features)
+        if self.geometry_encoder is not None:
+            if geometry is None:
+                raise ValueError("this model takes per-patch 3D points as input (use_geometry_input)")
+            known = ~torch.isnan(geometry).any(dim=-1, keepdim=True)
+            tokens = tokens + self.geometry_encoder(torch.nan_to_num(geometry).float()) * known
+        camera = self.no_prior.to(tokens.dtype).expand(tokens.shape[0], -1)
+        if self.config.use_camera_prior and prior is not None:
+            use = prior_valid if prior_valid is not None else torch.ones_like(camera[:, 0], dtype=torch.bool)
+            camera = torch.where(use[:, None], self.prior_encoder(prior.to(tokens.dtype)), camera)
+        return torch.cat([camera[:, None], tokens], dim=1)
+
+    def embed(self, input_ids: torch.Tensor, frame_tokens: torch.Tensor) -> torch.Tensor:
+        """Text embeddings with the <frame>/<image> placeholders replaced, in order, by frame_tokens."""
+        embeddings = self.language_model.get_input_embeddings()(input_ids)
+        placeholders = (input_ids == self.config.frame_token_id) | (input_ids == self.config.image_token_id)
+        expected = frame_tokens.shape[0] * frame_tokens.shape[1]
+        if int(placeholders.sum()) != expected:
+            raise ValueError(f"{int(placeholders.sum())} frame/image placeholders for {expected} frame tokens")
+        return embeddings.masked_scatter(placeholders[..., None], frame_tokens.to(embeddings.dtype))
+
+    def read_heads(self, input_ids: torch.Tensor, hidden: torch.Tensor, frames: int) -> dict[str, torch.Tensor]:
+        """Spatial readouts from last-layer hidden states (B, L, H)."""
+        batch, patches = input_ids.shape[0], self.config.patches_per_frame
+        vision = hidden[input_ids == self.config.image_token_id].view(batch, frames, patches, -1)
+        camera = hidden[input_ids == self.config.frame_token_id].view(batch, frames, -1)
+        return {
+            "bev": self.bev_head(vision),
+            "semantic_logits": self.semantic_head(vision),
+            "ego": self.ego_head(camera),
+            "pos": self.pos_head(first_token_state(input_ids, hidden, self.config.pos_token_id)),
+            "ori_logits": self.ori_head(first_token_state(input_ids, hidden, self.config.ori_token_id)),
+        }
+
+    def language_forward(self, inputs_embeds: torch.Tensor, **kwargs: object) -> tuple[torch.Tensor, object]:
+        """Last-layer hidden states (after the final norm) and the LM's output object."""
+        outputs = self.language_model.get_decoder()(inputs_embeds=inputs_embeds, **kwargs)
+        return outputs.last_hidden_state, outputs
+
+    # --- training / evaluation forward -------------------------------------------------------
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        images: torch.Tensor,
+        prior: torch.Tensor | None = None,
+        prior_valid: torch.Tensor | None = None,
+        geometry: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        targets: dict[str, torch.Tensor] | None = None,
+    ) -> Loc3rOutput:
+        """images (B, F, 3, S, S); prior (B, F, 4); prior_valid (B,); geometry (B, F, P, 3).
+
+        With labels (B, L; IGNORE_INDEX off the answer) and targets (see `spatial_losses`),
+        the output carries the weighted total loss and each term.
+        """
+        batch, frames = images.shape[:2]
+        frame_tokens = self.encode_frames(
+            images.flatten(0, 1),
+            None if prior is None else prior.flatten(0, 1),
+            None if prior_valid is None else prior_valid[:, None].expand(batch, frames).flatten(),
+            None if geometry is None else geometry.flatten(0, 1),
+        )
+        hidden, _ = self.language_forward(self.embed(input_ids, frame_tokens.view(batch, -1, frame_tokens.shape[-1])))
+        output = Loc3rOutput(logits=self.language_model.get_output_embeddings()(hidden),
+                             **self.read_heads(input_ids, hidden, frames))
+        if labels is not None:
+            output.losses = self.spatial_losses(output, labels, targets or {})
+            weights = self.loss_weights()
+            output.loss = sum(weights[name] * value for name, value in output.losses.items())
+        return output
+
+    def loss_weights(self) -> dict[str, float]:
+        c = self.config
+        return {
+            "ce": c.ce_weight, "bev": c.bev_weight, "pos": c.situation_weight,
+            "ori": c.situation_weight * c.ori_factor, "ego_pos": c.ego_weight,
+            "ego_yaw": c.ego_weight * c.ori_factor, "semantic": c.semantic_weight,
+        }
+
+    def spatial_losses(self, out: Loc3rOutput, labels: torch.Tensor, targets: dict[str, torch.Tensor]) -> dict:
+        """Each loss term whose weight is not zero (unweighted).
+
+        targets: bev_target (B, F, P, 2), bev_valid (B, F, P), patch_label (B, F, P; -1 unknown),
+        ego_pose (B, F, 3), situation_position (B, 2), situation_yaw (B,), has_situation (B,).
+        """
+        weights = self.loss_weights()
+        sigma = torch.deg2rad(torch.tensor(self.config.yaw_sigma_deg)).item()
+        losses = {"ce": F.cross_entropy(out.logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
+                                        ignore_index=IGNORE_INDEX)}
+        if weights["bev"]:
+            losses["bev"] = gaussian_nll(out.bev.float(), targets["bev_target"].float(), targets["bev_valid"])
+        if weights["semantic"]:
+            losses["semantic"] = F.cross_entropy(out.semantic_logits.flatten(0, 2).float(),
+                                                 targets["patch_label"].flatten().long(), ignore_index=-1)
+        if weights["ego_pos"]:
+            ego = targets["ego_pose"].float()
+            losses["ego_pos"] = gaussian_nll(out.ego[..., :4].float(), ego[..., :2])
+            losses["ego_yaw"] = yaw_kl(out.ego[..., 4:], ego[..., 2], sigma)
+        if weights["pos"]:
+            placed = targets["has_situation"]  # the pseudo-situation has no place to learn
+            losses["pos"] = gaussian_nll(out.pos.float(), targets["situation_position"].float(), placed)
+            losses["ori"] = yaw_kl(out.ori_logits, targets["situation_yaw"], sigma, placed)
+        return losses
+
+
+def first_token_state(input_ids: torch.Tensor, hidden: torch.Tensor, token_id: int) -> torch.Tensor:
+    """(B, H) hidden state at each row's first occurrence of token_id."""
+    is_token = input_ids == token_id
+    if not bool(is_token.any(dim=1).all()):
+        raise ValueError("every sequence needs the <Pos> and <Ori> tokens")
+    index = is_token.int().argmax(dim=1)
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), index]
+
+
+def build_model(config: Loc3rConfig) -> Loc3rForSpatialQA:
+    """A fresh model; pretrained backbones are loaded from the config's local paths if given."""
+    model = Loc3rForSpatialQA(config)
+    if config.vision_tower_path:
+        model.vision_tower = AutoModel.from_pretrained(config.vision_tower_path, config=config.vision_config)
+    if config.language_model_path:
+        model.language_model = AutoModelForCausalLM.from_pretrained(config.language_model_path,
+                                                                    config=config.text_config)
+    if config.freeze_vision_tower:
+        model.vision_tower.requires_grad_(False)
+    return model

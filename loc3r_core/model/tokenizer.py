@@ -1,0 +1,63 @@
+"""The text side: special tokens, the prompt layout of METHOD.md, and a tokenizer trained on our text.
+
+Sequence layout (LLaVA style, placeholders replaced by embeddings inside the model):
+    [<frame> <image> x P] x F <situation> TEXT <Pos> <Ori> <question> TEXT <answer> ANSWER <eos>
+(no spaces around the special tokens: they would each cost a token).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+PAD, EOS = "<pad>", "<eos>"
+IMAGE, FRAME = "<image>", "<frame>"
+POS, ORI = "<Pos>", "<Ori>"
+SITUATION, QUESTION, ANSWER = "<situation>", "<question>", "<answer>"
+SPECIAL_TOKENS = (PAD, EOS, IMAGE, FRAME, POS, ORI, SITUATION, QUESTION, ANSWER)
+
+
+def prompt_text(situation: str, question: str) -> str:
+    """Text after the video tokens, up to where the answer starts."""
+    return f"{SITUATION}{situation.strip()}{POS}{ORI}{QUESTION}{question.strip()}{ANSWER}"
+
+
+def answer_text(answer: str) -> str:
+    return f"{answer.strip()}{EOS}"
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> PreTrainedTokenizerFast:
+    """Byte-level BPE: any UTF-8 text encodes (no unknown token), and decoding is exact."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    return wrap(tokenizer)
+
+
+def wrap(tokenizer: Tokenizer) -> PreTrainedTokenizerFast:
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token=PAD, eos_token=EOS,
+                                   additional_special_tokens=[t for t in SPECIAL_TOKENS if t not in (PAD, EOS)])
+
+
+def add_special_tokens(tokenizer: PreTrainedTokenizerFast) -> int:
+    """Give a pretrained LM's tokenizer our special tokens; returns how many were new."""
+    extra = [t for t in SPECIAL_TOKENS if t not in (PAD, EOS)]
+    added = tokenizer.add_special_tokens({"additional_special_tokens": extra})
+    if tokenizer.pad_token is None:
+        added += tokenizer.add_special_tokens({"pad_token": PAD})
+    if tokenizer.eos_token is None:
+        added += tokenizer.add_special_tokens({"eos_token": EOS})
+    return added
+
+
+def special_ids(tokenizer: PreTrainedTokenizerFast) -> dict[str, int]:
+    ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in
+           (("image_token_id", IMAGE), ("frame_token_id", FRAME), ("pos_token_id", POS), ("ori_token_id", ORI))}
+    if tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids.values():
+        raise ValueError("the tokenizer lacks loc3r's special tokens; call add_special_tokens first")
+    return ids

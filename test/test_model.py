@@ -1,0 +1,168 @@
+"""The model's parts: spatial losses and readouts, tokenizer, prior, save/load, pretrained backbones."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_MODEL, tiny_train_config
+from transformers import Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig, SiglipVisionModel
+
+from loc3r_core.data.dataset import SceneClipDataset
+from loc3r_core.model.checkpoint import CheckpointError, load_model, save_model
+from loc3r_core.model.configuration_loc3r import Loc3rConfig
+from loc3r_core.model.modeling_loc3r import build_model
+from loc3r_core.model.prior import drifted
+from loc3r_core.model.spatial import (
+    bin_centres,
+    circular_soft_argmax,
+    gaussian_nll,
+    wrapped_gaussian_target,
+    yaw_kl,
+)
+from loc3r_core.model.tokenizer import POS, SPECIAL_TOKENS, answer_text, prompt_text, train_tokenizer
+from loc3r_core.training.batch import collate, model_inputs
+from loc3r_core.training.config import TrainConfig
+from loc3r_core.training.loop import create_model
+
+
+@pytest.mark.parametrize("yaw_deg", [-179.0, -95.5, -3.0, 0.0, 7.3, 44.9, 133.0, 179.9])
+def test_soft_argmax_recovers_a_known_yaw(yaw_deg):
+    yaw = torch.tensor(math.radians(yaw_deg))
+    logits = wrapped_gaussian_target(yaw, 36, math.radians(10)).log()
+    recovered, concentration = circular_soft_argmax(logits)
+    error = math.degrees(abs((recovered - yaw + math.pi) % (2 * math.pi) - math.pi))
+    assert error < 0.5, f"{yaw_deg} read back as {math.degrees(recovered):.2f}"
+    assert 0.9 < concentration <= 1.0
+
+
+def test_yaw_target_wraps_and_kl_is_zero_at_the_target():
+    target = wrapped_gaussian_target(torch.tensor(math.pi - 0.01), 36, math.radians(10))
+    assert torch.isclose(target.sum(), torch.tensor(1.0))
+    assert target[0] > 0.2 and target[-1] > 0.2  # mass on both sides of the +-pi seam
+    assert yaw_kl(target.log(), torch.tensor(math.pi - 0.01), math.radians(10)) < 1e-6
+    assert yaw_kl(torch.zeros(36), torch.tensor(0.3), math.radians(10)) > 0.5
+    assert bin_centres(36)[0] == pytest.approx(-math.pi + math.pi / 36)
+
+
+def test_gaussian_nll_is_the_method_formula():
+    raw = torch.tensor([[1.0, -2.0, math.log(0.5), math.log(2.0)]])
+    target = torch.tensor([[2.0, 0.0]])
+    by_hand = 0.5 * ((1.0 / 0.5) ** 2 + math.log(0.25) + (2.0 / 2.0) ** 2 + math.log(4.0))
+    assert gaussian_nll(raw, target).item() == pytest.approx(by_hand, rel=1e-6)
+    valid = torch.tensor([False])
+    assert gaussian_nll(raw, target, valid).item() == 0.0
+
+
+def test_drift_leaves_frame_zero_exact_and_grows_along_the_path():
+    steps = torch.zeros(64, 10, 3)
+    steps[:, :, 0] = torch.arange(10.0)  # 1 m per frame along x
+    noisy = drifted(steps, torch.Generator().manual_seed(0), drift_per_m=0.05, yaw_drift_deg=1.0)
+    error = (noisy - steps)[..., :2].norm(dim=-1)
+    assert torch.all(noisy[:, 0] == steps[:, 0])
+    assert error[:, 9].mean() > 2 * error[:, 1].mean() > 0
+
+
+def test_tokenizer_round_trips_any_text_and_keeps_special_tokens_whole():
+    tokenizer = train_tokenizer(["I am standing next to the bed.", "How far is the door?", "1.5 m"] * 20, 300)
+    for text in ["Is the bed on my left?", "2.0 m", "héllo ☃ \u00ff", "a" * 50]:
+        assert tokenizer.decode(tokenizer(text)["input_ids"]) == text
+    ids = tokenizer(prompt_text("I am here.", "Where is it?") + answer_text("left"))["input_ids"]
+    for token in SPECIAL_TOKENS[1:]:  # all but <pad>, plus the prompt's own
+        if token in (POS, "<eos>", "<situation>", "<question>", "<answer>"):
+            assert ids.count(tokenizer.convert_tokens_to_ids(token)) == 1
+
+
+@pytest.fixture(scope="module")
+def tiny(world_by_kind, tmp_path_factory):
+    """A fresh tiny model, its tokenizer and a batch from a small world."""
+    config = TrainConfig.from_dict(tiny_train_config(world_by_kind["walk"], tmp_path_factory.mktemp("run")))
+    probe = Loc3rConfig(**TINY_MODEL)
+    dataset = SceneClipDataset(world_by_kind["walk"], num_frames=4, patch_grid=probe.patch_grid,
+                               image_size=probe.vision_config.image_size)
+    torch.manual_seed(0)
+    model, tokenizer = create_model(config, dataset)
+    batch = collate([dataset[i] for i in range(4)], tokenizer, model.config.patches_per_frame)
+    return model, tokenizer, batch
+
+
+def test_save_and_load_round_trip_bit_exactly(tiny, tmp_path):
+    model, tokenizer, batch = tiny
+    save_model(model, tokenizer, tmp_path / "m")
+    loaded, loaded_tokenizer = load_model(tmp_path / "m")
+    original = model.state_dict()
+    for name, tensor in loaded.state_dict().items():
+        assert torch.equal(tensor, original[name]), name
+    assert loaded_tokenizer.get_vocab() == tokenizer.get_vocab()
+    model.eval()
+    with torch.no_grad():
+        a = model(**model_inputs(batch))
+        b = loaded(**model_inputs(batch))
+    assert torch.equal(a.logits, b.logits) and torch.equal(a.pos, b.pos) and torch.equal(a.bev, b.bev)
+
+
+def test_the_camera_prior_changes_the_camera_token_only_when_used(tiny):
+    model, _, batch = tiny
+    inputs = model_inputs(batch)
+    images, prior = inputs["images"][0], inputs["prior"][0]
+    with torch.no_grad():
+        with_prior = model.encode_frames(images, prior)
+        moved = model.encode_frames(images, prior + 1.0)
+        without = model.encode_frames(images, prior, torch.zeros(len(images), dtype=torch.bool))
+        without_moved = model.encode_frames(images, prior + 1.0, torch.zeros(len(images), dtype=torch.bool))
+    assert not torch.allclose(with_prior[:, 0], moved[:, 0])
+    assert torch.equal(with_prior[:, 1:], moved[:, 1:])  # vision tokens do not see the prior
+    assert torch.equal(without, without_moved)
+    assert torch.allclose(without[:, 0], model.no_prior.expand_as(without[:, 0]))
+
+
+def test_every_loss_term_decreases_when_overfitting_one_batch(tiny):
+    model, _, batch = tiny
+    trained = type(model)(model.config)
+    trained.load_state_dict(model.state_dict())
+    trained.train()
+    optimizer = torch.optim.AdamW(trained.parameters(), lr=3e-3)
+    history = []
+    for _ in range(40):
+        out = trained(**model_inputs(batch), labels=batch["labels"], targets=batch["targets"])
+        history.append({k: v.item() for k, v in out.losses.items()})
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+    assert set(history[0]) == {"ce", "bev", "semantic", "ego_pos", "ego_yaw", "pos", "ori"}
+    for term in history[0]:
+        first, last = history[0][term], np.mean([h[term] for h in history[-3:]])
+        assert last < first - 0.1 * abs(first) - 0.05, f"{term}: {first:.3f} -> {last:.3f}"
+
+
+def test_backbones_load_from_local_pretrained_folders(tmp_path):
+    vision = SiglipVisionModel(SiglipVisionConfig(**{k: v for k, v in TINY_MODEL["vision_config"].items()
+                                                     if k != "model_type"}))
+    lm = Qwen2ForCausalLM(Qwen2Config(**{**{k: v for k, v in TINY_MODEL["text_config"].items()
+                                            if k != "model_type"}, "vocab_size": 300}))
+    vision.save_pretrained(tmp_path / "vision")
+    lm.save_pretrained(tmp_path / "lm")
+    config = Loc3rConfig(vision_config=vision.config.to_dict(), text_config=lm.config.to_dict(),
+                         vision_tower_path=str(tmp_path / "vision"), language_model_path=str(tmp_path / "lm"),
+                         freeze_vision_tower=True)
+    model = build_model(config)
+    for name, tensor in vision.state_dict().items():
+        assert torch.equal(model.vision_tower.state_dict()[name], tensor), name
+    for name, tensor in lm.state_dict().items():
+        assert torch.equal(model.language_model.state_dict()[name], tensor), name
+    assert not any(p.requires_grad for p in model.vision_tower.parameters())
+
+
+def test_missing_and_damaged_checkpoints_are_clear_errors(tiny, tmp_path):
+    model, tokenizer, _ = tiny
+    with pytest.raises(CheckpointError, match="no model folder"):
+        load_model(tmp_path / "absent")
+    folder = save_model(model, tokenizer, tmp_path / "m")
+    (folder / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="model.safetensors cannot be loaded"):
+        load_model(folder)
+    (folder / "config.json").unlink()
+    with pytest.raises(CheckpointError, match="missing config.json"):
+        load_model(folder)
