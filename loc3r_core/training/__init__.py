@@ -1,0 +1,1 @@
+"""Training the Loc3R model: config, batching, the loop and its checkpoints."""

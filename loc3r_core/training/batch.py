@@ -1,0 +1,83 @@
+"""Dataset items -> model inputs: token ids with video placeholders, labels, stacked targets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from transformers import PreTrainedTokenizerFast
+
+from loc3r_core.model.modeling_loc3r import IGNORE_INDEX
+from loc3r_core.model.prior import drifted, prior_features
+from loc3r_core.model.tokenizer import FRAME, IMAGE, answer_text, prompt_text
+
+TARGET_KEYS = ("bev_target", "bev_valid", "patch_label", "ego_pose", "situation_position", "situation_yaw")
+
+
+def video_ids(tokenizer: PreTrainedTokenizerFast, frames: int, patches: int) -> list[int]:
+    frame, image = tokenizer.convert_tokens_to_ids([FRAME, IMAGE])
+    return ([frame] + [image] * patches) * frames
+
+
+def encode_text(
+    tokenizer: PreTrainedTokenizerFast,
+    frames: int,
+    patches: int,
+    situations: Sequence[str],
+    questions: Sequence[str],
+    answers: Sequence[str] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded input ids, labels (answer tokens only) and each row's length.
+
+    Without answers the rows end right after <answer>, ready for generation.
+    """
+    video = video_ids(tokenizer, frames, patches)
+    rows, label_rows = [], []
+    for i, (situation, question) in enumerate(zip(situations, questions, strict=True)):
+        prompt = video + tokenizer(prompt_text(situation, question), add_special_tokens=False)["input_ids"]
+        answer = [] if answers is None else tokenizer(answer_text(answers[i]), add_special_tokens=False)["input_ids"]
+        rows.append(prompt + answer)
+        label_rows.append([IGNORE_INDEX] * len(prompt) + answer)
+    length = max(len(r) for r in rows)
+    ids = torch.full((len(rows), length), tokenizer.pad_token_id, dtype=torch.long)
+    labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
+    for i, (row, label_row) in enumerate(zip(rows, label_rows, strict=True)):
+        ids[i, : len(row)] = torch.tensor(row)
+        labels[i, : len(row)] = torch.tensor(label_row)
+    return ids, labels, torch.tensor([len(r) for r in rows])
+
+
+def collate(items: list[dict], tokenizer: PreTrainedTokenizerFast, patches: int, with_answers: bool = True) -> dict:
+    """Stack a list of SceneClipDataset items into one batch (clean prior, no corruption)."""
+    frames = items[0]["images"].shape[0]
+    ids, labels, lengths = encode_text(tokenizer, frames, patches, [i["situation_text"] for i in items],
+                                       [i["question"] for i in items],
+                                       [i["answer"] for i in items] if with_answers else None)
+    targets = {key: torch.stack([item[key] for item in items]) for key in TARGET_KEYS}
+    targets = {k: v.flatten(2, 3) if k in ("bev_target", "bev_valid", "patch_label") else v for k, v in targets.items()}
+    targets["has_situation"] = torch.tensor([bool(i["has_situation"]) for i in items])
+    return {
+        "input_ids": ids,
+        "labels": labels,
+        "lengths": lengths,
+        "images": torch.stack([i["images"] for i in items]),
+        "planar_prior": targets["ego_pose"].clone(),  # odometry relative to frame 0, before corruption
+        "geometry": torch.stack([i["patch_points"] for i in items]).flatten(2, 3),
+        "targets": targets,
+        "meta": [{k: i[k] for k in ("scene", "question_type", "answer", "situation_text", "question")} for i in items],
+    }
+
+
+def model_inputs(batch: dict, generator: torch.Generator | None = None, prior_dropout: float = 0.0,
+                 drift_per_m: float = 0.0, yaw_drift_deg: float = 0.0, use_prior: bool = True) -> dict:
+    """The keyword arguments of the model's forward; with a generator, the prior is corrupted.
+
+    prior_dropout is the share of clips that get no prior at all (the learned "no prior" token).
+    """
+    planar = batch["planar_prior"]
+    valid = torch.full((planar.shape[0],), use_prior)
+    if generator is not None:
+        planar = drifted(planar, generator, drift_per_m, yaw_drift_deg)
+        valid &= torch.rand(planar.shape[0], generator=generator) >= prior_dropout
+    return {"input_ids": batch["input_ids"], "images": batch["images"], "prior": prior_features(planar),
+            "prior_valid": valid, "geometry": batch["geometry"]}

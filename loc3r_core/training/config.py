@@ -1,0 +1,93 @@
+"""The one training config: a dataclass, read from YAML, every field documented.
+
+Unknown keys are an error (a typo must not silently train the wrong thing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loc3r_core.errors import UsageError
+
+
+@dataclass
+class TrainConfig:
+    # --- data ---
+    train_data: str = "data/train"  # folder written by `loc3r data generate --split train`
+    val_data: str | None = None  # optional: validation split; periodic metrics come from it
+    num_frames: int = 8  # frames per clip (sampled in time order)
+    frame_sampling: str = "random"  # random (augmentation) or uniform; evaluation always uses uniform
+    pseudo_situation_share: float = 0.3  # situation-free questions that get "I am standing in the room."
+    max_train_scenes: int | None = None  # use only the first N scenes (tiny runs, tests)
+    # --- model: keyword arguments of Loc3rConfig (vision_config/text_config dicts, loss weights, ...) ---
+    model: dict[str, Any] = field(default_factory=dict)
+    tokenizer_vocab_size: int = 512  # tokenizer trained on the training text when no LM path is given
+    # --- camera prior corruption (odometry-like drift, and no prior at all for a share of clips) ---
+    prior_dropout: float = 0.3
+    prior_drift_per_m: float = 0.05  # translation noise per metre travelled (std, accumulates)
+    prior_yaw_drift_deg: float = 1.0  # yaw noise per frame step (std, accumulates)
+    # --- optimisation ---
+    batch_size: int = 16  # per process; global batch = batch_size * processes * grad_accum
+    grad_accum: int = 1
+    max_steps: int = 4000  # optimiser steps
+    learning_rate: float = 1e-3
+    min_lr_ratio: float = 0.05  # cosine schedule decays to learning_rate * this
+    warmup_steps: int = 200
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    mixed_precision: str = "no"  # no | fp16 | bf16 (accelerate)
+    num_workers: int = 1  # DataLoader workers per process
+    # --- bookkeeping ---
+    output_dir: str = "runs/loc3r"
+    seed: int = 0
+    log_every: int = 20
+    eval_every: int = 500  # steps between validation passes (needs val_data)
+    eval_samples: int = 256  # validation items per pass
+    checkpoint_every: int = 250  # steps between resumable checkpoints
+    keep_checkpoints: int = 2
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+        import yaml
+
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise UsageError(f"config file not found: {path}") from None
+        except yaml.YAMLError as exc:
+            raise UsageError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        if not isinstance(raw, dict):
+            raise UsageError(f"{path} must hold a mapping of config fields")
+        return cls.from_dict({**raw, **(overrides or {})}, source=str(path))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "config") -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - names)
+        if unknown:
+            raise UsageError(f"{source}: unknown field(s) {', '.join(unknown)}")
+        config = cls(**raw)
+        config.validate(source)
+        return config
+
+    def validate(self, source: str = "config") -> None:
+        checks = [
+            (self.num_frames >= 1, "num_frames must be at least 1"),
+            (self.frame_sampling in ("random", "uniform"), "frame_sampling must be random or uniform"),
+            (0.0 <= self.prior_dropout <= 1.0, "prior_dropout must lie in [0, 1]"),
+            (0.0 <= self.pseudo_situation_share <= 1.0, "pseudo_situation_share must lie in [0, 1]"),
+            (self.batch_size >= 1 and self.grad_accum >= 1, "batch_size and grad_accum must be at least 1"),
+            (self.max_steps >= 1, "max_steps must be at least 1"),
+            (self.learning_rate > 0, "learning_rate must be positive"),
+            (self.mixed_precision in ("no", "fp16", "bf16"), "mixed_precision must be no, fp16 or bf16"),
+            (min(self.log_every, self.eval_every, self.checkpoint_every) >= 1, "*_every must be at least 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UsageError(f"{source}: {message}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
