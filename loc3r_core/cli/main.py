@@ -19,13 +19,14 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from loc3r_core.cli import data
+    from loc3r_core.cli import data, train
 
     parser = OneLineParser(prog="loc3r", description="Loc3R-VLM for robots: spatial memory from one camera.")
     parser.add_argument("--version", action="version", version=f"loc3r {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                      parser_class=OneLineParser)
     data.register(commands)
+    train.register(commands)
     return parser
 
 

@@ -1,0 +1,104 @@
+"""`loc3r train`, `loc3r eval`, `loc3r ablate`: fit a model from a config, measure it, compare variants."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from loc3r_core.errors import UsageError
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    train = commands.add_parser("train", help="train a model from a YAML config (resumable)")
+    train.add_argument("--config", type=Path, required=True, help="YAML file of TrainConfig fields")
+    train.add_argument("--resume", action="store_true", help="continue the run in the config's output_dir")
+    train.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                       help="override a config field (YAML value), e.g. --set max_steps=100; repeatable")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(handler=_train)
+
+    ev = commands.add_parser("eval", help="evaluate a model on a dataset split")
+    ev.add_argument("--checkpoint", type=Path, help="model folder (default: the shipped model)")
+    ev.add_argument("--data", type=Path, required=True, help="dataset folder (loc3r data generate)")
+    ev.add_argument("--max-samples", type=int, help="evaluate an evenly spread subset of this many questions")
+    ev.add_argument("--prior", choices=["odometry", "none"], default="odometry",
+                    help="camera prior: clean relative poses (odometry) or none (default odometry)")
+    ev.add_argument("--frames", type=int, default=8, help="frames per clip (default 8)")
+    ev.add_argument("--batch-size", type=int, default=32)
+    ev.add_argument("--figure", type=Path, help="PNG of predicted vs true layout and poses (default: none; "
+                    "with --json, DATA/../eval_<split>.png is not written unless named)")
+    ev.add_argument("--json", action="store_true", help="print one JSON object (else a readable table)")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ev.set_defaults(handler=_eval)
+
+    ablate = commands.add_parser("ablate", help="train the ablation variants and write the evidence table")
+    ablate.add_argument("--config", type=Path, default=Path("configs/ablation.yaml"),
+                        help="base TrainConfig YAML every variant shares (default configs/ablation.yaml)")
+    ablate.add_argument("--data-root", type=Path, default=Path("data"),
+                        help="folder holding the split folders (default data)")
+    ablate.add_argument("--splits", nargs="+", default=["test", "test-novel-view", "test-complex"])
+    ablate.add_argument("--variants", nargs="+", help="only these variants (default all)")
+    ablate.add_argument("--eval-samples", type=int, default=600, help="questions per split (default 600)")
+    ablate.add_argument("--out", type=Path, default=Path("results"), help="where ablation.md/.json/.png go")
+    ablate.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a base config field, e.g. --set max_steps=50; repeatable")
+    ablate.set_defaults(handler=_ablate)
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    import yaml
+
+    overrides = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--set takes FIELD=VALUE, not {pair!r}")
+        overrides[name.strip()] = yaml.safe_load(value)
+    return overrides
+
+
+def _train(args: argparse.Namespace) -> int:
+    from loc3r_core.training.config import TrainConfig
+    from loc3r_core.training.loop import train
+
+    config = TrainConfig.from_yaml(args.config, parse_overrides(args.set))
+    final = train(config, resume=args.resume, progress=not args.no_progress)
+    print(f"model written to {final}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from loc3r_core.evaluation.evaluate import evaluate, evaluation_dataset
+    from loc3r_core.evaluation.figure import draw_examples
+    from loc3r_core.model.checkpoint import load_model
+
+    if args.max_samples is not None and args.max_samples < 1:
+        raise UsageError("--max-samples must be at least 1")
+    model, tokenizer = load_model(args.checkpoint)
+    dataset = evaluation_dataset(args.data, model, args.frames)
+    result = evaluate(model, tokenizer, dataset, args.max_samples, args.batch_size, args.prior,
+                      progress=not args.no_progress)
+    if args.figure:
+        draw_examples(result.examples, args.figure, title=f"{args.data.name}: predicted vs true")
+    if args.json:
+        print(json.dumps(result.metrics))
+    else:
+        for key, value in result.metrics.items():
+            print(f"{key:32s} {value}")
+    return 0
+
+
+def _ablate(args: argparse.Namespace) -> int:
+    import shlex
+    import sys
+
+    from loc3r_core.evaluation.ablation import run_ablation
+    from loc3r_core.training.config import TrainConfig
+
+    base = TrainConfig.from_yaml(args.config, parse_overrides(args.set))
+    command = "loc3r " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    run_ablation(base, args.data_root, args.splits, args.out, Path(base.output_dir), args.eval_samples,
+                 args.variants, command)
+    print(f"table written to {args.out / 'ablation.md'}")
+    return 0

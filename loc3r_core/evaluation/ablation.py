@@ -1,0 +1,135 @@
+"""The evidence table: does training with spatial objectives beat feeding geometry as input?
+
+Every variant trains from the same base config (backbone, data, steps, seed); only the
+switches below differ. Each is then evaluated on the same test splits.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from loc3r_core.atomic import atomic_path
+from loc3r_core.errors import UsageError
+from loc3r_core.training.config import TrainConfig
+
+NO_SPATIAL_LOSSES = {"bev_weight": 0.0, "situation_weight": 0.0, "ego_weight": 0.0, "semantic_weight": 0.0}
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    description: str
+    model: dict  # Loc3rConfig overrides
+    eval_prior: str  # camera prior at evaluation: odometry or none
+
+
+VARIANTS = (
+    Variant("a_qa_only", "fine-tuning on QA only (CE), no camera prior",
+            {**NO_SPATIAL_LOSSES, "use_camera_prior": False}, "none"),
+    Variant("b_geometry_input", "per-patch 3D points (depth + pose) added to vision tokens; QA + situation losses, "
+            "no layout objective, no camera prior",
+            {**NO_SPATIAL_LOSSES, "situation_weight": 0.075, "use_geometry_input": True, "use_camera_prior": False},
+            "none"),
+    Variant("c_loc3r", "Loc3R: camera prior + layout + situation objectives (+ ego and semantic heads), "
+            "no geometric input", {}, "odometry"),
+    Variant("d_loc3r_no_prior", "Loc3R without the camera prior", {"use_camera_prior": False}, "none"),
+)
+TABLE_METRICS = ("loc_acc_0_5m", "loc_acc_1_0m", "ori_acc_15deg", "ori_acc_30deg", "qa_em",
+                 "bev_median_error_m", "ego_position_median_error_m", "ego_yaw_median_error_deg",
+                 "sigma_error_spearman")
+
+
+def variant_config(base: TrainConfig, variant: Variant, runs: Path) -> TrainConfig:
+    return replace(base, model={**base.model, **variant.model}, output_dir=str(runs / variant.name))
+
+
+def run_ablation(base: TrainConfig, data_root: Path, splits: list[str], out: Path, runs: Path,
+                 eval_samples: int | None, variants: list[str] | None = None, command: str = "") -> dict:
+    """Train (or resume, or reuse) each variant, evaluate it on each split, write the table and PNG."""
+    from loc3r_core.evaluation.evaluate import evaluate, evaluation_dataset
+    from loc3r_core.model.checkpoint import load_model
+    from loc3r_core.training.loop import checkpoints, train
+
+    chosen = [v for v in VARIANTS if variants is None or v.name in variants]
+    if variants and len(chosen) != len(set(variants)):
+        raise UsageError(f"unknown variant; choose from {', '.join(v.name for v in VARIANTS)}")
+    missing = [s for s in splits if not (data_root / s).is_dir()]
+    if missing:
+        raise UsageError(f"no split folder {', '.join(str(data_root / s) for s in missing)} "
+                         "(make them with `loc3r data generate --split NAME`)")
+    results: dict = {}
+    for variant in chosen:
+        config = variant_config(base, variant, runs)
+        model_dir = Path(config.output_dir) / "model"
+        if not model_dir.is_dir():
+            train(config, resume=bool(checkpoints(Path(config.output_dir))))
+        model, tokenizer = load_model(model_dir)
+        results[variant.name] = {}
+        for split in splits:
+            dataset = evaluation_dataset(data_root / split, model, base.num_frames)
+            metrics = evaluate(model, tokenizer, dataset, eval_samples, prior=variant.eval_prior).metrics
+            results[variant.name][split] = metrics
+            print(f"{variant.name} on {split}: " + ", ".join(f"{k} {metrics[k]}" for k in TABLE_METRICS[:5]))
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "ablation.json") as tmp:
+        tmp.write_text(json.dumps({"command": command, "results": results}, indent=2))
+    with atomic_path(out / "ablation.md") as tmp:
+        tmp.write_text(markdown_table(results, chosen, base, eval_samples, command))
+    plot_ablation(results, out / "ablation.png")
+    return results
+
+
+def markdown_table(results: dict, variants: list[Variant], base: TrainConfig, eval_samples: int | None,
+                   command: str) -> str:
+    lines = [
+        "# Ablation: spatial objectives vs geometric input",
+        "",
+        f"Command: `{command}`" if command else "",
+        "",
+        f"Same backbone, data ({base.train_data}), seed ({base.seed}) and budget ({base.max_steps} steps of "
+        f"{base.batch_size} clips of {base.num_frames} frames) for every variant; evaluated on "
+        f"{'all' if eval_samples is None else eval_samples} questions per split (evenly spread).",
+        "Accuracies in %, errors in metres or degrees; `sigma_error_spearman` is the rank correlation "
+        "between predicted position sigma and actual error.",
+        "",
+    ]
+    lines += [f"- **{v.name}**: {v.description} (evaluated with prior: {v.eval_prior})" for v in variants]
+    lines += ["", "| variant | split | " + " | ".join(TABLE_METRICS) + " | qa by type |",
+              "|---|---|" + "---|" * (len(TABLE_METRICS) + 1)]
+    for name, by_split in results.items():
+        for split, metrics in by_split.items():
+            by_type = ", ".join(f"{t} {v}" for t, v in metrics["qa_em_by_type"].items())
+            lines.append(f"| {name} | {split} | " + " | ".join(_cell(metrics[k]) for k in TABLE_METRICS)
+                         + f" | {by_type} |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: float) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:g}"
+
+
+def plot_ablation(results: dict, out: Path) -> Path:
+    names = list(results)
+    splits = list(next(iter(results.values())))
+    shown = ("loc_acc_1_0m", "ori_acc_30deg", "qa_em", "loc_acc_0_5m")
+    fig, axes = plt.subplots(1, len(shown), figsize=(4.5 * len(shown), 4.2))
+    width = 0.8 / len(names)
+    for ax, metric in zip(axes, shown, strict=True):
+        for i, name in enumerate(names):
+            values = [results[name][s][metric] for s in splits]
+            ax.bar([j + i * width for j in range(len(splits))], values, width, label=name)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(splits))], splits, fontsize=8)
+        ax.set(title=metric, ylim=(0, 100))
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out

@@ -1,0 +1,101 @@
+"""Evaluate a model on a split: metrics over (a deterministic subset of) its questions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+from transformers import PreTrainedTokenizerFast
+
+from loc3r_core.data.dataset import SceneClipDataset
+from loc3r_core.evaluation.metrics import MetricAccumulator
+from loc3r_core.evaluation.predict import predict_batch
+from loc3r_core.model.modeling_loc3r import Loc3rForSpatialQA
+from loc3r_core.training.batch import collate, model_inputs
+
+PRIOR_MODES = ("odometry", "none")  # clean relative poses as the camera prior, or no prior at all
+
+
+@dataclass
+class Evaluation:
+    metrics: dict
+    examples: list[dict] = field(default_factory=list)  # per-clip predictions kept for the figure
+
+
+def evaluation_dataset(data: str | Path, model: Loc3rForSpatialQA, num_frames: int) -> SceneClipDataset:
+    """Uniformly sampled frames and every question with its own situation: the same items every time."""
+    vision = model.config.vision_config
+    return SceneClipDataset(data, num_frames=num_frames, patch_grid=model.config.patch_grid,
+                            image_size=vision.image_size, sampling="uniform", pseudo_situation_share=0.0)
+
+
+def pick_items(dataset: SceneClipDataset, max_samples: int | None) -> list[int]:
+    """Evenly spread over the split, so a subset still covers every scene range."""
+    if max_samples is None or max_samples >= len(dataset):
+        return list(range(len(dataset)))
+    return np.linspace(0, len(dataset) - 1, max_samples).round().astype(int).tolist()
+
+
+@torch.no_grad()
+def evaluate(
+    model: Loc3rForSpatialQA,
+    tokenizer: PreTrainedTokenizerFast,
+    dataset: SceneClipDataset,
+    max_samples: int | None = None,
+    batch_size: int = 32,
+    prior: str = "odometry",
+    keep_examples: int = 4,
+    progress: bool = True,
+) -> Evaluation:
+    if prior not in PRIOR_MODES:
+        raise ValueError(f"prior must be one of {PRIOR_MODES}, not {prior!r}")
+    was_training = model.training
+    model.eval()
+    accumulator = MetricAccumulator()
+    located: set[tuple[int, int]] = set()
+    clips_seen: set[int] = set()
+    examples: list[dict] = []
+    indices = pick_items(dataset, max_samples)
+    patches = model.config.patches_per_frame
+    with tqdm(total=len(indices), desc="eval", unit="q", disable=not progress, leave=False) as bar:
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start : start + batch_size]
+            items = [dataset[i] for i in chunk]
+            batch = collate(items, tokenizer, patches, with_answers=False)
+            inputs = model_inputs(batch, use_prior=prior == "odometry")
+            out = predict_batch(model, tokenizer, inputs, batch["lengths"])
+            targets = {k: v.numpy() for k, v in batch["targets"].items()}
+            for row, index in enumerate(chunk):
+                scene_index, situation_index, _ = dataset.items[index]
+                accumulator.add_answer(items[row]["question_type"], out["answers"][row], items[row]["answer"])
+                if (scene_index, situation_index) not in located:
+                    located.add((scene_index, situation_index))
+                    accumulator.add_localization(out["position"][row], float(out["yaw"][row]),
+                                                 out["position_sigma"][row], targets["situation_position"][row],
+                                                 float(targets["situation_yaw"][row]))
+                if scene_index not in clips_seen:  # uniform sampling: one clip per scene
+                    clips_seen.add(scene_index)
+                    accumulator.add_frames(out["bev"][row], targets["bev_target"][row], targets["bev_valid"][row],
+                                           out["labels"][row], targets["patch_label"][row], out["ego_xy"][row],
+                                           out["ego_yaw"][row], targets["ego_pose"][row])
+                    if len(examples) < keep_examples:
+                        examples.append(example_record(items[row], out, targets, row))
+            bar.update(len(chunk))
+    model.train(was_training)
+    return Evaluation(accumulator.summary(), examples)
+
+
+def example_record(item: dict, out: dict, targets: dict, row: int) -> dict:
+    """What the figure draws for one clip: true and predicted map points, ego poses and the asker."""
+    return {
+        "scene": item["scene"],
+        "situation": item["situation_text"],
+        "bev": out["bev"][row], "bev_target": targets["bev_target"][row], "bev_valid": targets["bev_valid"][row],
+        "labels": out["labels"][row], "true_labels": targets["patch_label"][row],
+        "ego_xy": out["ego_xy"][row], "ego_yaw": out["ego_yaw"][row], "true_ego": targets["ego_pose"][row],
+        "position": out["position"][row], "yaw": float(out["yaw"][row]),
+        "true_position": targets["situation_position"][row], "true_yaw": float(targets["situation_yaw"][row]),
+    }

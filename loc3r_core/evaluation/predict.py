@@ -1,0 +1,78 @@
+"""Run the model on batches: spatial readouts and greedy answers, as numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerFast
+
+from loc3r_core.model.modeling_loc3r import Loc3rForSpatialQA
+from loc3r_core.model.spatial import circular_soft_argmax, split_gaussian
+
+
+@torch.no_grad()
+def greedy_answers(
+    model: Loc3rForSpatialQA,
+    tokenizer: PreTrainedTokenizerFast,
+    input_ids: torch.Tensor,
+    lengths: torch.Tensor,
+    frame_tokens: torch.Tensor,
+    max_new_tokens: int = 8,
+) -> tuple[list[str], dict[str, torch.Tensor]]:
+    """Decode answers after each row's prompt (rows right-padded); also the heads of the prompt pass.
+
+    Causal attention means padding after a row's end never changes that row, so each step
+    runs the whole batch and reads the logits at each row's last real token.
+    """
+    eos = tokenizer.eos_token_id
+    count = len(input_ids)
+    ids = torch.cat([input_ids, torch.full((count, max_new_tokens), tokenizer.pad_token_id)], dim=1)
+    lengths = lengths.clone()
+    done = torch.zeros(count, dtype=torch.bool)
+    generated: list[list[int]] = [[] for _ in range(count)]
+    heads: dict[str, torch.Tensor] = {}
+    rows = torch.arange(count)
+    for step in range(max_new_tokens):
+        width = int(lengths.max())
+        hidden, _ = model.language_forward(model.embed(ids[:, :width], frame_tokens))
+        if step == 0:
+            frames = frame_tokens.shape[1] // (1 + model.config.patches_per_frame)
+            heads = model.read_heads(ids[:, :width], hidden, frames)
+        last = hidden[rows, lengths - 1]
+        token = model.language_model.get_output_embeddings()(last).argmax(dim=-1)
+        for row in torch.nonzero(~done).flatten().tolist():
+            if int(token[row]) == eos:
+                done[row] = True
+            else:
+                generated[row].append(int(token[row]))
+                ids[row, lengths[row]] = token[row]
+                lengths[row] += 1
+        if bool(done.all()):
+            break
+    return [tokenizer.decode(g, skip_special_tokens=True).strip() for g in generated], heads
+
+
+@torch.no_grad()
+def predict_batch(model: Loc3rForSpatialQA, tokenizer: PreTrainedTokenizerFast, inputs: dict, lengths: torch.Tensor,
+                  max_new_tokens: int = 8) -> dict[str, np.ndarray | list[str]]:
+    """inputs: model_inputs() of a batch encoded without answers."""
+    images = inputs["images"]
+    batch, frames = images.shape[:2]
+    prior_valid = inputs["prior_valid"][:, None].expand(batch, frames).flatten()
+    geometry = inputs["geometry"].flatten(0, 1) if model.config.use_geometry_input else None
+    tokens = model.encode_frames(images.flatten(0, 1), inputs["prior"].flatten(0, 1), prior_valid, geometry)
+    answers, heads = greedy_answers(model, tokenizer, inputs["input_ids"], lengths,
+                                    tokens.view(batch, -1, tokens.shape[-1]), max_new_tokens)
+    pos_mean, pos_sigma = split_gaussian(heads["pos"])
+    yaw, yaw_concentration = circular_soft_argmax(heads["ori_logits"])
+    ego_mean, ego_sigma = split_gaussian(heads["ego"][..., :4])
+    ego_yaw, _ = circular_soft_argmax(heads["ego"][..., 4:])
+    bev_mean, bev_sigma = split_gaussian(heads["bev"])
+    return {
+        "answers": answers,
+        "position": pos_mean.numpy(), "position_sigma": pos_sigma.numpy(),
+        "yaw": yaw.numpy(), "yaw_concentration": yaw_concentration.numpy(),
+        "ego_xy": ego_mean.numpy(), "ego_sigma": ego_sigma.numpy(), "ego_yaw": ego_yaw.numpy(),
+        "bev": bev_mean.numpy(), "bev_sigma": bev_sigma.numpy(),
+        "labels": heads["semantic_logits"].argmax(dim=-1).numpy(),
+    }
