@@ -24,11 +24,13 @@ $(ROS_STAMP): $(BOOTSTRAP_STAMP) $(ROS_INPUTS)
 	tools/build_interfaces.sh
 	touch $@
 
-# Until the model exists (issue: the Loc3R model), the demo generates one synthetic scene
-# and draws its contact sheet: frames beside the ground-truth bird's-eye map.
+# Until the streaming runtime exists (issue: runtime and demo), the demo generates one fresh
+# synthetic scene, draws its contact sheet, and runs the shipped model on it: its metrics
+# and a picture of the predicted vs true map and poses.
 demo: setup
 	$(ENV) loc3r data generate --out $(DEMO_OUT)/world --split test --scenes 1
 	$(ENV) loc3r data show $(DEMO_OUT)/world/scene_00000 --out $(DEMO_OUT)/scene_sheet.png
+	$(ENV) loc3r eval --data $(DEMO_OUT)/world --figure $(DEMO_OUT)/model_vs_truth.png
 
 lint: $(BOOTSTRAP_STAMP)
 	$(ENV) ruff check .

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_MODEL, tiny_train_config
 from transformers import Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig, SiglipVisionModel
 
+from conftest import TINY_MODEL, tiny_train_config
 from loc3r_core.data.dataset import SceneClipDataset
 from loc3r_core.model.checkpoint import CheckpointError, load_model, save_model
 from loc3r_core.model.configuration_loc3r import Loc3rConfig
@@ -161,8 +161,8 @@ def test_missing_and_damaged_checkpoints_are_clear_errors(tiny, tmp_path):
         load_model(tmp_path / "absent")
     folder = save_model(model, tokenizer, tmp_path / "m")
     (folder / "model.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(CheckpointError, match="model.safetensors cannot be loaded"):
+    with pytest.raises(CheckpointError, match=r"model\.safetensors cannot be loaded"):
         load_model(folder)
     (folder / "config.json").unlink()
-    with pytest.raises(CheckpointError, match="missing config.json"):
+    with pytest.raises(CheckpointError, match=r"missing config\.json"):
         load_model(folder)

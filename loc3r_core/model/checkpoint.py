@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from transformers.utils import logging as hf_logging
 
 from loc3r_core.atomic import atomic_path
 from loc3r_core.errors import Loc3rError
@@ -45,6 +46,7 @@ def load_model(folder: str | Path | None = None) -> tuple[Loc3rForSpatialQA, Pre
     """The model in eval mode and its tokenizer; the shipped model when folder is None."""
     folder = SHIPPED_MODEL if folder is None else Path(folder)
     check_folder(folder)
+    hf_logging.disable_progress_bar()  # a bar per load of a few-MB model is noise in CLI output
     try:
         config = Loc3rConfig.from_pretrained(folder)
     except Exception as exc:  # transformers raises several types for an unreadable config

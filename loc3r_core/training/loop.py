@@ -124,7 +124,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     accelerator = Accelerator(mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.grad_accum)
     set_seed(config.seed)
     init_dir = run / "init"
-    patch_grid, image_size = _shape_from(config, init_dir if resume else None)
+    saved = checkpoints(run) if resume else []
+    if resume and not saved:
+        raise UsageError(f"{run} has no checkpoint to resume from")
+    patch_grid, image_size = _shape_from(config, init_dir if saved else None)
     dataset = SceneClipDataset(config.train_data, num_frames=config.num_frames, patch_grid=patch_grid,
                                image_size=image_size, sampling=config.frame_sampling,
                                pseudo_situation_share=config.pseudo_situation_share, seed=config.seed)
@@ -132,9 +135,6 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
         _keep_first_scenes(dataset, config.max_train_scenes)
 
     start_step = 0
-    saved = checkpoints(run) if resume else []
-    if resume and not saved:
-        raise UsageError(f"{run} has no checkpoint to resume from")
     if saved:
         tokenizer = AutoTokenizer.from_pretrained(init_dir)
         model = Loc3rForSpatialQA(Loc3rConfig.from_pretrained(init_dir))

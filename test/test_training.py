@@ -1,0 +1,121 @@
+"""`loc3r train`, `loc3r eval`, `loc3r ablate` end to end on a small world, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from safetensors.torch import load_file
+
+from conftest import ROOT, run_cli, tiny_train_config
+from loc3r_core.evaluation.metrics import METRIC_KEYS
+
+EVAL_KEYS = {*METRIC_KEYS, "qa_em_by_type", "num_samples"}
+
+
+def write_config(path: Path, fields: dict) -> Path:
+    path.write_text(yaml.safe_dump(fields))
+    return path
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    left, right = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    return left.keys() == right.keys() and all((left[k] == right[k]).all() for k in left)
+
+
+def test_a_killed_run_resumes_to_exactly_the_uninterrupted_result(world_by_kind, tmp_path):
+    steps = 40
+    reference = write_config(tmp_path / "ref.yaml", tiny_train_config(world_by_kind["walk"], tmp_path / "ref",
+                                                                       max_steps=steps))
+    run_cli("train", "--config", reference, "--no-progress", check=True)
+
+    config = write_config(tmp_path / "cut.yaml", tiny_train_config(world_by_kind["walk"], tmp_path / "cut",
+                                                                    max_steps=steps))
+    process = subprocess.Popen([sys.executable, "-m", "loc3r_core.cli.main", "train", "--config", str(config),
+                                "--no-progress"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first_checkpoint = tmp_path / "cut" / "checkpoints" / "step_0000004"
+    deadline = time.monotonic() + 120
+    while not first_checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (tmp_path / "cut" / "model").exists()
+    saved = sorted((tmp_path / "cut" / "checkpoints").glob("step_*"))
+    assert saved and int(saved[-1].name.split("_")[1]) < steps
+
+    result = run_cli("train", "--config", config, "--resume", "--no-progress", check=True)
+    assert "model written" in result.stdout
+    assert same_weights(tmp_path / "ref" / "model", tmp_path / "cut" / "model")
+    log = lambda run: [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    ref_log, cut_log = log("ref"), log("cut")
+    assert [r["step"] for r in cut_log] == [r["step"] for r in ref_log]
+    assert [r["loss"] for r in cut_log] == [r["loss"] for r in ref_log]
+    assert (tmp_path / "cut" / "curves.png").stat().st_size > 10_000
+
+
+def test_train_refuses_to_overwrite_and_rejects_bad_configs(world_by_kind, tmp_path):
+    config = write_config(tmp_path / "c.yaml", tiny_train_config(world_by_kind["walk"], tmp_path / "run",
+                                                                  max_steps=2))
+    run_cli("train", "--config", config, "--no-progress", check=True)
+    again = run_cli("train", "--config", config, "--no-progress")
+    assert again.returncode == 2 and "--resume" in again.stderr and len(again.stderr.splitlines()) == 1
+    typo = write_config(tmp_path / "t.yaml", {"max_step": 3})
+    bad = run_cli("train", "--config", typo)
+    assert bad.returncode == 2 and "unknown field(s) max_step" in bad.stderr
+    missing = run_cli("train", "--config", tmp_path / "absent.yaml")
+    assert missing.returncode == 2 and "config file not found" in missing.stderr
+    fresh = run_cli("train", "--config", config, "--set", f"output_dir={tmp_path / 'none'}", "--resume")
+    assert fresh.returncode == 2 and "no checkpoint to resume from" in fresh.stderr
+
+
+def test_eval_of_the_shipped_model_prints_every_key_and_draws_the_figure(world_by_kind, tmp_path):
+    figure = tmp_path / "eval.png"
+    result = run_cli("eval", "--data", world_by_kind["loop"], "--json", "--max-samples", "12", "--figure", figure,
+                     "--no-progress", check=True)
+    metrics = json.loads(result.stdout)
+    assert set(metrics) >= EVAL_KEYS
+    assert metrics["num_samples"] == 12
+    assert 0 <= metrics["loc_acc_0_5m"] <= metrics["loc_acc_1_0m"] <= 100
+    assert 0 <= metrics["ori_acc_15deg"] <= metrics["ori_acc_30deg"] <= 100
+    assert figure.stat().st_size > 20_000
+
+
+def test_the_shipped_model_has_learned_the_map_and_its_own_pose(world_by_kind):
+    """Floors far below the README's figures, far above what an untrained model scores."""
+    result = run_cli("eval", "--data", world_by_kind["walk"], "--json", "--no-progress", check=True)
+    metrics = json.loads(result.stdout)
+    assert metrics["ego_position_median_error_m"] < 0.3
+    assert metrics["ego_yaw_median_error_deg"] < 10
+    assert metrics["bev_median_error_m"] < 1.0
+    assert metrics["semantic_acc"] > 60
+
+
+def test_eval_names_a_missing_checkpoint_in_one_line(world_by_kind, tmp_path):
+    result = run_cli("eval", "--checkpoint", tmp_path / "nothing", "--data", world_by_kind["walk"])
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"loc3r: error: no model folder at {tmp_path / 'nothing'}"
+
+
+@pytest.mark.slow
+def test_ablate_trains_each_variant_and_writes_the_table(world_by_kind, tmp_path):
+    base = write_config(tmp_path / "base.yaml", tiny_train_config(world_by_kind["walk"], tmp_path / "runs",
+                                                                   max_steps=3))
+    data_root = world_by_kind["walk"].parent
+    run_cli("ablate", "--config", base, "--data-root", data_root, "--splits", "walk", "complex",
+            "--variants", "b_geometry_input", "c_loc3r", "--eval-samples", "6", "--out", tmp_path / "results",
+            check=True)
+    table = (tmp_path / "results" / "ablation.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| b_") or line.startswith("| c_")]
+    assert len(rows) == 4
+    assert "loc3r ablate --config" in table
+    results = json.loads((tmp_path / "results" / "ablation.json").read_text())["results"]
+    assert set(results) == {"b_geometry_input", "c_loc3r"} and set(results["c_loc3r"]) == {"walk", "complex"}
+    assert (tmp_path / "results" / "ablation.png").stat().st_size > 10_000
