@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from loc3r_core.errors import UsageError
@@ -64,7 +65,8 @@ def _train(args: argparse.Namespace) -> int:
 
     config = TrainConfig.from_yaml(args.config, parse_overrides(args.set))
     final = train(config, resume=args.resume, progress=not args.no_progress)
-    print(f"model written to {final}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun / accelerate launch, say it once
+        print(f"model written to {final}")
     return 0
 
 

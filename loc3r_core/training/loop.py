@@ -121,7 +121,11 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     run = Path(config.output_dir)
     if run.exists() and any(run.iterdir()) and not resume:
         raise UsageError(f"{run} already holds a run; pass --resume to continue it or choose another output_dir")
-    accelerator = Accelerator(mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.grad_accum)
+    # Without cpu=True, Accelerate ignores torchrun's ranks on a machine without a GPU and every
+    # process would train alone into the same folder.
+    accelerator = Accelerator(mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.grad_accum,
+                              cpu=not torch.cuda.is_available(),
+                              step_scheduler_with_optimizer=False)  # the schedule counts optimiser steps
     set_seed(config.seed)
     init_dir = run / "init"
     saved = checkpoints(run) if resume else []
