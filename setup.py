@@ -28,12 +28,22 @@ setup(
         "pillow>=10",
         "matplotlib>=3.7",
         "tqdm>=4.60",
+        # the runtime: ONNX Runtime backend (no torch needed), recordings in and out
+        "onnxruntime>=1.18",
+        "tokenizers>=0.22",
+        "rosbags>=0.10",
+        "mcap>=1.1",
+        "mcap-ros2-support>=0.5",
+        "av>=12",
+        "psutil>=5.9",
     ],
     extras_require={
         # The model (PyTorch backend), training, evaluation and the torch Dataset. Install torch
         # yourself first on machines where the default wheel would be the wrong build.
         "train": ["torch>=2.2", "transformers>=5.0,<6", "tokenizers>=0.22", "safetensors>=0.4",
                   "accelerate>=1.0", "pyyaml>=6"],
+        # `loc3r export`: the dynamo ONNX exporter
+        "export": ["onnx>=1.16", "onnxscript>=0.3"],
         "dev": ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5"],
     },
     entry_points={"console_scripts": ["loc3r = loc3r_core.cli.main:main"]},
