@@ -15,14 +15,9 @@ from loc3r_core.model.checkpoint import CheckpointError, load_model, save_model
 from loc3r_core.model.configuration_loc3r import Loc3rConfig
 from loc3r_core.model.modeling_loc3r import build_model
 from loc3r_core.model.prior import drifted
-from loc3r_core.model.spatial import (
-    bin_centres,
-    circular_soft_argmax,
-    gaussian_nll,
-    wrapped_gaussian_target,
-    yaw_kl,
-)
+from loc3r_core.model.spatial import bin_centres, gaussian_nll, wrapped_gaussian_target, yaw_kl
 from loc3r_core.model.tokenizer import POS, SPECIAL_TOKENS, answer_text, prompt_text, train_tokenizer
+from loc3r_core.readout import circular_soft_argmax
 from loc3r_core.training.batch import collate, model_inputs
 from loc3r_core.training.config import TrainConfig
 from loc3r_core.training.loop import create_model
@@ -32,8 +27,8 @@ from loc3r_core.training.loop import create_model
 def test_soft_argmax_recovers_a_known_yaw(yaw_deg):
     yaw = torch.tensor(math.radians(yaw_deg))
     logits = wrapped_gaussian_target(yaw, 36, math.radians(10)).log()
-    recovered, concentration = circular_soft_argmax(logits)
-    error = math.degrees(abs((recovered - yaw + math.pi) % (2 * math.pi) - math.pi))
+    recovered, concentration = circular_soft_argmax(logits.numpy())
+    error = math.degrees(abs((float(recovered) - yaw.item() + math.pi) % (2 * math.pi) - math.pi))
     assert error < 0.5, f"{yaw_deg} read back as {math.degrees(recovered):.2f}"
     assert 0.9 < concentration <= 1.0
 

@@ -7,7 +7,7 @@ import torch
 from transformers import PreTrainedTokenizerFast
 
 from loc3r_core.model.modeling_loc3r import Loc3rForSpatialQA
-from loc3r_core.model.spatial import circular_soft_argmax, split_gaussian
+from loc3r_core.readout import circular_soft_argmax, split_gaussian
 
 
 @torch.no_grad()
@@ -63,6 +63,7 @@ def predict_batch(model: Loc3rForSpatialQA, tokenizer: PreTrainedTokenizerFast, 
     tokens = model.encode_frames(images.flatten(0, 1), inputs["prior"].flatten(0, 1), prior_valid, geometry)
     answers, heads = greedy_answers(model, tokenizer, inputs["input_ids"], lengths,
                                     tokens.view(batch, -1, tokens.shape[-1]), max_new_tokens)
+    heads = {name: value.float().numpy() for name, value in heads.items()}
     pos_mean, pos_sigma = split_gaussian(heads["pos"])
     yaw, yaw_concentration = circular_soft_argmax(heads["ori_logits"])
     ego_mean, ego_sigma = split_gaussian(heads["ego"][..., :4])
@@ -70,9 +71,9 @@ def predict_batch(model: Loc3rForSpatialQA, tokenizer: PreTrainedTokenizerFast, 
     bev_mean, bev_sigma = split_gaussian(heads["bev"])
     return {
         "answers": answers,
-        "position": pos_mean.numpy(), "position_sigma": pos_sigma.numpy(),
-        "yaw": yaw.numpy(), "yaw_concentration": yaw_concentration.numpy(),
-        "ego_xy": ego_mean.numpy(), "ego_sigma": ego_sigma.numpy(), "ego_yaw": ego_yaw.numpy(),
-        "bev": bev_mean.numpy(), "bev_sigma": bev_sigma.numpy(),
-        "labels": heads["semantic_logits"].argmax(dim=-1).numpy(),
+        "position": pos_mean, "position_sigma": pos_sigma,
+        "yaw": yaw, "yaw_concentration": yaw_concentration,
+        "ego_xy": ego_mean, "ego_sigma": ego_sigma, "ego_yaw": ego_yaw,
+        "bev": bev_mean, "bev_sigma": bev_sigma,
+        "labels": heads["semantic_logits"].argmax(axis=-1),
     }

@@ -1,8 +1,8 @@
 """The spatial losses and readouts of METHOD.md: Gaussian NLL for positions, binned yaw.
 
 Positions are predicted as (x, y, log sigma_x, log sigma_y); yaw as logits over bins of
-equal width on [-pi, pi), trained towards a wrapped Gaussian and read out by a circular
-soft-argmax (which, unlike an argmax, is continuous and not limited to bin centres).
+equal width on [-pi, pi), trained towards a wrapped Gaussian. Reading them out (circular
+soft-argmax, sigmas) is numpy, in loc3r_core.readout, shared with the torch-free runtime.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import math
 import torch
 import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
 
-LOG_SIGMA_RANGE = (-5.0, 3.0)  # sigma from 7 mm to 20 m: keeps the NLL finite early in training
+from loc3r_core import readout
+from loc3r_core.readout import LOG_SIGMA_RANGE  # clamping keeps the NLL finite early in training
 
 
 def split_gaussian(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -31,9 +32,8 @@ def gaussian_nll(raw: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | 
 
 
 def bin_centres(num_bins: int, device: torch.device | None = None) -> torch.Tensor:
-    """Centres of num_bins equal bins covering [-pi, pi)."""
-    width = 2.0 * math.pi / num_bins
-    return -math.pi + width * (torch.arange(num_bins, device=device, dtype=torch.float32) + 0.5)
+    """Centres of num_bins equal bins covering [-pi, pi) (those the readout uses)."""
+    return torch.from_numpy(readout.bin_centres(num_bins)).float().to(device)
 
 
 def wrapped_gaussian_target(yaw: torch.Tensor, num_bins: int, sigma: float) -> torch.Tensor:
@@ -55,21 +55,3 @@ def yaw_kl(logits: torch.Tensor, yaw: torch.Tensor, sigma: float, valid: torch.T
         return per_item.mean()
     valid = valid.to(per_item.dtype)
     return (per_item * valid).sum() / valid.sum().clamp(min=1.0)
-
-
-def circular_soft_argmax(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Yaw = atan2 of the probability-weighted mean of bin directions; also its concentration.
-
-    The concentration |v| in [0, 1] is 1 for a single sharp bin and 0 for a uniform spread;
-    the circular standard deviation sqrt(-2 ln |v|) turns it into an angle.
-    """
-    probs = F.softmax(logits.float(), dim=-1)
-    centres = bin_centres(logits.shape[-1], logits.device)
-    vx = (probs * centres.cos()).sum(dim=-1)
-    vy = (probs * centres.sin()).sum(dim=-1)
-    return torch.atan2(vy, vx), torch.sqrt(vx * vx + vy * vy)
-
-
-def circular_std(concentration: torch.Tensor) -> torch.Tensor:
-    """Circular standard deviation (radians) from the mean resultant length."""
-    return torch.sqrt(-2.0 * concentration.clamp(1e-6, 1.0).log())

@@ -1,0 +1,49 @@
+"""Turning the model's raw spatial outputs into positions, yaws and uncertainties (numpy only).
+
+The evaluation and both runtime backends share these, and the ONNX backend has no torch,
+so they are numpy. Positions arrive as (x, y, log sigma_x, log sigma_y); yaw as logits over
+equal bins on [-pi, pi), read out by a circular soft-argmax (continuous, unlike an argmax).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+LOG_SIGMA_RANGE = (-5.0, 3.0)  # sigma from 7 mm to 20 m: the range training clamps to
+
+
+def split_gaussian(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(..., 4) raw head output -> mean (..., 2) and sigma (..., 2)."""
+    raw = np.asarray(raw, dtype=np.float64)
+    return raw[..., :2], np.exp(np.clip(raw[..., 2:4], *LOG_SIGMA_RANGE))
+
+
+def bin_centres(num_bins: int) -> np.ndarray:
+    """Centres of num_bins equal bins covering [-pi, pi)."""
+    width = 2.0 * math.pi / num_bins
+    return -math.pi + width * (np.arange(num_bins, dtype=np.float64) + 0.5)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.asarray(logits, dtype=np.float64) - np.max(logits, axis=-1, keepdims=True)
+    weights = np.exp(shifted)
+    return weights / weights.sum(axis=-1, keepdims=True)
+
+
+def circular_soft_argmax(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Yaw = atan2 of the probability-weighted mean of bin directions; also its concentration.
+
+    The concentration |v| in [0, 1] is 1 for a single sharp bin and 0 for a uniform spread.
+    """
+    probs = softmax(logits)
+    centres = bin_centres(probs.shape[-1])
+    vx = (probs * np.cos(centres)).sum(axis=-1)
+    vy = (probs * np.sin(centres)).sum(axis=-1)
+    return np.arctan2(vy, vx), np.sqrt(vx * vx + vy * vy)
+
+
+def circular_std(concentration: np.ndarray | float) -> np.ndarray:
+    """Circular standard deviation (radians) from the mean resultant length: sqrt(-2 ln |v|)."""
+    return np.sqrt(-2.0 * np.log(np.clip(concentration, 1e-6, 1.0)))
