@@ -86,6 +86,12 @@ class Loc3rForSpatialQA(PreTrainedModel):
         (N,) is true and the config uses a prior; geometry (N, P, 3) BEV-frame points (NaN
         where unknown), only for the geometric-input baseline. Returns (N, 1 + P, H).
         """
+        tokens = self.vision_tokens(images, geometry)
+        camera = self.camera_tokens(prior, prior_valid, tokens.shape[0], tokens.dtype)
+        return torch.cat([camera[:, None], tokens], dim=1)
+
+    def vision_tokens(self, images: torch.Tensor, geometry: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, 3, S, S) in [0, 1] -> (N, P, H): what the runtime caches once per keyframe."""
         features = self.vision_tower(pixel_values=images * 2.0 - 1.0).last_hidden_state  # SigLIP expects [-1, 1]
         tokens = self.projector(features)
         if self.geometry_encoder is not None:
@@ -93,11 +99,16 @@ class Loc3rForSpatialQA(PreTrainedModel):
                 raise ValueError("this model takes per-patch 3D points as input (use_geometry_input)")
             known = ~torch.isnan(geometry).any(dim=-1, keepdim=True)
             tokens = tokens + self.geometry_encoder(torch.nan_to_num(geometry).float()) * known
-        camera = self.no_prior.to(tokens.dtype).expand(tokens.shape[0], -1)
+        return tokens
+
+    def camera_tokens(self, prior: torch.Tensor | None, prior_valid: torch.Tensor | None, count: int,
+                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """(N, H) camera-prior tokens: the encoded prior where valid, else the learned "no prior" token."""
+        camera = self.no_prior.to(dtype).expand(count, -1)
         if self.config.use_camera_prior and prior is not None:
             use = prior_valid if prior_valid is not None else torch.ones_like(camera[:, 0], dtype=torch.bool)
-            camera = torch.where(use[:, None], self.prior_encoder(prior.to(tokens.dtype)), camera)
-        return torch.cat([camera[:, None], tokens], dim=1)
+            camera = torch.where(use[:, None], self.prior_encoder(prior.to(dtype)), camera)
+        return camera
 
     def embed(self, input_ids: torch.Tensor, frame_tokens: torch.Tensor) -> torch.Tensor:
         """Text embeddings with the <frame>/<image> placeholders replaced, in order, by frame_tokens."""

@@ -1,0 +1,1 @@
+"""`loc3r export`: the model's runtime graphs as ONNX files for the torch-free backend."""

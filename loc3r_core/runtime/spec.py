@@ -1,0 +1,89 @@
+"""What the runtime must know about a model, read from JSON: no torch, no transformers.
+
+Both a checkpoint folder (its config.json) and an ONNX export (its runtime.json, written by
+`loc3r export`) give one; the export also names the checkpoint it came from, so files from
+another checkpoint are caught before they answer anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from loc3r_core.errors import DataError
+from loc3r_core.world.vocabulary import PATCH_CLASSES
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    image_size: int
+    patches_per_frame: int
+    hidden_size: int
+    num_layers: int
+    num_kv_heads: int
+    head_dim: int
+    max_positions: int
+    num_yaw_bins: int
+    image_token_id: int
+    frame_token_id: int
+    pos_token_id: int
+    ori_token_id: int
+    eos_token_id: int
+    label_names: tuple[str, ...]
+    use_camera_prior: bool
+    checkpoint_sha256: str  # of model.safetensors: which weights these are
+
+    @classmethod
+    def from_checkpoint(cls, folder: Path) -> ModelSpec:
+        config = read_json(folder / "config.json")
+        vision, text = config["vision_config"], config["text_config"]
+        if config.get("use_geometry_input"):
+            raise DataError(f"{folder} is the geometric-input ablation baseline; it needs depth and cannot stream")
+        side = vision["image_size"] // vision["patch_size"]
+        return cls(
+            image_size=vision["image_size"], patches_per_frame=side * side, hidden_size=text["hidden_size"],
+            num_layers=text["num_hidden_layers"], num_kv_heads=text["num_key_value_heads"],
+            head_dim=text.get("head_dim") or text["hidden_size"] // text["num_attention_heads"],
+            max_positions=text["max_position_embeddings"], num_yaw_bins=config["num_yaw_bins"],
+            image_token_id=config["image_token_id"], frame_token_id=config["frame_token_id"],
+            pos_token_id=config["pos_token_id"], ori_token_id=config["ori_token_id"],
+            eos_token_id=text["eos_token_id"], label_names=tuple(PATCH_CLASSES[: config["num_patch_classes"]]),
+            use_camera_prior=config["use_camera_prior"], checkpoint_sha256=file_sha256(folder / "model.safetensors"),
+        )
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["label_names"] = list(self.label_names)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict, source: Path) -> ModelSpec:
+        names = {f.name for f in fields(cls)}
+        missing = names - data.keys()
+        if missing:
+            raise DataError(f"{source} lacks {', '.join(sorted(missing))}: re-run `loc3r export`")
+        values = {name: data[name] for name in names}
+        values["label_names"] = tuple(values["label_names"])
+        return cls(**values)
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path} is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path} is unreadable: {exc}") from None
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+    except FileNotFoundError:
+        raise DataError(f"{path} is missing") from None
+    return digest.hexdigest()
