@@ -129,3 +129,24 @@ def backproject(depth: np.ndarray, intrinsics: Intrinsics, T_world_camera: np.nd
     points_world = transform_points(T_world_camera, points_camera)
     points_world[depth <= 0] = np.nan
     return points_world
+
+
+# --- planar poses (x, y, yaw) on the floor: odometry, the ego pose, the map frame -------------
+
+
+def planar_from_transform(pose: np.ndarray) -> np.ndarray:
+    """(x, y, yaw) of a 4x4 transform whose x axis is forward (ROS body frames, REP-103)."""
+    return np.array([pose[0, 3], pose[1, 3], math.atan2(pose[1, 0], pose[0, 0])])
+
+
+def compose_planar(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a ∘ b: the pose b, given in the frame of pose a, expressed in a's parent frame."""
+    c, s = math.cos(a[2]), math.sin(a[2])
+    return np.array([a[0] + c * b[0] - s * b[1], a[1] + s * b[0] + c * b[1], float(wrap_angle(a[2] + b[2]))])
+
+
+def relative_planar(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a⁻¹ ∘ b: pose b seen from pose a (both in the same parent frame)."""
+    c, s = math.cos(a[2]), math.sin(a[2])
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    return np.array([c * dx + s * dy, -s * dx + c * dy, float(wrap_angle(b[2] - a[2]))])

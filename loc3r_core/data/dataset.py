@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from loc3r_core.data.targets import patch_targets
 from loc3r_core.errors import DataError
 from loc3r_core.geometry import anchor_frame, camera_yaw, invert_pose, transform_points
+from loc3r_core.runtime.preprocess import model_image
 from loc3r_core.world.scene import transform_situation
 from loc3r_core.world.scene_io import SceneFolder, is_complete
 
@@ -143,7 +143,5 @@ class SceneClipDataset(Dataset):
         }
 
     def _image(self, rgb: np.ndarray) -> np.ndarray:
-        """(3, S, S) float32 in [0, 1], resized if asked."""
-        if self.image_size is not None and rgb.shape[0] != self.image_size:
-            rgb = np.asarray(Image.fromarray(rgb).resize((self.image_size, self.image_size), Image.BILINEAR))
-        return np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32) / 255.0
+        """(3, S, S) float32 in [0, 1], resized if asked: what the runtime feeds the model too."""
+        return model_image(rgb, self.image_size or rgb.shape[0])

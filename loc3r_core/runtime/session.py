@@ -1,0 +1,260 @@
+"""The streaming session: frames in, the ego pose per frame, a layout, answers from memory.
+
+How it stays fast and flat:
+- every pushed frame is encoded once (vision tokens) and run through the LM after the
+  memory's key/value cache: one camera token + P vision tokens, whatever the memory size;
+- a keyframe keeps its vision tokens and simply adopts the keys/values just computed, so
+  adding it costs nothing more than the frame's own ego-pose pass;
+- the memory holds at most `max_keyframes`; when full, the oldest quarter is dropped at
+  once and the cache is rebuilt from the cached tokens (no image is encoded again);
+- the long-term map is a fixed-size grid (mapping.LayoutGrid), the trajectory a bounded deque.
+
+Frames: the model works in the BEV frame of the first keyframe in memory (its "anchor").
+The session's map frame is the first keyframe's; each keyframe keeps its map pose, so a new
+anchor's outputs are mapped into the same map frame.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from loc3r_core.errors import Loc3rError
+from loc3r_core.geometry import Intrinsics, compose_planar, planar_from_transform, relative_planar
+from loc3r_core.model.tokenizer import ORI, POS, SITUATION, prompt_text
+from loc3r_core.readout import circular_soft_argmax, circular_std, softmax, split_gaussian
+from loc3r_core.runtime.backend import Backend, KVCache, empty_cache
+from loc3r_core.runtime.keyframes import KeyframePolicy
+from loc3r_core.runtime.mapping import GridConfig, LayoutGrid
+from loc3r_core.runtime.preprocess import model_image
+from loc3r_core.runtime.types import Layout, PlanarPose
+
+PSEUDO_SITUATION = "I am standing in the room."  # what training used for questions without a situation
+
+
+class QuestionError(Loc3rError):
+    """A question or situation the session cannot take (empty, too long, no memory yet)."""
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    max_keyframes: int = 8  # the shipped model was trained on 8-frame clips
+    keyframes: KeyframePolicy = field(default_factory=KeyframePolicy)
+    grid: GridConfig = field(default_factory=GridConfig)
+    max_trajectory: int = 10_000  # poses kept for drawing (bounded: memory stays flat)
+    max_text_chars: int = 1000  # per question or situation
+    max_answer_tokens: int = 8
+    placeable_sigma: float = 2.5  # metres: a situation placed less surely than this "cannot be placed"
+
+    def validate(self) -> None:
+        if not 2 <= self.max_keyframes <= 256:
+            raise ValueError(f"max_keyframes must lie in [2, 256], not {self.max_keyframes}")
+        self.grid.validate()
+
+
+@dataclass(frozen=True)
+class FrameEstimate:
+    stamp_ns: int
+    pose: PlanarPose  # the camera on the floor of the map frame
+    keyframe: bool
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    confidence: float  # geometric mean of the chosen tokens' probabilities
+    asker: PlanarPose  # where the model placed the asker (map frame)
+
+
+@dataclass(frozen=True)
+class Localization:
+    pose: PlanarPose
+    placed: bool  # False: the model could not place the situation with confidence
+
+
+@dataclass
+class Keyframe:
+    stamp_ns: int
+    tokens: np.ndarray  # (P, H) vision tokens, computed once
+    map_pose: np.ndarray  # (3,) x, y, yaw in the map frame, as estimated when it was added
+    odometry: np.ndarray | None  # (3,) planar odometry, if the robot gave it
+
+
+class Session:
+    def __init__(self, backend: Backend, config: SessionConfig | None = None) -> None:
+        self.backend = backend
+        self.spec = backend.spec
+        self.config = config or SessionConfig()
+        self.config.validate()
+        self.reset()
+
+    # --- state ------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        self.memory: deque[Keyframe] = deque()
+        self.cache: KVCache = empty_cache(self.spec)
+        self.grid = LayoutGrid(self.config.grid, self.spec.label_names)
+        self.trajectory: deque[tuple[int, np.ndarray]] = deque(maxlen=self.config.max_trajectory)
+        self.frames_seen = 0
+        self.images_encoded = 0
+        self.memory_rebuilds = 0
+        self._layout: Layout | None = None
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return 1 + self.spec.patches_per_frame
+
+    def memory_tokens(self) -> int:
+        return int(self.cache[0].shape[3])
+
+    # --- frames -----------------------------------------------------------------------------
+
+    def push(self, rgb: np.ndarray, stamp_ns: int, intrinsics: Intrinsics | None = None,
+             odometry: np.ndarray | None = None, force_keyframe: bool = False) -> FrameEstimate:
+        """Take one camera frame; odometry is T_odom_base (4x4) at the same stamp, if known."""
+        odom = None
+        if odometry is not None:
+            odometry = np.asarray(odometry, dtype=np.float64)
+            if odometry.shape != (4, 4) or not np.all(np.isfinite(odometry)):
+                raise Loc3rError("odometry must be a finite 4x4 transform (got NaN/inf or a wrong shape)")
+            odom = planar_from_transform(odometry)
+        tokens = self.backend.encode_images(model_image(rgb, self.spec.image_size, intrinsics)[None])[0]
+        self.images_encoded += 1
+        self.frames_seen += 1
+        anchor = self.memory[0] if self.memory else None
+        prior, valid = self._prior(odom, anchor)
+        camera = self.backend.camera_tokens(prior[None], np.array([valid]))[0]
+        hidden, extended = self.backend.decode(np.concatenate([camera[None], tokens]), self.cache)
+        heads = self.backend.heads(hidden)
+        anchor_pose = anchor.map_pose if anchor is not None else np.zeros(3)
+        pose = self._ego_pose(heads["ego"][0], anchor_pose)
+        if anchor is None:  # the first frame defines the map frame: its pose is the origin by definition
+            pose = PlanarPose(0.0, 0.0, 0.0, pose.sigma_x, pose.sigma_y, pose.sigma_yaw)
+        last = self.memory[-1] if self.memory else None
+        keyframe = force_keyframe or self.config.keyframes.is_keyframe(
+            np.array([pose.x, pose.y, pose.yaw]), stamp_ns, None if last is None else last.map_pose,
+            0 if last is None else last.stamp_ns)
+        if keyframe:
+            self._add_keyframe(Keyframe(stamp_ns, tokens, np.array([pose.x, pose.y, pose.yaw]), odom), extended, heads)
+        self.trajectory.append((stamp_ns, np.array([pose.x, pose.y, pose.yaw])))
+        return FrameEstimate(stamp_ns, pose, keyframe)
+
+    def _prior(self, odom: np.ndarray | None, anchor: Keyframe | None) -> tuple[np.ndarray, bool]:
+        """Prior features of a frame relative to the anchor (itself when there is none)."""
+        if odom is None or (anchor is not None and anchor.odometry is None):
+            return np.zeros(4, dtype=np.float32), False
+        relative = np.zeros(3) if anchor is None else relative_planar(anchor.odometry, odom)
+        return np.array([relative[0], relative[1], math.cos(relative[2]), math.sin(relative[2])], np.float32), True
+
+    def _ego_pose(self, ego: np.ndarray, anchor_pose: np.ndarray) -> PlanarPose:
+        mean, sigma = split_gaussian(ego[:4])
+        yaw, concentration = circular_soft_argmax(ego[4:])
+        x, y, heading = compose_planar(anchor_pose, np.array([mean[0], mean[1], float(yaw)]))
+        return PlanarPose(float(x), float(y), float(heading), float(sigma[0]), float(sigma[1]),
+                          float(circular_std(concentration)))
+
+    def _add_keyframe(self, keyframe: Keyframe, extended: KVCache, heads: dict[str, np.ndarray]) -> None:
+        if len(self.memory) >= self.config.max_keyframes:
+            drop = max(1, self.config.max_keyframes // 4)
+            for _ in range(drop):
+                self.memory.popleft()
+            self.memory.append(keyframe)
+            heads = self._rebuild_cache()
+        else:
+            self.memory.append(keyframe)
+            self.cache = extended
+        self._fuse(keyframe, heads)
+        self._layout = None
+
+    def _rebuild_cache(self) -> dict[str, np.ndarray]:
+        """Re-run the LM over the memory with priors relative to the new anchor; the newest keyframe's heads."""
+        anchor = self.memory[0]
+        priors = [self._prior(k.odometry, anchor if i else None) for i, k in enumerate(self.memory)]
+        cameras = self.backend.camera_tokens(np.stack([p for p, _ in priors]), np.array([v for _, v in priors]))
+        embeds = np.concatenate([np.concatenate([c[None], k.tokens]) for c, k in zip(cameras, self.memory,
+                                                                                      strict=True)])
+        hidden, self.cache = self.backend.decode(embeds, empty_cache(self.spec))
+        self.memory_rebuilds += 1
+        return self.backend.heads(hidden[-self.tokens_per_frame:])
+
+    def _fuse(self, keyframe: Keyframe, heads: dict[str, np.ndarray]) -> None:
+        """Add the keyframe's BEV points (its vision rows) to the map grid, in the map frame."""
+        anchor_pose = self.memory[0].map_pose
+        mean, sigma = split_gaussian(heads["bev"][1:])
+        c, s = math.cos(anchor_pose[2]), math.sin(anchor_pose[2])
+        points = mean @ np.array([[c, s], [-s, c]]) + anchor_pose[:2]
+        self.grid.add(points, sigma, softmax(heads["semantic_logits"][1:]), keyframe.map_pose[:2])
+
+    # --- map --------------------------------------------------------------------------------
+
+    def layout(self) -> Layout:
+        """The current map (recomputed only after new keyframes)."""
+        if self._layout is None:
+            stamp = self.memory[-1].stamp_ns if self.memory else 0
+            self._layout = self.grid.layout(stamp)
+        return self._layout
+
+    def trajectory_xy(self) -> np.ndarray:
+        return np.array([pose[:2] for _, pose in self.trajectory]).reshape(-1, 2)
+
+    # --- questions --------------------------------------------------------------------------
+
+    def ask(self, question: str, situation: str | None = None) -> Answer:
+        question = self._text(question, "question")
+        situation = self._text(situation, "situation") if situation is not None else PSEUDO_SITUATION
+        ids = self.backend.text.encode(prompt_text(situation, question))
+        self._check_room(len(ids) + self.config.max_answer_tokens)
+        hidden, cache = self.backend.decode(self.backend.embed_tokens(ids), self.cache)
+        asker = self._asker(ids, hidden)
+        generated: list[int] = []
+        log_probs: list[float] = []
+        logits = self.backend.heads(hidden[-1:])["logits"][0]
+        for _ in range(self.config.max_answer_tokens):
+            token = int(np.argmax(logits))
+            log_probs.append(float(np.log(softmax(logits)[token])))
+            if token == self.spec.eos_token_id:
+                break
+            generated.append(token)
+            hidden, cache = self.backend.decode(self.backend.embed_tokens(np.array([token])), cache)
+            logits = self.backend.heads(hidden)["logits"][0]
+        return Answer(self.backend.text.decode(generated), float(np.exp(np.mean(log_probs))), asker)
+
+    def localize(self, situation: str) -> Localization:
+        """Where the situation's text puts the asker (the <Pos>/<Ori> readout, no answer decoded)."""
+        text = f"{SITUATION}{self._text(situation, 'situation')}{POS}{ORI}"
+        ids = self.backend.text.encode(text)
+        self._check_room(len(ids))
+        hidden, _ = self.backend.decode(self.backend.embed_tokens(ids), self.cache)
+        pose = self._asker(ids, hidden)
+        inside = self.grid.cell_of(np.array([pose.x, pose.y]))[2]
+        placed = bool(inside) and max(pose.sigma_x, pose.sigma_y) <= self.config.placeable_sigma
+        return Localization(pose, placed)
+
+    def _asker(self, ids: np.ndarray, hidden: np.ndarray) -> PlanarPose:
+        rows = [int(np.flatnonzero(ids == token)[0]) for token in (self.spec.pos_token_id, self.spec.ori_token_id)]
+        heads = self.backend.heads(hidden[rows])
+        mean, sigma = split_gaussian(heads["pos"][0])
+        yaw, concentration = circular_soft_argmax(heads["ori_logits"][1])
+        x, y, heading = compose_planar(self.memory[0].map_pose, np.array([mean[0], mean[1], float(yaw)]))
+        return PlanarPose(float(x), float(y), float(heading), float(sigma[0]), float(sigma[1]),
+                          float(circular_std(concentration)))
+
+    def _text(self, text: object, what: str) -> str:
+        if not isinstance(text, str):
+            raise QuestionError(f"the {what} must be text")
+        text = text.strip()
+        if not text:
+            raise QuestionError(f"the {what} is empty")
+        if len(text) > self.config.max_text_chars:
+            raise QuestionError(f"the {what} has {len(text)} characters; at most {self.config.max_text_chars}")
+        return text
+
+    def _check_room(self, tokens: int) -> None:
+        if not self.memory:
+            raise QuestionError("no frames yet: the model has seen nothing to answer from")
+        if self.memory_tokens() + tokens > self.spec.max_positions:
+            raise QuestionError(f"the text is too long for the model ({tokens} tokens after "
+                                f"{self.memory_tokens()} of memory; the model takes {self.spec.max_positions})")
