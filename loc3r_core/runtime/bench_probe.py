@@ -1,0 +1,31 @@
+"""Child process of `loc3r bench`: the ONNX backend alone (no torch import), its peak memory.
+
+python -m loc3r_core.runtime.bench_probe SCENE_DIR SIZES [EXPORT_DIR] -> {"peak_rss_mb": ...}
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str]) -> int:
+    from loc3r_core.runtime.bench import bench_backend
+    from loc3r_core.runtime.onnx_backend import OnnxBackend
+    from loc3r_core.world.scene_io import SceneFolder
+
+    scene, sizes = Path(argv[0]), [int(s) for s in argv[1].split(",")]
+    backend = OnnxBackend(Path(argv[2]) if len(argv) > 2 else None)
+    bench_backend(backend, SceneFolder(scene), sizes, repeats=5, questions=5)
+    if "torch" in sys.modules:
+        print("torch was imported on the ONNX-only path", file=sys.stderr)
+        return 1
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
+    print(json.dumps({"peak_rss_mb": round(peak_kb / 1024, 1)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
