@@ -24,13 +24,11 @@ $(ROS_STAMP): $(BOOTSTRAP_STAMP) $(ROS_INPUTS)
 	tools/build_interfaces.sh
 	touch $@
 
-# Until the streaming runtime exists (issue: runtime and demo), the demo generates one fresh
-# synthetic scene, draws its contact sheet, and runs the shipped model on it: its metrics
-# and a picture of the predicted vs true map and poses.
+# The main job on its embedded default: a new synthetic room streamed through the runtime with
+# the shipped model (ONNX Runtime); prints placed situations and answers next to the truth and
+# writes $(DEMO_OUT)/demo.mcap (ROS 2 messages) and $(DEMO_OUT)/demo.png.
 demo: setup
-	$(ENV) loc3r data generate --out $(DEMO_OUT)/world --split test --scenes 1
-	$(ENV) loc3r data show $(DEMO_OUT)/world/scene_00000 --out $(DEMO_OUT)/scene_sheet.png
-	$(ENV) loc3r eval --data $(DEMO_OUT)/world --figure $(DEMO_OUT)/model_vs_truth.png
+	$(ENV) loc3r demo --out $(DEMO_OUT)
 
 lint: $(BOOTSTRAP_STAMP)
 	$(ENV) ruff check .

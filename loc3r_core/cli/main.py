@@ -19,7 +19,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from loc3r_core.cli import data, train
+    from loc3r_core.cli import data, runtime, train
 
     parser = OneLineParser(prog="loc3r", description="Loc3R-VLM for robots: spatial memory from one camera.")
     parser.add_argument("--version", action="version", version=f"loc3r {__version__}")
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      parser_class=OneLineParser)
     data.register(commands)
     train.register(commands)
+    runtime.register(commands)
     return parser
 
 

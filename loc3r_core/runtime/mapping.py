@@ -27,6 +27,8 @@ class GridConfig:
     min_evidence: float = 0.5  # summed votes before a cell stops being unknown
     ray_step: float = 0.5  # free-space votes along camera rays, in cells
     min_object_cells: int = 1  # the tiny model gives 16 points a frame: one cell can be a whole object
+    min_object_confidence: float = 0.1
+    object_gap_cells: int = 2  # cells of one label this close belong to one object (points are sparse)
 
     def validate(self) -> None:
         if not (0.01 <= self.resolution <= 1.0 and 1.0 <= self.size <= 200.0):
@@ -95,7 +97,7 @@ class LayoutGrid:
                       objects=tuple(self._objects(occupancy, labels)), stamp_ns=stamp_ns)
 
     def _objects(self, occupancy: np.ndarray, labels: np.ndarray) -> list[MapObject]:
-        """One object per 4-connected patch of occupied cells with the same object label."""
+        """One object per cluster of occupied cells with the same object label (gaps up to object_gap_cells)."""
         objects: list[MapObject] = []
         candidates = (occupancy == OCCUPIED) & np.isin(labels, self.object_classes)
         seen = np.zeros_like(candidates)
@@ -103,11 +105,13 @@ class LayoutGrid:
             if seen[start]:
                 continue
             label = labels[start]
-            component = flood(candidates & (labels == label), seen, start)
+            component = flood(candidates & (labels == label), seen, start, self.config.object_gap_cells)
             if len(component) < self.config.min_object_cells:
                 continue
             rows, cols = np.array(component).T
-            objects.append(self._object(len(objects) + 1, int(label), rows, cols))
+            found = self._object(len(objects) + 1, int(label), rows, cols)
+            if found.confidence >= self.config.min_object_confidence:
+                objects.append(found)
         return objects
 
     def _object(self, object_id: int, label: int, rows: np.ndarray, cols: np.ndarray) -> MapObject:
@@ -124,15 +128,16 @@ class LayoutGrid:
                          size=np.array([x1 - x0, y1 - y0, height]), yaw=0.0, confidence=round(float(confidence), 3))
 
 
-def flood(mask: np.ndarray, seen: np.ndarray, start: tuple[int, int]) -> list[tuple[int, int]]:
-    """The 4-connected cells of mask reachable from start (marked in seen)."""
+def flood(mask: np.ndarray, seen: np.ndarray, start: tuple[int, int], reach: int = 1) -> list[tuple[int, int]]:
+    """The cells of mask reachable from start in hops of up to `reach` cells each way (marked in seen)."""
     stack, cells = [start], []
     seen[start] = True
     rows, cols = mask.shape
+    hops = [(dr, dc) for dr in range(-reach, reach + 1) for dc in range(-reach, reach + 1) if dr or dc]
     while stack:
         r, c = stack.pop()
         cells.append((r, c))
-        for nr, nc in ((r + 1, c), (r - 1, c), (r, c + 1), (r, c - 1)):
+        for nr, nc in ((r + dr, c + dc) for dr, dc in hops):
             if 0 <= nr < rows and 0 <= nc < cols and mask[nr, nc] and not seen[nr, nc]:
                 seen[nr, nc] = True
                 stack.append((nr, nc))

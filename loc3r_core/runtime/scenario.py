@@ -6,6 +6,7 @@ session builds), so ground truth and estimates compare directly.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,7 @@ def fresh_scene(out_dir: Path, split: str = "test", seed: int = DEMO_SEED, index
     from loc3r_core.world.generate import generate_scene, scene_name  # MuJoCo only when a scene is made
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out_dir / scene_name(index), ignore_errors=True)  # a scene an earlier run left there
     generate_scene(out_dir, index, seed, split_named(split).knobs)
     return SceneFolder(out_dir / scene_name(index))
 

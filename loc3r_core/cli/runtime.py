@@ -1,0 +1,153 @@
+"""`loc3r export`, `loc3r demo`, `loc3r run`, `loc3r bench`: the streaming runtime from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from loc3r_core.errors import UsageError
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=["onnx", "torch"], default="onnx",
+                        help="onnx (ONNX Runtime, no torch needed; default) or torch (PyTorch eager)")
+    parser.add_argument("--checkpoint", type=Path, help="model folder (default: the shipped model)")
+    parser.add_argument("--onnx", type=Path, help="`loc3r export` folder (default: the shipped model's)")
+    parser.add_argument("--provider", choices=["cpu", "cuda", "tensorrt"], default="cpu",
+                        help="ONNX Runtime execution provider (default cpu)")
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    export = commands.add_parser("export", help="export a checkpoint's runtime graphs to ONNX")
+    export.add_argument("--checkpoint", type=Path, help="model folder (default: the shipped model)")
+    export.add_argument("--out", type=Path, required=True, help="folder to write (replaced atomically)")
+    export.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
+                        help="fp16 halves the files and suits CUDA/TensorRT (default fp32)")
+    export.set_defaults(handler=_export)
+
+    demo = commands.add_parser("demo", help="stream a new synthetic room through the runtime; MCAP + PNG")
+    demo.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default demo_out)")
+    demo.add_argument("--seed", type=int, default=None, help="scene seed (default: one no split uses)")
+    demo.add_argument("--no-progress", action="store_true")
+    add_backend_arguments(demo)
+    demo.set_defaults(handler=_demo)
+
+    run = commands.add_parser("run", help="run a ROS 2 bag (sqlite3/MCAP) or a video through the runtime")
+    run.add_argument("--input", type=Path, required=True, help="bag folder, .mcap, .db3 folder or video file")
+    run.add_argument("--image-topic", help="sensor_msgs/Image or CompressedImage topic (default: the only one)")
+    run.add_argument("--camera-info-topic", help="sensor_msgs/CameraInfo topic")
+    run.add_argument("--odom-topic", help="nav_msgs/Odometry topic: the pose prior")
+    run.add_argument("--out", type=Path, required=True, help="MCAP file to write (ROS 2 messages)")
+    run.add_argument("--ask", action="append", default=[], metavar="QUESTION", help="ask after the stream; repeatable")
+    run.add_argument("--situation", help="the asker's situation for every --ask (default: none given)")
+    run.add_argument("--max-frames", type=int, help="stop after this many images")
+    run.add_argument("--png", type=Path, help="also draw the map and path to this PNG")
+    run.add_argument("--no-progress", action="store_true")
+    add_backend_arguments(run)
+    run.set_defaults(handler=_run)
+
+    bench = commands.add_parser("bench", help="time the runtime per backend and memory size")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--sizes", default="8,16,32,64", help="keyframes in memory to measure (default 8,16,32,64)")
+    bench.add_argument("--repeats", type=int, default=20, help="samples per figure (default 20)")
+    bench.add_argument("--backends", default="torch,onnx", help="comma list (default torch,onnx)")
+    bench.add_argument("--onnx", type=Path, help="`loc3r export` folder (default: the shipped model's)")
+    bench.set_defaults(handler=_bench)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from loc3r_core.export.onnx_export import export_checkpoint
+    from loc3r_core.export.parity import check_parity
+
+    manifest = export_checkpoint(args.checkpoint, args.out, args.precision)
+    size = sum(p.stat().st_size for p in args.out.iterdir()) / 1e6
+    print(f"wrote {args.out} ({args.precision}, {len(manifest['files'])} files, {size:.1f} MB)")
+    for name, error in check_parity(args.checkpoint, args.out).items():
+        print(f"  parity {name:<8} max |onnx - torch| = {error:.2e}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from loc3r_core.runtime.demo import run_demo
+    from loc3r_core.runtime.open import open_backend
+    from loc3r_core.runtime.scenario import DEMO_SEED
+
+    backend = open_backend(args.backend, args.checkpoint, args.onnx, args.provider)
+    run_demo(args.out, backend, DEMO_SEED if args.seed is None else args.seed, progress=not args.no_progress)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from loc3r_core.io.mcap_writer import RosMcapWriter
+    from loc3r_core.io.recording import read_recording
+    from loc3r_core.runtime.figure import draw_run
+    from loc3r_core.runtime.open import open_backend
+    from loc3r_core.runtime.recorder import McapRecorder, stream
+    from loc3r_core.runtime.session import QuestionError, Session
+
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UsageError("--max-frames must be at least 1")
+    if args.out.suffix != ".mcap":
+        raise UsageError(f"--out must name an .mcap file, not {args.out}")
+    backend = open_backend(args.backend, args.checkpoint, args.onnx, args.provider)
+    session = Session(backend)
+    frames = read_recording(args.input, args.image_topic, args.camera_info_topic, args.odom_topic, args.max_frames)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with RosMcapWriter(args.out) as writer:  # written aside: a failure leaves no half file
+        recorder = McapRecorder(writer)
+        last = stream(session, frames, recorder, progress=not args.no_progress)
+        if last is None:
+            raise UsageError(f"{args.input} has no images on the chosen topic")
+        for question in args.ask:
+            try:
+                answer = session.ask(question, args.situation)
+            except QuestionError as exc:
+                raise UsageError(f"--ask {question[:40]!r}: {exc}") from None
+            recorder.qa(last.stamp_ns, question, args.situation, answer)
+            print(f"Q: {question}\nA: {answer.text}  (confidence {answer.confidence:.2f}; asker placed at "
+                  f"({answer.asker.x:+.2f}, {answer.asker.y:+.2f}) m)")
+        recorder.layout(session, last.stamp_ns)
+    layout = session.layout()
+    print(f"{session.frames_seen} frames, {len(session.memory)} keyframes in memory, {len(layout.objects)} objects; "
+          f"wrote {args.out}")
+    if args.png:
+        draw_run(args.png, layout, session.trajectory_xy(), [], None, f"loc3r run: {args.input.name}")
+        print(f"wrote {args.png}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from loc3r_core.runtime.bench import METRICS, bench_backend, onnx_peak_rss_mb, onnx_speedup
+    from loc3r_core.runtime.open import open_backend
+    from loc3r_core.runtime.scenario import DEMO_SEED, fresh_scene
+
+    try:
+        sizes = [int(s) for s in args.sizes.split(",")]
+    except ValueError:
+        raise UsageError(f"--sizes takes comma-separated integers, not {args.sizes!r}") from None
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if not sizes or min(sizes) < 1 or max(sizes) > 200:
+        raise UsageError("--sizes must lie in [1, 200]")
+    if args.repeats < 3:
+        raise UsageError("--repeats must be at least 3")
+    with tempfile.TemporaryDirectory(prefix="loc3r-bench-") as tmp:
+        folder = fresh_scene(Path(tmp), "test", DEMO_SEED)
+        results = {name: bench_backend(open_backend(name, onnx=args.onnx if name == "onnx" else None), folder,
+                                       sizes, args.repeats) for name in backends}
+        report: dict = {metric: {name: results[name][metric] for name in backends} for metric in METRICS}
+        report["onnx_speedup"] = onnx_speedup(results, 32 if 32 in sizes else sizes[-1]) \
+            if {"torch", "onnx"} <= set(backends) else None
+        report["onnx_peak_rss_mb"] = onnx_peak_rss_mb(folder.path, args.onnx, sizes) if "onnx" in backends else None
+    report["sizes"] = sizes
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"{'ms (median)':<20}" + "".join(f"{name}@{n:<6}" for name in backends for n in sizes))
+    for metric in METRICS:
+        print(f"{metric:<20}" + "".join(f"{report[metric][name][n]:<{len(name) + 7}.2f}"
+                                        for name in backends for n in sizes))
+    print(f"onnx_speedup (torch/onnx, keyframe + frame + question at 32): {report['onnx_speedup']}")
+    print(f"onnx_peak_rss_mb (ONNX-only process): {report['onnx_peak_rss_mb']}")
+    return 0
