@@ -97,7 +97,7 @@ def test_layout_grows_inside_the_room_as_the_scene_is_seen(onnx_backend, scene):
     frames = list(scene_frames(scene))
     for frame in frames[:3]:
         session.push(frame.rgb, frame.stamp_ns, frame.intrinsics, frame.odometry)
-    early, early_inside = known_cells(session)
+    early, _ = known_cells(session)
     for frame in frames[3:]:
         session.push(frame.rgb, frame.stamp_ns, frame.intrinsics, frame.odometry)
     late, late_inside = known_cells(session)
@@ -162,7 +162,7 @@ def test_fp16_export_parity_and_mismatched_exports_are_refused(tmp_path):
     mixed = tmp_path / "mixed"
     shutil.copytree(SHIPPED_EXPORT, mixed)
     shutil.copyfile(tmp_path / "fp16" / "decoder.onnx", mixed / "decoder.onnx")
-    with pytest.raises(DataError, match="decoder.onnx is not the file this export wrote"):
+    with pytest.raises(DataError, match=r"decoder\.onnx is not the file this export wrote"):
         OnnxBackend(mixed)
     # an export checked against a checkpoint it did not come from
     other = tmp_path / "other-checkpoint"
