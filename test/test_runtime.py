@@ -195,3 +195,25 @@ print(session.ask("How many chairs are there?").text, len(session.layout().objec
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("True")
+
+
+@pytest.mark.parametrize("provider", ["cuda", "tensorrt"])
+def test_gpu_execution_providers_agree_with_cpu(provider, onnx_backend, scene, tmp_path):
+    import onnxruntime as ort
+
+    from loc3r_core.runtime.onnx_backend import PROVIDERS
+
+    if PROVIDERS[provider] not in ort.get_available_providers():
+        pytest.skip(f"{PROVIDERS[provider]} is not in this onnxruntime ({', '.join(ort.get_available_providers())}):"
+                    " it needs onnxruntime-gpu (with TensorRT for tensorrt) and an NVIDIA GPU")
+    gpu = OnnxBackend(provider=provider, engine_cache=tmp_path / "engines")
+    assert gpu.providers_in_use()[0] == PROVIDERS[provider]
+    sessions = [Session(onnx_backend), Session(gpu)]
+    poses = [[], []]
+    for frame in scene_frames(scene):
+        for session, out in zip(sessions, poses, strict=True):
+            pose = session.push(frame.rgb, frame.stamp_ns, frame.intrinsics, frame.odometry).pose
+            out.append([pose.x, pose.y, pose.yaw])
+    np.testing.assert_allclose(poses[0], poses[1], atol=1e-3 if provider == "cuda" else 5e-2)  # TensorRT runs fp16
+    if provider == "tensorrt":
+        assert list((tmp_path / "engines").iterdir()), "TensorRT should persist its engines for the next start"

@@ -54,6 +54,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--repeats", type=int, default=20, help="samples per figure (default 20)")
     bench.add_argument("--backends", default="torch,onnx", help="comma list (default torch,onnx)")
     bench.add_argument("--onnx", type=Path, help="`loc3r export` folder (default: the shipped model's)")
+    bench.add_argument("--provider", choices=["cpu", "cuda", "tensorrt"], default="cpu",
+                       help="execution provider for the onnx backend, and cuda for torch (default cpu)")
     bench.set_defaults(handler=_bench)
 
 
@@ -134,8 +136,9 @@ def _bench(args: argparse.Namespace) -> int:
         raise UsageError("--repeats must be at least 3")
     with tempfile.TemporaryDirectory(prefix="loc3r-bench-") as tmp:
         folder = fresh_scene(Path(tmp), "test", DEMO_SEED)
-        results = {name: bench_backend(open_backend(name, onnx=args.onnx if name == "onnx" else None), folder,
-                                       sizes, args.repeats) for name in backends}
+        results = {name: bench_backend(open_backend(name, onnx=args.onnx if name == "onnx" else None,
+                                                    provider=args.provider), folder, sizes, args.repeats)
+                   for name in backends}
         report: dict = {metric: {name: results[name][metric] for name in backends} for metric in METRICS}
         report["onnx_speedup"] = onnx_speedup(results, 32 if 32 in sizes else sizes[-1]) \
             if {"torch", "onnx"} <= set(backends) else None
