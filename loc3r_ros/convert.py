@@ -1,58 +1,73 @@
-"""loc3r_core values <-> ROS 2 messages. No logic beyond the conversion itself."""
+"""loc3r_core values <-> ROS 2 messages. No logic beyond the conversion itself.
+
+Messages are built by loc3r_core.io.ros_messages as plain dicts (the same ones `loc3r run`
+writes to MCAP) and turned into rclpy messages here, so the node and the recordings publish
+exactly the same content.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
+from importlib import import_module
 
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point, PoseWithCovarianceStamped, Quaternion, TransformStamped, Vector3
 
 from loc3r.msg import SceneObject, SceneObjectArray
+from loc3r_core.io import ros_messages as msgs
+from loc3r_core.io.odometry import quaternion_matrix
+from loc3r_core.runtime.types import MapObject, PlanarPose
+
+_NESTED = re.compile(r"(?:sequence<)?(\w+/\w+)(?:, \d+)?>?(?:\[\d+\])?")
+
+
+def message_from_dict(cls: type, fields: Mapping) -> object:
+    """An rclpy message of class cls from a ros_messages dict; a field the type lacks raises."""
+    message, types = cls(), cls.get_fields_and_field_types()
+    for name, value in fields.items():
+        if name not in types:
+            raise ValueError(f"{cls.__name__} has no field {name!r}")
+        nested = _NESTED.fullmatch(types[name])
+        if nested and isinstance(value, Mapping):
+            value = message_from_dict(message_class(nested[1]), value)
+        elif nested and isinstance(value, list) and value and isinstance(value[0], Mapping):
+            value = [message_from_dict(message_class(nested[1]), item) for item in value]
+        setattr(message, name, value)
+    return message
+
+
+def message_class(type_name: str) -> type:
+    """"pkg/msg/Type" or "pkg/Type" -> the rosidl-generated class."""
+    package, *_, name = type_name.split("/")
+    return getattr(import_module(f"{package}.msg"), name)
+
+
+def stamp_ns(stamp: Time) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def time_msg(nanoseconds: int) -> Time:
+    return message_from_dict(Time, msgs.time_msg(nanoseconds))
 
 
 def quaternion_from_matrix(rotation: np.ndarray) -> Quaternion:
-    """Unit quaternion of a 3x3 rotation matrix (Shepperd's method: stable for any rotation)."""
-    m = np.asarray(rotation, dtype=np.float64)
-    trace = np.trace(m)
-    if trace > 0:
-        s = 2.0 * math.sqrt(trace + 1.0)
-        w, x, y, z = 0.25 * s, (m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s
-    else:
-        i = int(np.argmax(np.diag(m)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * math.sqrt(1.0 + m[i, i] - m[j, j] - m[k, k])
-        xyz = [0.0, 0.0, 0.0]
-        xyz[i] = 0.25 * s
-        xyz[j] = (m[j, i] + m[i, j]) / s
-        xyz[k] = (m[k, i] + m[i, k]) / s
-        w = (m[k, j] - m[j, k]) / s
-        x, y, z = xyz
-    return Quaternion(x=x, y=y, z=z, w=w)
+    return Quaternion(**msgs.quaternion_from_matrix(rotation))
 
 
 def matrix_from_quaternion(q: Quaternion) -> np.ndarray:
-    x, y, z, w = q.x, q.y, q.z, q.w
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
+    return quaternion_matrix(np.array([q.x, q.y, q.z, q.w]))
 
 
 def transform_msg(pose: np.ndarray, parent: str, child: str, stamp: Time) -> TransformStamped:
     """A 4x4 rigid transform T_parent_child as the message tf2 sends on /tf."""
-    msg = TransformStamped(child_frame_id=child)
-    msg.header.frame_id = parent
-    msg.header.stamp = stamp
-    msg.transform.translation = Vector3(x=float(pose[0, 3]), y=float(pose[1, 3]), z=float(pose[2, 3]))
-    msg.transform.rotation = quaternion_from_matrix(pose[:3, :3])
-    return msg
+    return message_from_dict(TransformStamped, msgs.transform_msg(pose, parent, child, stamp_ns(stamp)))
 
 
 def quaternion_from_yaw(yaw: float) -> Quaternion:
-    return Quaternion(x=0.0, y=0.0, z=math.sin(yaw / 2), w=math.cos(yaw / 2))
+    return Quaternion(**msgs.quaternion_from_yaw(yaw))
 
 
 def yaw_from_quaternion(q: Quaternion) -> float:
@@ -63,20 +78,13 @@ def yaw_from_quaternion(q: Quaternion) -> float:
 def planar_pose_msg(
     x: float, y: float, yaw: float, sigma_xy: Sequence[float], sigma_yaw: float, frame_id: str, stamp: Time
 ) -> PoseWithCovarianceStamped:
-    """A pose on the floor (z = 0) with per-axis standard deviations (m, m, rad).
+    """A pose on the floor (z = 0) with per-axis standard deviations (m, m, rad)."""
+    pose = PlanarPose(float(x), float(y), float(yaw), float(sigma_xy[0]), float(sigma_xy[1]), float(sigma_yaw))
+    return pose_with_covariance(pose, frame_id, stamp)
 
-    z, roll and pitch are fixed by the floor plane, so their variances are 0.
-    """
-    msg = PoseWithCovarianceStamped()
-    msg.header.frame_id = frame_id
-    msg.header.stamp = stamp
-    msg.pose.pose.position = Point(x=float(x), y=float(y), z=0.0)
-    msg.pose.pose.orientation = quaternion_from_yaw(float(yaw))
-    covariance = np.zeros((6, 6))
-    covariance[0, 0], covariance[1, 1] = (float(s) ** 2 for s in sigma_xy)
-    covariance[5, 5] = float(sigma_yaw) ** 2
-    msg.pose.covariance = covariance.flatten().tolist()
-    return msg
+
+def pose_with_covariance(pose: PlanarPose, frame_id: str, stamp: Time) -> PoseWithCovarianceStamped:
+    return message_from_dict(PoseWithCovarianceStamped, msgs.pose_with_covariance_msg(pose, stamp_ns(stamp), frame_id))
 
 
 def planar_pose_from_msg(msg: PoseWithCovarianceStamped) -> tuple[float, float, float, np.ndarray]:
@@ -104,3 +112,9 @@ def scene_object_array_msg(objects: Sequence[SceneObject], frame_id: str, stamp:
     msg.header.frame_id = frame_id
     msg.header.stamp = stamp
     return msg
+
+
+def map_objects_msg(objects: Sequence[MapObject], frame_id: str, stamp: Time) -> SceneObjectArray:
+    """The layout's objects as loc3r/msg/SceneObjectArray."""
+    return scene_object_array_msg([scene_object_msg(o.id, o.label, o.confidence, o.center, o.size, o.yaw)
+                                   for o in objects], frame_id, stamp)

@@ -20,7 +20,6 @@ Errors are DataErrors with one line a user can act on.
 
 from __future__ import annotations
 
-import bisect
 import sqlite3
 import struct
 from collections import deque
@@ -35,6 +34,7 @@ import numpy as np
 from loc3r_core.errors import DataError
 from loc3r_core.geometry import Intrinsics
 from loc3r_core.io.images import decode_compressed_image, decode_raw_image
+from loc3r_core.io.odometry import OdometryHistory, format_stamp
 from loc3r_core.runtime.types import InputFrame
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm")
@@ -46,9 +46,6 @@ CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 ODOMETRY_TYPE = "nav_msgs/msg/Odometry"
 
 MAX_PENDING_FRAMES = 32  # frames held back waiting for the next odometry message (bounds memory)
-ODOMETRY_TOLERANCE_NS = 100_000_000  # nearest pose accepted this far from the image (0.1 s)
-MAX_ODOMETRY_GAP_NS = 1_000_000_000  # no interpolation across an odometry dropout longer than this
-_ODOMETRY_HISTORY = 512  # poses kept for matching (several seconds at usual rates)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,17 +229,13 @@ def _deserialize(path: Path, reader: object, raw: bytes, msgtype: str, topic: st
     try:
         return store.deserialize_cdr(raw, msgtype)
     except _corruption_errors() as exc:
-        raise DataError(f"{path}: message on {topic} at {_format_stamp(log_ns)} cannot be decoded; the bag is "
+        raise DataError(f"{path}: message on {topic} at {format_stamp(log_ns)} cannot be decoded; the bag is "
                         f"truncated or corrupt ({exc})") from exc
 
 
 def _stamp_ns(header: object, log_ns: int) -> int:
     stamp = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
     return stamp if stamp else log_ns  # publishers that leave the stamp empty: the receive time is all we have
-
-
-def _format_stamp(stamp_ns: int) -> str:
-    return f"stamp {stamp_ns // 1_000_000_000}.{stamp_ns % 1_000_000_000:09d} s"
 
 
 def _bag_frames(path: Path, image_topic: str | None, camera_info_topic: str | None,
@@ -286,7 +279,7 @@ def _image_frame(path: Path, topic: str, msgtype: str, msg: object, log_ns: int,
         else:
             rgb = decode_compressed_image(msg.format, msg.data)
     except DataError as exc:
-        raise DataError(f"{path}: image on {topic} at {_format_stamp(stamp)}: {exc}") from exc
+        raise DataError(f"{path}: image on {topic} at {format_stamp(stamp)}: {exc}") from exc
     intrinsics = _intrinsics(camera_info, rgb.shape[1], rgb.shape[0]) if camera_info is not None else None
     return InputFrame(stamp_ns=stamp, rgb=rgb, intrinsics=intrinsics, odometry=None,
                       frame_id=msg.header.frame_id or "camera")
@@ -308,58 +301,21 @@ def _intrinsics(info: object, width: int, height: int) -> Intrinsics | None:
 # Odometry
 
 
-def quaternion_matrix(q: np.ndarray) -> np.ndarray:
-    """3x3 rotation of a unit quaternion (x, y, z, w), the geometry_msgs order."""
-    x, y, z, w = q
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
-
-
-def slerp(q0: np.ndarray, q1: np.ndarray, t: float) -> np.ndarray:
-    """Unit quaternion a fraction t of the way from q0 to q1, along the shorter arc."""
-    dot = float(np.dot(q0, q1))
-    if dot < 0:  # q and -q are the same rotation; take the short way round
-        q1, dot = -q1, -dot
-    if dot > 0.9995:  # nearly equal: lerp is exact enough and avoids dividing by sin(~0)
-        q = q0 + t * (q1 - q0)
-    else:
-        theta = np.arccos(dot)
-        q = (np.sin((1 - t) * theta) * q0 + np.sin(t * theta) * q1) / np.sin(theta)
-    return q / np.linalg.norm(q)
-
-
 class _OdometryMatcher:
     """Gives frames their odometry pose at their stamp, holding them until the pose after them arrives."""
 
     def __init__(self, path: Path, topic: str) -> None:
-        self.path, self.topic = path, topic
-        self.stamps: list[int] = []  # sorted header stamps of the poses kept
-        self.poses: list[tuple[np.ndarray, np.ndarray]] = []  # (position, unit quaternion xyzw)
+        self.history = OdometryHistory(f"{path}: odometry on {topic}")
         self.pending: deque[InputFrame] = deque()
 
     def add_odometry(self, stamp: int, pose: object) -> Iterator[InputFrame]:
         p, o = pose.position, pose.orientation
-        position = np.array([p.x, p.y, p.z], dtype=np.float64)
-        quaternion = np.array([o.x, o.y, o.z, o.w], dtype=np.float64)
-        if not (np.all(np.isfinite(position)) and np.all(np.isfinite(quaternion))):
-            raise DataError(f"{self.path}: odometry on {self.topic} at {_format_stamp(stamp)} is not finite "
-                            f"(position {position.tolist()}, orientation {quaternion.tolist()})")
-        norm = float(np.linalg.norm(quaternion))
-        if norm < 1e-6:
-            raise DataError(f"{self.path}: odometry on {self.topic} at {_format_stamp(stamp)} has a zero quaternion")
-        index = bisect.bisect_right(self.stamps, stamp)  # out-of-order stamps still end up sorted
-        self.stamps.insert(index, stamp)
-        self.poses.insert(index, (position, quaternion / norm))
-        if len(self.stamps) > _ODOMETRY_HISTORY:
-            del self.stamps[0], self.poses[0]
-        return self._release(self.stamps[-1])
+        self.history.add(stamp, np.array([p.x, p.y, p.z]), np.array([o.x, o.y, o.z, o.w]))
+        return self._release(self.history.latest())
 
     def add_frame(self, frame: InputFrame) -> Iterator[InputFrame]:
         self.pending.append(frame)
-        return self._release(self.stamps[-1] if self.stamps else None)
+        return self._release(self.history.latest())
 
     def flush(self) -> Iterator[InputFrame]:
         while self.pending:
@@ -374,36 +330,9 @@ class _OdometryMatcher:
         return iter(released)
 
     def _matched(self, frame: InputFrame) -> InputFrame:
-        pose = self.pose_at(frame.stamp_ns)
+        pose = self.history.pose_at(frame.stamp_ns)
         return frame if pose is None else InputFrame(frame.stamp_ns, frame.rgb, frame.intrinsics, pose,
                                                      frame.frame_id)
-
-    def pose_at(self, stamp: int) -> np.ndarray | None:
-        """T_odom_base at stamp (4x4), or None where odometry does not cover it."""
-        if not self.stamps:
-            return None
-        after = bisect.bisect_left(self.stamps, stamp)
-        before = after - 1
-        if after < len(self.stamps) and self.stamps[after] == stamp:
-            return _pose_matrix(*self.poses[after])
-        if before >= 0 and after < len(self.stamps):
-            t0, t1 = self.stamps[before], self.stamps[after]
-            if t1 - t0 <= MAX_ODOMETRY_GAP_NS:
-                t = (stamp - t0) / (t1 - t0)
-                (p0, q0), (p1, q1) = self.poses[before], self.poses[after]
-                return _pose_matrix(p0 + t * (p1 - p0), slerp(q0, q1, t))
-        nearest = min((i for i in (before, after) if 0 <= i < len(self.stamps)),
-                      key=lambda i: abs(self.stamps[i] - stamp))
-        if abs(self.stamps[nearest] - stamp) <= ODOMETRY_TOLERANCE_NS:
-            return _pose_matrix(*self.poses[nearest])
-        return None
-
-
-def _pose_matrix(position: np.ndarray, quaternion: np.ndarray) -> np.ndarray:
-    pose = np.eye(4)
-    pose[:3, :3] = quaternion_matrix(quaternion)
-    pose[:3, 3] = position
-    return pose
 
 
 # ---------------------------------------------------------------------------------------------
