@@ -1,9 +1,4 @@
-"""The text side: special tokens, the prompt layout of METHOD.md, and a tokenizer trained on our text.
-
-Sequence layout (LLaVA style, placeholders replaced by embeddings inside the model):
-    [<frame> <image> x P] x F <situation> TEXT <Pos> <Ori> <question> TEXT <answer> ANSWER <eos>
-(no spaces around the special tokens: they would each cost a token).
-"""
+"""The tokenizer trained on our text with the `tokenizers` library (prompt layout: model.prompt)."""
 
 from __future__ import annotations
 
@@ -12,20 +7,20 @@ from collections.abc import Iterable
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-PAD, EOS = "<pad>", "<eos>"
-IMAGE, FRAME = "<image>", "<frame>"
-POS, ORI = "<Pos>", "<Ori>"
-SITUATION, QUESTION, ANSWER = "<situation>", "<question>", "<answer>"
-SPECIAL_TOKENS = (PAD, EOS, IMAGE, FRAME, POS, ORI, SITUATION, QUESTION, ANSWER)
-
-
-def prompt_text(situation: str, question: str) -> str:
-    """Text after the video tokens, up to where the answer starts."""
-    return f"{SITUATION}{situation.strip()}{POS}{ORI}{QUESTION}{question.strip()}{ANSWER}"
-
-
-def answer_text(answer: str) -> str:
-    return f"{answer.strip()}{EOS}"
+from loc3r_core.model.prompt import (  # noqa: F401 (re-exported: the tokenizer's users read them here)
+    ANSWER,
+    EOS,
+    FRAME,
+    IMAGE,
+    ORI,
+    PAD,
+    POS,
+    QUESTION,
+    SITUATION,
+    SPECIAL_TOKENS,
+    answer_text,
+    prompt_text,
+)
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> PreTrainedTokenizerFast:

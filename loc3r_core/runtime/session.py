@@ -24,7 +24,7 @@ import numpy as np
 
 from loc3r_core.errors import Loc3rError
 from loc3r_core.geometry import Intrinsics, compose_planar, planar_from_transform, relative_planar
-from loc3r_core.model.tokenizer import ORI, POS, SITUATION, prompt_text
+from loc3r_core.model.prompt import ORI, POS, SITUATION, prompt_text
 from loc3r_core.readout import circular_soft_argmax, circular_std, softmax, split_gaussian
 from loc3r_core.runtime.backend import Backend, KVCache, empty_cache
 from loc3r_core.runtime.keyframes import KeyframePolicy

@@ -1,0 +1,338 @@
+"""loc3r_node: camera in; layout, pose, TF and answers out. Thin: the runtime does the work.
+
+Threads: subscriptions only keep the newest image (latest wins; a frame replaced before the
+worker took it counts as dropped), a worker thread runs the model on it, services and timers
+have their own callback groups under a MultiThreadedExecutor. One lock guards the session,
+so a question waits at most one frame's inference (a few ms), never a queue.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import deque
+
+import numpy as np
+import psutil
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseWithCovarianceStamped
+from nav_msgs.msg import OccupancyGrid, Odometry
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
+from std_srvs.srv import Trigger
+from tf2_msgs.msg import TFMessage
+from visualization_msgs.msg import MarkerArray
+
+from loc3r.msg import SceneObjectArray
+from loc3r.srv import Localize, SpatialQuery
+from loc3r_core.errors import Loc3rError
+from loc3r_core.geometry import Intrinsics
+from loc3r_core.io import ros_messages as msgs
+from loc3r_core.io.images import decode_raw_image
+from loc3r_core.io.odometry import OdometryHistory
+from loc3r_core.runtime.frames import tf_chain
+from loc3r_core.runtime.open import open_backend
+from loc3r_core.runtime.session import Session
+from loc3r_ros.convert import map_objects_msg, message_from_dict, pose_with_covariance, stamp_ns, time_msg
+from loc3r_ros.parameters import PARAMETERS, check, session_config
+
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class StartupError(Exception):
+    """Parameters the node cannot run with: reported in one line, the process exits 2."""
+
+
+class Loc3rNode(Node):
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__("loc3r_node", **kwargs)
+        self.values = {p.name: self.declare_parameter(
+            p.name, p.default, ParameterDescriptor(description=p.description, read_only=True)).value
+            for p in PARAMETERS}
+        problems = check(self.values)
+        if problems:
+            raise StartupError("; ".join(problems))
+        self.frames = {key: self.values[f"frames.{key}"] for key in ("map", "odom", "base")}
+        self.session_lock = threading.Lock()
+        self.session: Session | None = None
+        self.model_error = ""
+        self._load_model()
+
+        self.stats = {"received": 0, "processed": 0, "dropped": 0, "rejected": 0, "odometry_rejected": 0}
+        self.last_rejection = ""
+        self.arrivals: deque[float] = deque(maxlen=200)  # receive times, for the input rate
+        self.latencies: deque[float] = deque(maxlen=200)  # seconds per processed frame
+        self.pending: Image | None = None
+        self.wake = threading.Condition()
+        self.stopping = False
+        self.intrinsics = self._default_intrinsics()
+        self.odometry = OdometryHistory("odometry on odom")
+        self.odometry_lock = threading.Lock()
+        self.latest_map_tf: list[tuple[str, str, np.ndarray]] = []
+        self.layout_version = self.published_version = 0
+
+        inputs, services, timers = (MutuallyExclusiveCallbackGroup() for _ in range(3))
+        image_qos = qos_profile_sensor_data if self.values["qos.image"] == "sensor_data" else \
+            QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        self.create_subscription(Image, "image", self.on_image, image_qos, callback_group=inputs)
+        self.create_subscription(CameraInfo, "camera_info", self.on_camera_info, RELIABLE, callback_group=inputs)
+        self.create_subscription(Odometry, "odom", self.on_odometry, qos_profile_sensor_data, callback_group=inputs)
+        self.layout_pub = self.create_publisher(OccupancyGrid, "layout", LATCHED)
+        self.markers_pub = self.create_publisher(MarkerArray, "markers", LATCHED)
+        self.objects_pub = self.create_publisher(SceneObjectArray, "objects", LATCHED)
+        self.pose_pub = self.create_publisher(PoseWithCovarianceStamped, "pose", RELIABLE)
+        self.tf_pub = self.create_publisher(TFMessage, "/tf", 100)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_service(SpatialQuery, "query", self.on_query, callback_group=services)
+        self.create_service(Localize, "localize", self.on_localize, callback_group=services)
+        self.create_service(Trigger, "reset", self.on_reset, callback_group=services)
+        self.create_timer(1.0 / self.values["layout.rate"], self.publish_layout, callback_group=timers)
+        self.create_timer(self.values["diagnostics.period"], self.publish_diagnostics, callback_group=timers)
+        if self.values["publish_tf"]:
+            self.create_timer(1.0 / self.values["tf_rate"], self.republish_map_tf, callback_group=timers)
+        self.worker = threading.Thread(target=self._work, name="loc3r-inference", daemon=True)
+        self.worker.start()
+        self.get_logger().info(f"loc3r_node ready: {self.model_status()}; listening on "
+                               f"{self.resolve_topic_name('image')}")
+
+    # --- model --------------------------------------------------------------------------------
+
+    def _load_model(self) -> None:
+        v = self.values
+        try:
+            backend = open_backend(v["model.backend"], v["model.checkpoint"] or None, v["model.onnx_dir"] or None,
+                                   v["model.provider"])
+            self.session = Session(backend, session_config(v))
+        except (Loc3rError, ValueError) as exc:  # the node stays up and says why on /diagnostics and services
+            self.model_error = str(exc)
+            self.get_logger().error(f"model not loaded: {exc}")
+
+    def model_status(self) -> str:
+        if self.session is None:
+            return f"model not loaded: {self.model_error}"
+        return f"{self.session.backend.name} backend, {self.session.spec.checkpoint_sha256[:12]}"
+
+    def _default_intrinsics(self) -> Intrinsics | None:
+        fx, fy, cx, cy = (self.values[f"camera.{k}"] for k in ("fx", "fy", "cx", "cy"))
+        if fx > 0 and fy > 0:
+            return Intrinsics(fx, fy, cx, cy, round(2 * cx), round(2 * cy))
+        return None
+
+    # --- inputs (keep the newest; never run the model here) --------------------------------------
+
+    def on_image(self, msg: Image) -> None:
+        self.arrivals.append(time.monotonic())
+        with self.wake:
+            self.stats["received"] += 1
+            if self.pending is not None:
+                self.stats["dropped"] += 1  # the worker was busy: the newer frame wins
+            self.pending = msg
+            self.wake.notify()
+
+    def on_camera_info(self, msg: CameraInfo) -> None:
+        k = np.asarray(msg.k, dtype=np.float64)
+        if msg.width and msg.height and np.all(np.isfinite(k)) and k[0] > 0 and k[4] > 0:
+            self.intrinsics = Intrinsics(float(k[0]), float(k[4]), float(k[2]), float(k[5]), msg.width, msg.height)
+
+    def on_odometry(self, msg: Odometry) -> None:
+        p, o = msg.pose.pose.position, msg.pose.pose.orientation
+        try:
+            with self.odometry_lock:
+                self.odometry.add(stamp_ns(msg.header.stamp), np.array([p.x, p.y, p.z]),
+                                  np.array([o.x, o.y, o.z, o.w]))
+        except Loc3rError as exc:
+            self.stats["odometry_rejected"] += 1
+            self._reject(str(exc))
+
+    def _reject(self, reason: str) -> None:
+        self.last_rejection = reason
+        self.get_logger().warn(reason, throttle_duration_sec=5.0)
+
+    # --- the worker -------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            with self.wake:
+                while self.pending is None and not self.stopping:
+                    self.wake.wait()
+                if self.stopping:
+                    return
+                msg, self.pending = self.pending, None
+            try:
+                self._process(msg)
+            except Loc3rError as exc:
+                self.stats["rejected"] += 1
+                self._reject(f"image rejected: {exc}")
+            except Exception as exc:  # one bad frame must not kill the worker
+                self.stats["rejected"] += 1
+                self._reject(f"image failed: {type(exc).__name__}: {exc}")
+
+    def _process(self, msg: Image) -> None:
+        if self.session is None:
+            return
+        rgb = decode_raw_image(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
+        stamp = stamp_ns(msg.header.stamp)
+        with self.odometry_lock:
+            odometry = self.odometry.pose_at(stamp)
+        started = time.perf_counter()
+        with self.session_lock:
+            estimate = self.session.push(rgb, stamp, self.intrinsics, odometry)
+            if estimate.keyframe:
+                self.layout_version += 1
+        self.latencies.append(time.perf_counter() - started)
+        self.stats["processed"] += 1
+        self.pose_pub.publish(pose_with_covariance(estimate.pose, self.frames["map"], msg.header.stamp))
+        if self.values["publish_tf"]:
+            self.latest_map_tf = tf_chain(estimate.pose, odometry, self.frames)
+            dated = stamp + (int(self.values["tf_tolerance"] * 1e9) if odometry is not None else 0)
+            self._send_tf(self.latest_map_tf, dated)
+            if odometry is None:
+                self.latest_map_tf = []  # map->base is a measurement of this instant: not re-sent later
+
+    def _send_tf(self, chain: list[tuple[str, str, np.ndarray]], stamp: int) -> None:
+        transforms = [msgs.transform_msg(pose, parent, child, stamp) for parent, child, pose in chain]
+        self.tf_pub.publish(message_from_dict(TFMessage, msgs.tf_message(transforms)))
+
+    # --- timers -----------------------------------------------------------------------------------
+
+    def republish_map_tf(self) -> None:
+        """map->odom again at now + tolerance: consumers keep a transform to 'now' between frames."""
+        if self.latest_map_tf:
+            now = self.get_clock().now().nanoseconds
+            self._send_tf(self.latest_map_tf, now + int(self.values["tf_tolerance"] * 1e9))
+
+    def publish_layout(self) -> None:
+        if self.session is None or self.layout_version == self.published_version:
+            return
+        with self.session_lock:
+            version = self.layout_version
+            layout = self.session.layout()
+            trajectory = self.session.trajectory_xy()
+        stamp = time_msg(layout.stamp_ns)
+        frame = self.frames["map"]
+        self.layout_pub.publish(message_from_dict(OccupancyGrid, msgs.occupancy_grid_msg(layout, frame)))
+        self.markers_pub.publish(message_from_dict(
+            MarkerArray, msgs.marker_array_msg(layout.objects, trajectory, layout.stamp_ns, frame)))
+        self.objects_pub.publish(map_objects_msg(layout.objects, frame, stamp))
+        self.published_version = version
+
+    def publish_diagnostics(self) -> None:
+        now = time.monotonic()
+        recent = [t for t in self.arrivals if now - t <= 5.0]
+        rate = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
+        latency = np.array(self.latencies) * 1e3 if self.latencies else np.zeros(1)
+        with self.session_lock:
+            memory = (len(self.session.memory), self.session.memory_tokens()) if self.session else (0, 0)
+        rejected = self.stats["rejected"] + self.stats["odometry_rejected"]
+        statuses = [
+            status("loc3r: model", DiagnosticStatus.OK if self.session else DiagnosticStatus.ERROR,
+                   self.model_status(), {"backend": self.values["model.backend"],
+                                         "provider": self.values["model.provider"]}),
+            status("loc3r: input", DiagnosticStatus.WARN if rejected else DiagnosticStatus.OK,
+                   self.last_rejection or "images arriving" if recent else "no images in the last 5 s",
+                   {"rate_hz": f"{rate:.1f}", **{k: str(v) for k, v in self.stats.items()},
+                    "camera_info": "received" if self.intrinsics else "none yet (the model does not need it)"}),
+            status("loc3r: inference", DiagnosticStatus.OK, f"{np.mean(latency):.1f} ms per frame",
+                   {"latency_mean_ms": f"{np.mean(latency):.2f}", "latency_max_ms": f"{np.max(latency):.2f}",
+                    "keyframes_in_memory": str(memory[0]), "memory_tokens": str(memory[1]),
+                    "rss_mb": f"{psutil.Process().memory_info().rss / 1e6:.0f}"}),
+        ]
+        array = DiagnosticArray(status=statuses)
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.diagnostics_pub.publish(array)
+
+    # --- services ---------------------------------------------------------------------------------
+
+    def _refuse(self, response: object, reason: str) -> object:
+        response.success, response.message = False, reason
+        return response
+
+    def _text_problem(self, *texts: str) -> str | None:
+        if self.session is None:
+            return f"model not loaded: {self.model_error}"
+        if any("\ufffd" in t for t in texts):  # rclpy turns invalid UTF-8 into U+FFFD
+            return "the text is not valid UTF-8"
+        return None
+
+    def on_query(self, request: SpatialQuery.Request, response: SpatialQuery.Response) -> SpatialQuery.Response:
+        problem = self._text_problem(request.question, request.situation)
+        if problem:
+            return self._refuse(response, problem)
+        try:
+            with self.session_lock:
+                answer = self.session.ask(request.question, request.situation.strip() or None)
+        except Loc3rError as exc:
+            return self._refuse(response, str(exc))
+        response.success, response.message = True, "answered from memory"
+        response.answer, response.confidence = answer.text, answer.confidence
+        response.asker_pose = pose_with_covariance(answer.asker, self.frames["map"], self.get_clock().now().to_msg())
+        return response
+
+    def on_localize(self, request: Localize.Request, response: Localize.Response) -> Localize.Response:
+        problem = self._text_problem(request.situation)
+        if problem:
+            return self._refuse(response, problem)
+        try:
+            with self.session_lock:
+                found = self.session.localize(request.situation)
+        except Loc3rError as exc:
+            return self._refuse(response, str(exc))
+        response.pose = pose_with_covariance(found.pose, self.frames["map"], self.get_clock().now().to_msg())
+        response.success = found.placed
+        response.message = "placed" if found.placed else \
+            f"cannot place the situation (uncertainty {max(found.pose.sigma_x, found.pose.sigma_y):.1f} m)"
+        return response
+
+    def on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        if self.session is None:
+            return self._refuse(response, f"model not loaded: {self.model_error}")
+        with self.session_lock:
+            self.session.reset()
+            self.latest_map_tf = []
+            self.layout_version += 1
+        response.success, response.message = True, "memory, map and trajectory cleared"
+        return response
+
+    def stop(self) -> None:
+        with self.wake:
+            self.stopping = True
+            self.wake.notify()
+        self.worker.join(timeout=1.0)
+
+
+def status(name: str, level: bytes, message: str, values: dict[str, str]) -> DiagnosticStatus:
+    return DiagnosticStatus(level=level, name=name, message=message, hardware_id="loc3r",
+                            values=[KeyValue(key=k, value=v) for k, v in values.items()])
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = Loc3rNode()
+    except StartupError as exc:
+        print(f"loc3r_node: invalid parameters: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    executor = MultiThreadedExecutor(num_threads=4)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.stop()
+        executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""The node's parameters: one table gives each its default, description and check.
+
+The node declares exactly these (with descriptors, so `ros2 param describe` explains them),
+config/loc3r.yaml sets them, and a test checks the two agree.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from loc3r_core.runtime.keyframes import KeyframePolicy
+from loc3r_core.runtime.mapping import GridConfig
+from loc3r_core.runtime.session import SessionConfig
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    default: object
+    description: str
+    valid: Callable[[object], bool] = lambda value: True
+    rule: str = ""  # what valid() demands, for the error message
+
+
+def positive(value: object) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def one_of(*choices: str) -> Callable[[object], bool]:
+    return lambda value: value in choices
+
+
+PARAMETERS = (
+    Parameter("model.backend", "onnx", "onnx (ONNX Runtime, no torch) or torch (PyTorch eager)",
+              one_of("onnx", "torch"), "onnx or torch"),
+    Parameter("model.checkpoint", "", "model folder for the torch backend, or to check an ONNX export against "
+              "(empty: the shipped model)"),
+    Parameter("model.onnx_dir", "", "`loc3r export` folder for the onnx backend (empty: the shipped model's)"),
+    Parameter("model.provider", "cpu", "ONNX Runtime execution provider: cpu, cuda or tensorrt",
+              one_of("cpu", "cuda", "tensorrt"), "cpu, cuda or tensorrt"),
+    Parameter("frames.map", "map", "the map frame (REP-105)", bool, "a frame name"),
+    Parameter("frames.odom", "odom", "the odometry frame (REP-105)", bool, "a frame name"),
+    Parameter("frames.base", "base_link", "the robot's base frame (REP-105)", bool, "a frame name"),
+    Parameter("publish_tf", True, "publish map->odom (with odometry) or map->base (without) on /tf"),
+    Parameter("tf_rate", 20.0, "Hz at which the latest map transform is re-sent (future-dated by tf_tolerance)",
+              positive, "> 0"),
+    Parameter("tf_tolerance", 0.1, "seconds map transforms are dated ahead, so lookups at 'now' never "
+              "extrapolate (as AMCL's transform_tolerance)", lambda v: isinstance(v, float) and 0 <= v <= 2,
+              "in [0, 2] s"),
+    Parameter("memory.max_keyframes", 8, "keyframes in memory (the model was trained on 8-frame clips)",
+              lambda v: isinstance(v, int) and 2 <= v <= 256, "an integer in [2, 256]"),
+    Parameter("keyframe.min_translation", 0.4, "metres moved before a frame becomes a keyframe", positive, "> 0"),
+    Parameter("keyframe.min_rotation_deg", 20.0, "degrees turned before a frame becomes a keyframe", positive, "> 0"),
+    Parameter("keyframe.max_interval", 3.0, "seconds after which a frame becomes a keyframe anyway", positive, "> 0"),
+    Parameter("layout.rate", 1.0, "Hz at which layout, markers and objects are published when they changed",
+              positive, "> 0"),
+    Parameter("grid.resolution", 0.1, "metres per layout cell", lambda v: positive(v) and v <= 1.0, "in (0, 1] m"),
+    Parameter("grid.size", 16.0, "metres per side of the square layout grid, centred on the map origin",
+              lambda v: positive(v) and v <= 200.0, "in (0, 200] m"),
+    Parameter("qos.image", "sensor_data", "QoS of the image subscription: sensor_data (best effort, depth 5) or "
+              "reliable (depth 5)", one_of("sensor_data", "reliable"), "sensor_data or reliable"),
+    Parameter("camera.fx", 0.0, "intrinsics to use until camera_info arrives (0: none; the model itself needs none)",
+              lambda v: isinstance(v, float) and v >= 0, ">= 0"),
+    Parameter("camera.fy", 0.0, "see camera.fx", lambda v: isinstance(v, float) and v >= 0, ">= 0"),
+    Parameter("camera.cx", 0.0, "see camera.fx", lambda v: isinstance(v, float) and v >= 0, ">= 0"),
+    Parameter("camera.cy", 0.0, "see camera.fx", lambda v: isinstance(v, float) and v >= 0, ">= 0"),
+    Parameter("question.max_chars", 1000, "longest question or situation accepted",
+              lambda v: isinstance(v, int) and 1 <= v <= 100_000, "an integer in [1, 100000]"),
+    Parameter("diagnostics.period", 1.0, "seconds between /diagnostics reports", positive, "> 0"),
+)
+BY_NAME = {p.name: p for p in PARAMETERS}
+
+
+def check(values: dict[str, object]) -> list[str]:
+    """The problems with a full set of values (empty when all are valid)."""
+    problems = []
+    for name, value in values.items():
+        parameter = BY_NAME[name]
+        if not parameter.valid(value):
+            problems.append(f"{name} must be {parameter.rule}, not {value!r}")
+    return problems
+
+
+def session_config(values: dict[str, object]) -> SessionConfig:
+    return SessionConfig(
+        max_keyframes=values["memory.max_keyframes"],
+        keyframes=KeyframePolicy(values["keyframe.min_translation"], values["keyframe.min_rotation_deg"],
+                                 values["keyframe.max_interval"]),
+        grid=GridConfig(resolution=values["grid.resolution"], size=values["grid.size"]),
+        max_text_chars=values["question.max_chars"],
+    )
