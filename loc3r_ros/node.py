@@ -231,18 +231,19 @@ class Loc3rNode(Node):
         with self.session_lock:
             memory = (len(self.session.memory), self.session.memory_tokens()) if self.session else (0, 0)
         rejected = self.stats["rejected"] + self.stats["odometry_rejected"]
+        me = self.get_fully_qualified_name()  # hardware_id: which node, when several share /diagnostics
         statuses = [
             status("loc3r: model", DiagnosticStatus.OK if self.session else DiagnosticStatus.ERROR,
                    self.model_status(), {"backend": self.values["model.backend"],
-                                         "provider": self.values["model.provider"]}),
+                                         "provider": self.values["model.provider"]}, me),
             status("loc3r: input", DiagnosticStatus.WARN if rejected else DiagnosticStatus.OK,
                    self.last_rejection or "images arriving" if recent else "no images in the last 5 s",
                    {"rate_hz": f"{rate:.1f}", **{k: str(v) for k, v in self.stats.items()},
-                    "camera_info": "received" if self.intrinsics else "none yet (the model does not need it)"}),
+                    "camera_info": "received" if self.intrinsics else "none yet (the model does not need it)"}, me),
             status("loc3r: inference", DiagnosticStatus.OK, f"{np.mean(latency):.1f} ms per frame",
                    {"latency_mean_ms": f"{np.mean(latency):.2f}", "latency_max_ms": f"{np.max(latency):.2f}",
                     "keyframes_in_memory": str(memory[0]), "memory_tokens": str(memory[1]),
-                    "rss_mb": f"{psutil.Process().memory_info().rss / 1e6:.0f}"}),
+                    "rss_mb": f"{psutil.Process().memory_info().rss / 1e6:.0f}"}, me),
         ]
         array = DiagnosticArray(status=statuses)
         array.header.stamp = self.get_clock().now().to_msg()
@@ -307,8 +308,8 @@ class Loc3rNode(Node):
         self.worker.join(timeout=1.0)
 
 
-def status(name: str, level: bytes, message: str, values: dict[str, str]) -> DiagnosticStatus:
-    return DiagnosticStatus(level=level, name=name, message=message, hardware_id="loc3r",
+def status(name: str, level: bytes, message: str, values: dict[str, str], hardware_id: str) -> DiagnosticStatus:
+    return DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id,
                             values=[KeyValue(key=k, value=v) for k, v in values.items()])
 
 

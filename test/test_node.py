@@ -8,6 +8,8 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +38,9 @@ def node_executable() -> Path:
     return path
 
 
-def start_node(*parameters: str) -> subprocess.Popen:
-    """The node the way `ros2 run loc3r loc3r_node --ros-args ...` starts it."""
-    args = [str(node_executable()), "--ros-args", "-r", f"__ns:={NS}", "--params-file", str(ROOT / "config/loc3r.yaml"),
+def start_node(*parameters: str, ns: str = NS) -> subprocess.Popen:
+    """The node the way `ros2 run loc3r loc3r_node --ros-args ...` starts it (each test its own namespace)."""
+    args = [str(node_executable()), "--ros-args", "-r", f"__ns:={ns}", "--params-file", str(ROOT / "config/loc3r.yaml"),
             "-p", "layout.rate:=10.0", "-p", "diagnostics.period:=0.25"]
     for parameter in parameters:
         args += ["-p", parameter]
@@ -56,10 +58,27 @@ def stop_node(process: subprocess.Popen) -> float:
     return took
 
 
+@contextmanager
+def node_and_probe(*parameters: str, ns: str = NS) -> Iterator[tuple[subprocess.Popen, Probe]]:
+    """A started node and a probe that sees it; the node never outlives the test, whatever fails."""
+    require_ros()
+    process, probe = start_node(*parameters, ns=ns), None
+    try:
+        probe = Probe(ns)
+        probe.wait_ready()
+        yield process, probe
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        if probe is not None:
+            probe.close()
+
+
 class Probe(RosClient):
     """Publishes what a robot's drivers would; records what the node publishes."""
 
-    def __init__(self) -> None:
+    def __init__(self, ns: str = NS) -> None:
         super().__init__()
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import PoseWithCovarianceStamped
@@ -76,19 +95,20 @@ class Probe(RosClient):
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         node = self.node
-        self.image = node.create_publisher(Image, f"{NS}/image", 10)
-        self.info = node.create_publisher(CameraInfo, f"{NS}/camera_info", 10)
-        self.odom = node.create_publisher(Odometry, f"{NS}/odom", 10)
+        self.image = node.create_publisher(Image, f"{ns}/image", 10)
+        self.info = node.create_publisher(CameraInfo, f"{ns}/camera_info", 10)
+        self.odom = node.create_publisher(Odometry, f"{ns}/odom", 10)
         self.got: dict[str, list] = {name: [] for name in ("layout", "markers", "objects", "pose", "tf", "diag")}
-        for name, cls, topic, qos in (("layout", OccupancyGrid, f"{NS}/layout", latched),
-                                      ("markers", MarkerArray, f"{NS}/markers", latched),
-                                      ("objects", SceneObjectArray, f"{NS}/objects", latched),
-                                      ("pose", PoseWithCovarianceStamped, f"{NS}/pose", 10),
+        self.hardware_id = f"{ns}/loc3r_node"
+        for name, cls, topic, qos in (("layout", OccupancyGrid, f"{ns}/layout", latched),
+                                      ("markers", MarkerArray, f"{ns}/markers", latched),
+                                      ("objects", SceneObjectArray, f"{ns}/objects", latched),
+                                      ("pose", PoseWithCovarianceStamped, f"{ns}/pose", 10),
                                       ("tf", TFMessage, "/tf", 100), ("diag", DiagnosticArray, "/diagnostics", 10)):
             node.create_subscription(cls, topic, lambda msg, name=name: self.got[name].append(msg), qos)
-        self.query = node.create_client(SpatialQuery, f"{NS}/query")
-        self.localize = node.create_client(Localize, f"{NS}/localize")
-        self.reset = node.create_client(Trigger, f"{NS}/reset")
+        self.query = node.create_client(SpatialQuery, f"{ns}/query")
+        self.localize = node.create_client(Localize, f"{ns}/localize")
+        self.reset = node.create_client(Trigger, f"{ns}/reset")
         self.types = {"Image": Image, "CameraInfo": CameraInfo, "Odometry": Odometry, "SpatialQuery": SpatialQuery,
                       "Localize": Localize, "Trigger": Trigger}
 
@@ -104,6 +124,8 @@ class Probe(RosClient):
         latest = {}
         for array in self.got["diag"]:
             for status in array.status:
+                if status.hardware_id != self.hardware_id:
+                    continue
                 latest[status.name] = {"level": int.from_bytes(status.level, "little") if isinstance(
                     status.level, bytes) else int(status.level), "message": status.message,
                     **{kv.key: kv.value for kv in status.values}}
@@ -151,11 +173,7 @@ def folder(world_by_kind) -> SceneFolder:
 @pytest.fixture(scope="module")
 def streamed(folder):
     """A node that was asked a question before any frame, then saw the whole scene, frame by frame."""
-    require_ros()
-    process = start_node()
-    probe = Probe()
-    try:
-        probe.wait_ready()
+    with node_and_probe() as (process, probe):
         early = probe.ask("What is in front of me?")
         for frame in scene_frames(folder, start_ns=START_NS):
             probe.info.publish(camera_info_msg(probe, frame.intrinsics, frame.stamp_ns))
@@ -167,10 +185,6 @@ def streamed(folder):
         probe.spin_until(lambda: probe.got["layout"] and probe.got["objects"] and probe.got["markers"])
         yield probe, early
         assert stop_node(process) < 2.0
-    finally:
-        if process.poll() is None:
-            process.kill()
-        probe.close()
 
 
 def test_refuses_questions_before_any_frame(streamed):
@@ -240,11 +254,7 @@ def test_bad_questions_get_success_false_and_the_node_lives(streamed):
 
 
 def test_faults_flood_and_services_while_streaming(folder):
-    require_ros()
-    process = start_node()
-    probe = Probe()
-    try:
-        probe.wait_ready()
+    with node_and_probe(ns="/loc3r_faults") as (process, probe):
         frame = next(scene_frames(folder, start_ns=START_NS))
         rgb = frame.rgb
         bad = [image_msg(probe, rgb, START_NS, encoding="16UC1"),
@@ -285,27 +295,15 @@ def test_faults_flood_and_services_while_streaming(folder):
         assert not probe.ask("How many chairs are there?").success  # memory really cleared
         assert process.poll() is None
         assert stop_node(process) < 2.0
-    finally:
-        if process.poll() is None:
-            process.kill()
-        probe.close()
 
 
 def test_missing_model_keeps_the_node_up_and_says_why(tmp_path):
-    require_ros()
-    process = start_node(f"model.onnx_dir:={tmp_path / 'no-export'}")
-    probe = Probe()
-    try:
-        probe.wait_ready()
+    with node_and_probe(f"model.onnx_dir:={tmp_path / 'no-export'}", ns="/loc3r_nomodel") as (process, probe):
         response = probe.ask("How many chairs are there?")
         assert not response.success and "model not loaded" in response.message
         assert probe.spin_until(lambda: "loc3r: model" in probe.diagnostics())
         assert probe.diagnostics()["loc3r: model"]["level"] == 2  # ERROR
         assert stop_node(process) < 2.0
-    finally:
-        if process.poll() is None:
-            process.kill()
-        probe.close()
 
 
 def test_invalid_parameters_stop_the_node_with_one_line():
