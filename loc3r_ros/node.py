@@ -1,4 +1,6 @@
-"""loc3r_node: camera in; layout, pose, TF and answers out. Thin: the runtime does the work.
+"""loc3r_node (and its lifecycle variant): camera in; layout, pose, TF and answers out.
+
+Thin: the runtime does the work.
 
 Threads: subscriptions only keep the newest image (latest wins; a frame replaced before the
 worker took it counts as dropped), a worker thread runs the model on it, services and timers
@@ -22,6 +24,7 @@ from nav_msgs.msg import OccupancyGrid, Odometry
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
@@ -50,9 +53,12 @@ class StartupError(Exception):
     """Parameters the node cannot run with: reported in one line, the process exits 2."""
 
 
-class Loc3rNode(Node):
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__("loc3r_node", **kwargs)
+class Loc3rBehaviour:
+    """Everything loc3r_node does, in the phases a lifecycle node separates:
+    declare (parameters) -> configure (model, publishers, services) -> activate (subscriptions,
+    timers, the worker) -> deactivate (inputs off). Mixed into a Node or a LifecycleNode."""
+
+    def declare(self) -> None:
         self.values = {p.name: self.declare_parameter(
             p.name, p.default, ParameterDescriptor(description=p.description, read_only=True)).value
             for p in PARAMETERS}
@@ -62,9 +68,7 @@ class Loc3rNode(Node):
         self.frames = {key: self.values[f"frames.{key}"] for key in ("map", "odom", "base")}
         self.session_lock = threading.Lock()
         self.session: Session | None = None
-        self.model_error = ""
-        self._load_model()
-
+        self.model_error = "not configured"
         self.stats = {"received": 0, "processed": 0, "dropped": 0, "rejected": 0, "odometry_rejected": 0}
         self.last_rejection = ""
         self.arrivals: deque[float] = deque(maxlen=200)  # receive times, for the input rate
@@ -77,35 +81,58 @@ class Loc3rNode(Node):
         self.odometry_lock = threading.Lock()
         self.latest_map_tf: list[tuple[str, str, np.ndarray]] = []
         self.layout_version = self.published_version = 0
+        self.inputs: list = []  # subscriptions and timers that activate creates and deactivate destroys
+        self.worker: threading.Thread | None = None
 
-        inputs, services, timers = (MutuallyExclusiveCallbackGroup() for _ in range(3))
-        image_qos = qos_profile_sensor_data if self.values["qos.image"] == "sensor_data" else \
-            QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
-        self.create_subscription(Image, "image", self.on_image, image_qos, callback_group=inputs)
-        self.create_subscription(CameraInfo, "camera_info", self.on_camera_info, RELIABLE, callback_group=inputs)
-        self.create_subscription(Odometry, "odom", self.on_odometry, qos_profile_sensor_data, callback_group=inputs)
+    def configure(self) -> None:
+        self._load_model()
+        services = MutuallyExclusiveCallbackGroup()
         self.layout_pub = self.create_publisher(OccupancyGrid, "layout", LATCHED)
         self.markers_pub = self.create_publisher(MarkerArray, "markers", LATCHED)
         self.objects_pub = self.create_publisher(SceneObjectArray, "objects", LATCHED)
         self.pose_pub = self.create_publisher(PoseWithCovarianceStamped, "pose", RELIABLE)
         self.tf_pub = self.create_publisher(TFMessage, "/tf", 100)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_service(SpatialQuery, "query", self.on_query, callback_group=services)
-        self.create_service(Localize, "localize", self.on_localize, callback_group=services)
-        self.create_service(Trigger, "reset", self.on_reset, callback_group=services)
-        self.create_timer(1.0 / self.values["layout.rate"], self.publish_layout, callback_group=timers)
-        self.create_timer(self.values["diagnostics.period"], self.publish_diagnostics, callback_group=timers)
+        self.loc3r_services = [self.create_service(SpatialQuery, "query", self.on_query, callback_group=services),
+                         self.create_service(Localize, "localize", self.on_localize, callback_group=services),
+                         self.create_service(Trigger, "reset", self.on_reset, callback_group=services)]
+
+    def activate(self) -> None:
+        inputs, timers = MutuallyExclusiveCallbackGroup(), MutuallyExclusiveCallbackGroup()
+        image_qos = qos_profile_sensor_data if self.values["qos.image"] == "sensor_data" else \
+            QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        self.inputs = [
+            self.create_subscription(Image, "image", self.on_image, image_qos, callback_group=inputs),
+            self.create_subscription(CameraInfo, "camera_info", self.on_camera_info, RELIABLE, callback_group=inputs),
+            self.create_subscription(Odometry, "odom", self.on_odometry, qos_profile_sensor_data,
+                                     callback_group=inputs),
+            self.create_timer(1.0 / self.values["layout.rate"], self.publish_layout, callback_group=timers),
+            self.create_timer(self.values["diagnostics.period"], self.publish_diagnostics, callback_group=timers),
+        ]
         if self.values["publish_tf"]:
-            self.create_timer(1.0 / self.values["tf_rate"], self.republish_map_tf, callback_group=timers)
+            self.inputs.append(self.create_timer(1.0 / self.values["tf_rate"], self.republish_map_tf,
+                                                 callback_group=timers))
+        self.stopping = False
         self.worker = threading.Thread(target=self._work, name="loc3r-inference", daemon=True)
         self.worker.start()
-        self.get_logger().info(f"loc3r_node ready: {self.model_status()}; listening on "
+        self.get_logger().info(f"loc3r_node active: {self.model_status()}; listening on "
                                f"{self.resolve_topic_name('image')}")
+
+    def deactivate(self) -> None:
+        for entity in self.inputs:
+            if hasattr(entity, "cancel"):
+                entity.cancel()
+                self.destroy_timer(entity)
+            else:
+                self.destroy_subscription(entity)
+        self.inputs = []
+        self.stop()
 
     # --- model --------------------------------------------------------------------------------
 
     def _load_model(self) -> None:
         v = self.values
+        self.model_error = ""
         try:
             backend = open_backend(v["model.backend"], v["model.checkpoint"] or None, v["model.onnx_dir"] or None,
                                    v["model.provider"])
@@ -304,8 +331,55 @@ class Loc3rNode(Node):
     def stop(self) -> None:
         with self.wake:
             self.stopping = True
+            self.pending = None
             self.wake.notify()
-        self.worker.join(timeout=1.0)
+        if self.worker is not None:
+            self.worker.join(timeout=1.0)
+            self.worker = None
+
+
+class Loc3rNode(Loc3rBehaviour, Node):
+    """The plain node: configured and active from the start (a failed model load is reported, not fatal)."""
+
+    def __init__(self, **kwargs: object) -> None:
+        Node.__init__(self, "loc3r_node", **kwargs)
+        self.declare()
+        self.configure()
+        self.activate()
+
+
+class Loc3rLifecycleNode(Loc3rBehaviour, LifecycleNode):
+    """The managed node: the model loads in configure, camera input flows only while active."""
+
+    def __init__(self, **kwargs: object) -> None:
+        LifecycleNode.__init__(self, "loc3r_node", **kwargs)
+        self.declare()
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.configure()
+        return TransitionCallbackReturn.SUCCESS if self.session is not None else TransitionCallbackReturn.FAILURE
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.activate()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.deactivate()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        for service in self.loc3r_services:
+            self.destroy_service(service)
+        for publisher in (self.layout_pub, self.markers_pub, self.objects_pub, self.pose_pub, self.tf_pub,
+                          self.diagnostics_pub):
+            self.destroy_publisher(publisher)
+        with self.session_lock:
+            self.session, self.model_error = None, "not configured"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.deactivate()
+        return TransitionCallbackReturn.SUCCESS
 
 
 def status(name: str, level: bytes, message: str, values: dict[str, str], hardware_id: str) -> DiagnosticStatus:
@@ -313,10 +387,10 @@ def status(name: str, level: bytes, message: str, values: dict[str, str], hardwa
                             values=[KeyValue(key=k, value=v) for k, v in values.items()])
 
 
-def main(args: list[str] | None = None) -> int:
+def main(args: list[str] | None = None, lifecycle: bool = False) -> int:
     rclpy.init(args=args)
     try:
-        node = Loc3rNode()
+        node = Loc3rLifecycleNode() if lifecycle else Loc3rNode()
     except StartupError as exc:
         print(f"loc3r_node: invalid parameters: {exc}", file=sys.stderr)
         rclpy.try_shutdown()

@@ -351,3 +351,47 @@ def test_rviz_config_shows_the_nodes_topics():
     assert {"/loc3r/layout", "/loc3r/markers", "/loc3r/pose"} <= topics
     assert {d["Class"] for d in displays} >= {"rviz_default_plugins/Map", "rviz_default_plugins/TF"}
     assert config["Visualization Manager"]["Global Options"]["Fixed Frame"] == "map"
+
+
+def test_lifecycle_variant_loads_in_configure_and_listens_only_while_active(folder):
+    require_ros()
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+
+    executable = node_executable().with_name("loc3r_lifecycle_node")
+    ns = "/loc3r_managed"
+    process = subprocess.Popen([str(executable), "--ros-args", "-r", f"__ns:={ns}"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    probe = None
+    try:
+        probe = Probe(ns)
+        change = probe.node.create_client(ChangeState, f"{ns}/loc3r_node/change_state")
+        get = probe.node.create_client(GetState, f"{ns}/loc3r_node/get_state")
+
+        def transition(transition_id: int) -> None:
+            assert probe.call(change, ChangeState.Request(transition=Transition(id=transition_id))).success
+
+        def state() -> str:
+            return probe.call(get, GetState.Request()).current_state.label
+
+        assert state() == "unconfigured"
+        assert not probe.query.wait_for_service(timeout_sec=0.5)  # nothing served before configure
+        transition(Transition.TRANSITION_CONFIGURE)
+        assert state() == "inactive" and probe.query.wait_for_service(timeout_sec=TIMEOUT)
+        assert probe.image.get_subscription_count() == 0  # no camera input while inactive
+        transition(Transition.TRANSITION_ACTIVATE)
+        assert probe.spin_until(lambda: probe.image.get_subscription_count() > 0)
+        frame = next(scene_frames(folder, start_ns=START_NS))
+        probe.image.publish(image_msg(probe, frame.rgb, frame.stamp_ns))
+        assert probe.spin_until(lambda: probe.got["pose"]), "an active node processes frames"
+        assert probe.ask("How many chairs are there?").success
+        transition(Transition.TRANSITION_DEACTIVATE)
+        assert probe.spin_until(lambda: probe.image.get_subscription_count() == 0)
+        assert state() == "inactive"
+        assert stop_node(process) < 2.0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        if probe is not None:
+            probe.close()
