@@ -216,6 +216,18 @@ def test_layout_markers_objects_pose_and_tf_arrive_with_frames_and_stamps(stream
     assert first, "map->odom dated at or after the images it comes from (future-dated by tf_tolerance)"
 
 
+def test_offered_qos_is_what_the_reference_says(streamed):
+    from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
+
+    probe, _ = streamed
+    for topic in ("layout", "markers", "objects"):
+        (info,) = probe.node.get_publishers_info_by_topic(f"{NS}/{topic}")
+        assert info.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL, topic
+        assert info.qos_profile.reliability == ReliabilityPolicy.RELIABLE, topic
+    (image,) = probe.node.get_subscriptions_info_by_topic(f"{NS}/image")
+    assert image.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT  # sensor data: never back-pressure a camera
+
+
 def test_late_subscriber_gets_the_latched_layout(streamed):
     from nav_msgs.msg import OccupancyGrid
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
