@@ -77,6 +77,7 @@ class Loc3rBehaviour:
         self.wake = threading.Condition()
         self.stopping = False
         self.intrinsics = self._default_intrinsics()
+        self.warned_no_intrinsics = False
         self.odometry = OdometryHistory("odometry on odom")
         self.odometry_lock = threading.Lock()
         self.latest_map_tf: list[tuple[str, str, np.ndarray]] = []
@@ -206,6 +207,11 @@ class Loc3rBehaviour:
             return
         rgb = decode_raw_image(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
         stamp = stamp_ns(msg.header.stamp)
+        if self.intrinsics is None and not self.warned_no_intrinsics:
+            # a flag, not rclpy's once=True: rclpy refuses different log filters from one logger
+            self.warned_no_intrinsics = True
+            self.get_logger().warn(f"no camera_info on {self.resolve_topic_name('camera_info')} yet and no camera.* "
+                                   "parameters: images are centre-cropped (the model itself needs no intrinsics)")
         with self.odometry_lock:
             odometry = self.odometry.pose_at(stamp)
         started = time.perf_counter()

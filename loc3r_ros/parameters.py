@@ -68,6 +68,8 @@ PARAMETERS = (
     Parameter("camera.cy", 0.0, "see camera.fx", lambda v: isinstance(v, float) and v >= 0, ">= 0"),
     Parameter("question.max_chars", 1000, "longest question or situation accepted",
               lambda v: isinstance(v, int) and 1 <= v <= 100_000, "an integer in [1, 100000]"),
+    Parameter("localize.max_sigma", 2.5, "metres: a situation placed less surely than this is refused by query "
+              "and localize (success=false)", positive, "> 0"),
     Parameter("diagnostics.period", 1.0, "seconds between /diagnostics reports", positive, "> 0"),
 )
 BY_NAME = {p.name: p for p in PARAMETERS}
@@ -90,4 +92,5 @@ def session_config(values: dict[str, object]) -> SessionConfig:
                                  values["keyframe.max_interval"]),
         grid=GridConfig(resolution=values["grid.resolution"], size=values["grid.size"]),
         max_text_chars=values["question.max_chars"],
+        placeable_sigma=values["localize.max_sigma"],
     )

@@ -309,6 +309,21 @@ def test_faults_flood_and_services_while_streaming(folder):
         assert stop_node(process) < 2.0
 
 
+def test_a_situation_the_model_cannot_place_is_refused(folder):
+    with node_and_probe("localize.max_sigma:=0.05", ns="/loc3r_strict") as (process, probe):
+        for frame in list(scene_frames(folder, start_ns=START_NS))[:3]:
+            count = len(probe.got["pose"])
+            probe.image.publish(image_msg(probe, frame.rgb, frame.stamp_ns))
+            assert probe.spin_until(lambda c=count: len(probe.got["pose"]) > c)
+        situation = folder.situations[0].text
+        response = probe.ask("What is in front of me?", situation)
+        assert not response.success and "cannot place the situation" in response.message
+        located = probe.call(probe.localize, probe.types["Localize"].Request(situation=situation))
+        assert not located.success and "cannot place" in located.message
+        assert probe.ask("How many chairs are there?").success  # no situation: nothing to place
+        assert stop_node(process) < 2.0
+
+
 def test_missing_model_keeps_the_node_up_and_says_why(tmp_path):
     with node_and_probe(f"model.onnx_dir:={tmp_path / 'no-export'}", ns="/loc3r_nomodel") as (process, probe):
         response = probe.ask("How many chairs are there?")

@@ -209,6 +209,9 @@ class Session:
         self._check_room(len(ids) + self.config.max_answer_tokens)
         hidden, cache = self.backend.decode(self.backend.embed_tokens(ids), self.cache)
         asker = self._asker(ids, hidden)
+        if situation is not PSEUDO_SITUATION and not self._placed(asker):
+            raise QuestionError(f"cannot place the situation (uncertainty {max(asker.sigma_x, asker.sigma_y):.1f} m, "
+                                f"at most {self.config.placeable_sigma} m) to answer from it")
         generated: list[int] = []
         log_probs: list[float] = []
         logits = self.backend.heads(hidden[-1:])["logits"][0]
@@ -229,9 +232,12 @@ class Session:
         self._check_room(len(ids))
         hidden, _ = self.backend.decode(self.backend.embed_tokens(ids), self.cache)
         pose = self._asker(ids, hidden)
+        return Localization(pose, self._placed(pose))
+
+    def _placed(self, pose: PlanarPose) -> bool:
+        """Inside the map and no vaguer than placeable_sigma."""
         inside = self.grid.cell_of(np.array([pose.x, pose.y]))[2]
-        placed = bool(inside) and max(pose.sigma_x, pose.sigma_y) <= self.config.placeable_sigma
-        return Localization(pose, placed)
+        return bool(inside) and max(pose.sigma_x, pose.sigma_y) <= self.config.placeable_sigma
 
     def _asker(self, ids: np.ndarray, hidden: np.ndarray) -> PlanarPose:
         rows = [int(np.flatnonzero(ids == token)[0]) for token in (self.spec.pos_token_id, self.spec.ori_token_id)]
