@@ -59,13 +59,15 @@ def stop_node(process: subprocess.Popen) -> float:
 
 
 @contextmanager
-def node_and_probe(*parameters: str, ns: str = NS) -> Iterator[tuple[subprocess.Popen, Probe]]:
-    """A started node and a probe that sees it; the node never outlives the test, whatever fails."""
+def node_and_probe(*parameters: str, ns: str = NS, process: subprocess.Popen | None = None,
+                   wait_ready: bool = True) -> Iterator[tuple[subprocess.Popen, Probe]]:
+    """A started node (or the one given) and a probe that sees it; the node never outlives the test."""
     require_ros()
-    process, probe = start_node(*parameters, ns=ns), None
+    process, probe = process or start_node(*parameters, ns=ns), None
     try:
         probe = Probe(ns)
-        probe.wait_ready()
+        if wait_ready:
+            probe.wait_ready()
         yield process, probe
     finally:
         if process.poll() is None:
@@ -389,9 +391,7 @@ def test_lifecycle_variant_loads_in_configure_and_listens_only_while_active(fold
     ns = "/loc3r_managed"
     process = subprocess.Popen([str(executable), "--ros-args", "-r", f"__ns:={ns}"], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
-    probe = None
-    try:
-        probe = Probe(ns)
+    with node_and_probe(ns=ns, process=process, wait_ready=False) as (process, probe):
         change = probe.node.create_client(ChangeState, f"{ns}/loc3r_node/change_state")
         get = probe.node.create_client(GetState, f"{ns}/loc3r_node/get_state")
 
@@ -416,9 +416,3 @@ def test_lifecycle_variant_loads_in_configure_and_listens_only_while_active(fold
         assert probe.spin_until(lambda: probe.image.get_subscription_count() == 0)
         assert state() == "inactive"
         assert stop_node(process) < 2.0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
-        if probe is not None:
-            probe.close()

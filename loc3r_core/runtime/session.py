@@ -128,7 +128,7 @@ class Session:
         prior, valid = self._prior(odom, anchor)
         camera = self.backend.camera_tokens(prior[None], np.array([valid]))[0]
         hidden, extended = self.backend.decode(np.concatenate([camera[None], tokens]), self.cache)
-        heads = self.backend.heads(hidden)
+        heads = self.backend.heads(hidden[:1])  # the camera row: all a non-keyframe needs
         anchor_pose = anchor.map_pose if anchor is not None else np.zeros(3)
         pose = self._ego_pose(heads["ego"][0], anchor_pose)
         if anchor is None:  # the first frame defines the map frame: its pose is the origin by definition
@@ -138,7 +138,8 @@ class Session:
             np.array([pose.x, pose.y, pose.yaw]), stamp_ns, None if last is None else last.map_pose,
             0 if last is None else last.stamp_ns)
         if keyframe:
-            self._add_keyframe(Keyframe(stamp_ns, tokens, np.array([pose.x, pose.y, pose.yaw]), odom), extended, heads)
+            self._add_keyframe(Keyframe(stamp_ns, tokens, np.array([pose.x, pose.y, pose.yaw]), odom), extended,
+                               hidden)
         self.trajectory.append((stamp_ns, np.array([pose.x, pose.y, pose.yaw])))
         return FrameEstimate(stamp_ns, pose, keyframe)
 
@@ -156,7 +157,8 @@ class Session:
         return PlanarPose(float(x), float(y), float(heading), float(sigma[0]), float(sigma[1]),
                           float(circular_std(concentration)))
 
-    def _add_keyframe(self, keyframe: Keyframe, extended: KVCache, heads: dict[str, np.ndarray]) -> None:
+    def _add_keyframe(self, keyframe: Keyframe, extended: KVCache, hidden: np.ndarray) -> None:
+        """Store it; its BEV rows come from `hidden` (its own pass) unless the memory is rebuilt first."""
         if len(self.memory) >= self.config.max_keyframes:
             drop = max(1, self.config.max_keyframes // 4)
             for _ in range(drop):
@@ -166,6 +168,7 @@ class Session:
         else:
             self.memory.append(keyframe)
             self.cache = extended
+            heads = self.backend.heads(hidden)
         self._fuse(keyframe, heads)
         self._layout = None
 
