@@ -6,7 +6,9 @@ anchored to the clip's first sampled camera (as METHOD.md's BEV frame is), with
 - the ego pose of every frame (x, y, yaw in the clip's BEV frame),
 - per-patch BEV targets (mean back-projected point of the patch) and per-patch labels,
 - one situation with one of its questions, placed in the same frame (or, for a share of the
-  questions whose answer does not depend on the asker, the pseudo-situation of METHOD.md).
+  questions whose answer does not depend on the asker, the pseudo-situation of METHOD.md),
+- for evaluation: the scene's objects in the same frame, which of them the clip's frames show,
+  and the classes of the objects the situation names.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from loc3r_core.data.targets import patch_targets
+from loc3r_core.data.targets import PATCH_TARGETS, patch_targets
 from loc3r_core.errors import DataError
-from loc3r_core.geometry import anchor_frame, camera_yaw, invert_pose, transform_points
+from loc3r_core.geometry import anchor_frame, camera_yaw, invert_pose, transform_planar, transform_points
 from loc3r_core.runtime.preprocess import model_image
-from loc3r_core.world.scene import transform_situation
+from loc3r_core.world.scene import Scene, Situation, seen_object_ids, transform_situation
 from loc3r_core.world.scene_io import SceneFolder, is_complete
+from loc3r_core.world.vocabulary import PATCH_CLASSES
 
 SAMPLING = ("uniform", "random")
 PSEUDO_SITUATION = "I am standing in the room."  # METHOD.md: questions without a situation
@@ -47,9 +50,12 @@ class SceneClipDataset(Dataset):
         pseudo_situation_share: float = 0.0,
         seed: int = 0,
         cached_frames: int = 50_000,
+        patch_target: str = "majority",
     ) -> None:
         if sampling not in SAMPLING:
             raise ValueError(f"sampling must be one of {SAMPLING}, not {sampling!r}")
+        if patch_target not in PATCH_TARGETS:
+            raise ValueError(f"patch_target must be one of {PATCH_TARGETS}, not {patch_target!r}")
         if not 0.0 <= pseudo_situation_share <= 1.0:
             raise ValueError(f"pseudo_situation_share must lie in [0, 1], not {pseudo_situation_share}")
         self.root = Path(root)
@@ -60,6 +66,7 @@ class SceneClipDataset(Dataset):
         self.patch_grid = patch_grid
         self.image_size = image_size
         self.sampling = sampling
+        self.patch_target = patch_target
         self.pseudo_situation_share = pseudo_situation_share
         self.seed = seed
         self.epoch = 0
@@ -99,7 +106,7 @@ class SceneClipDataset(Dataset):
         folder = self.scenes[scene_index]
         scene = folder.scene
         targets = patch_targets(folder.depth(frame), folder.instance(frame), scene.intrinsics,
-                                scene.frames[frame].T_world_camera, scene, self.patch_grid)
+                                scene.frames[frame].T_world_camera, scene, self.patch_grid, self.patch_target)
         self._frame_cache[key] = targets
         if len(self._frame_cache) > self._cached_frames:
             self._frame_cache.popitem(last=False)
@@ -121,6 +128,10 @@ class SceneClipDataset(Dataset):
         # METHOD.md: questions asked without a situation get a pseudo-situation; only answers
         # that do not depend on where the asker is may lose theirs.
         has_situation = question.situated or self._rng(index).random() >= self.pseudo_situation_share
+        pixels: dict[int, int] = {}
+        for t in targets:
+            for object_id in np.flatnonzero(t["object_pixels"]):
+                pixels[int(object_id)] = pixels.get(int(object_id), 0) + int(t["object_pixels"][object_id])
         return {
             "scene": folder.path.name,
             "frame_indices": torch.from_numpy(picks),
@@ -140,8 +151,29 @@ class SceneClipDataset(Dataset):
             "question": question.question,
             "question_type": question.type,
             "answer": question.answer,
+            "objects": clip_objects(scene, T_clip_world),
+            "seen_object_ids": sorted(seen_object_ids(pixels, scene.intrinsics.width * scene.intrinsics.height)),
+            "named_classes": named_classes(scene, situation) if has_situation else None,
         }
 
     def _image(self, rgb: np.ndarray) -> np.ndarray:
         """(3, S, S) float32 in [0, 1], resized if asked: what the runtime feeds the model too."""
         return model_image(rgb, self.image_size or rgb.shape[0])
+
+
+def clip_objects(scene: Scene, T_clip_world: np.ndarray) -> list[dict]:
+    """The scene's objects in the clip's frame: id, class (index into PATCH_CLASSES), footprint."""
+    objects = []
+    for obj in scene.objects:
+        xy, yaw = transform_planar(T_clip_world, obj.center[:2], obj.yaw)
+        objects.append({"id": obj.id, "class": PATCH_CLASSES.index(obj.label), "center": np.asarray(xy),
+                        "size": obj.size[:2].copy(), "yaw": float(yaw)})
+    return objects
+
+
+def named_classes(scene: Scene, situation: Situation) -> tuple[int, int]:
+    """Classes of the object a situation names first (what places it) and of the one it faces (named last)."""
+    first, last = situation.relations[0], situation.relations[-1]
+    first_id = first["object_ids"][0] if "object_ids" in first else first["object_id"]
+    last_id = last["object_ids"][-1] if "object_ids" in last else last["object_id"]
+    return PATCH_CLASSES.index(scene.object(first_id).label), PATCH_CLASSES.index(scene.object(last_id).label)

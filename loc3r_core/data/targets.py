@@ -10,6 +10,14 @@ from loc3r_core.world.vocabulary import LABELS, STRUCTURE_CLASSES
 
 STRUCTURE_TOLERANCE_M = 0.03  # a structure point this close to z = 0 is floor, to the ceiling is ceiling
 UNKNOWN_CLASS = -1
+# How a patch's label and point are chosen:
+# - majority: the most common pixel class, and the mean point of all the patch's pixels;
+# - objects_first: an object class covering at least PRESENT_SHARE of the patch wins over
+#   structure (the largest such object class), else the majority class; the point is the mean
+#   of that class's own pixels. Small objects (a lamp, a trash can) rarely win a majority of a
+#   16-px patch, so majority labels bury them; this keeps them, and keeps their points on them.
+PATCH_TARGETS = ("majority", "objects_first")
+PRESENT_SHARE = 0.10
 
 
 def pixel_classes(points: np.ndarray, instance: np.ndarray, scene: Scene) -> np.ndarray:
@@ -35,13 +43,16 @@ def patch_targets(
     T_world_camera: np.ndarray,
     scene: Scene,
     grid: tuple[int, int],
+    mode: str = "majority",
 ) -> dict[str, np.ndarray]:
-    """Targets for a grid of rows x cols image patches.
+    """Targets for a grid of rows x cols image patches (see PATCH_TARGETS for `mode`).
 
-    points: (rows, cols, 3) mean world point of the patch's pixels with depth (NaN if none);
-    valid: (rows, cols) whether the patch has any depth; label: (rows, cols) the most common
-    pixel class in the patch (UNKNOWN_CLASS if none).
+    points: (rows, cols, 3) world point of the patch (NaN if no pixel has depth); valid:
+    (rows, cols) whether it has one; label: (rows, cols) its class (UNKNOWN_CLASS if none);
+    object_pixels: (max id + 1,) pixels of each instance id in the whole frame.
     """
+    if mode not in PATCH_TARGETS:
+        raise ValueError(f"patch targets must be one of {PATCH_TARGETS}, not {mode!r}")
     rows, cols = grid
     height, width = depth.shape
     if height % rows or width % cols:
@@ -50,13 +61,22 @@ def patch_targets(
     classes = pixel_classes(points, instance, scene)
     ph, pw = height // rows, width // cols
     blocks = points.reshape(rows, ph, cols, pw, 3).transpose(0, 2, 1, 3, 4).reshape(rows, cols, ph * pw, 3)
-    valid_pixels = ~np.isnan(blocks[..., 0])
-    count = valid_pixels.sum(axis=-1)
-    summed = np.where(valid_pixels[..., None], blocks, 0.0).sum(axis=2)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = summed / count[..., None]
     class_blocks = classes.reshape(rows, ph, cols, pw).transpose(0, 2, 1, 3).reshape(rows, cols, ph * pw)
     n_classes = len(STRUCTURE_CLASSES) + len(LABELS)
-    votes = np.stack([(class_blocks == c).sum(axis=-1) for c in range(n_classes)], axis=-1)
+    one_hot = class_blocks[..., None] == np.arange(n_classes)  # (rows, cols, pixels, classes)
+    votes = one_hot.sum(axis=2)
     label = np.where(votes.max(axis=-1) > 0, votes.argmax(axis=-1), UNKNOWN_CLASS)
-    return {"points": mean, "valid": count > 0, "label": label}
+    if mode == "majority":
+        chosen = ~np.isnan(blocks[..., 0])
+    else:
+        structure = len(STRUCTURE_CLASSES)
+        object_votes = votes[..., structure:]
+        present = object_votes.max(axis=-1) >= PRESENT_SHARE * ph * pw
+        label = np.where(present, structure + object_votes.argmax(axis=-1), label)
+        chosen = class_blocks == label[..., None]
+    count = chosen.sum(axis=-1)
+    summed = np.where(chosen[..., None], np.nan_to_num(blocks), 0.0).sum(axis=2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = summed / count[..., None]
+    return {"points": mean, "valid": count > 0, "label": label,
+            "object_pixels": np.bincount(instance.ravel().astype(np.int64))}

@@ -11,7 +11,8 @@ from tqdm import tqdm
 from transformers import PreTrainedTokenizerFast
 
 from loc3r_core.data.dataset import SceneClipDataset
-from loc3r_core.evaluation.metrics import MetricAccumulator
+from loc3r_core.evaluation.metrics import LOCALIZATION_KEYS, MetricAccumulator
+from loc3r_core.evaluation.objects import ObjectAccumulator, semantic_pointer
 from loc3r_core.evaluation.predict import predict_batch
 from loc3r_core.model.modeling_loc3r import Loc3rForSpatialQA
 from loc3r_core.training.batch import collate, model_inputs
@@ -26,10 +27,15 @@ class Evaluation:
 
 
 def evaluation_dataset(data: str | Path, model: Loc3rForSpatialQA, num_frames: int) -> SceneClipDataset:
-    """Uniformly sampled frames and every question with its own situation: the same items every time."""
+    """Uniformly sampled frames and every question with its own situation: the same items every time.
+
+    Map targets are always the majority label and mean point of each patch, whatever a model was
+    trained on, so that map metrics keep one definition across models.
+    """
     vision = model.config.vision_config
     return SceneClipDataset(data, num_frames=num_frames, patch_grid=model.config.patch_grid,
-                            image_size=vision.image_size, sampling="uniform", pseudo_situation_share=0.0)
+                            image_size=vision.image_size, sampling="uniform", pseudo_situation_share=0.0,
+                            patch_target="majority")
 
 
 def pick_items(dataset: SceneClipDataset, max_samples: int | None) -> list[int]:
@@ -55,6 +61,9 @@ def evaluate(
     was_training = model.training
     model.eval()
     accumulator = MetricAccumulator()
+    objects = ObjectAccumulator()
+    pointer = MetricAccumulator()  # the semantic_pointer reference: localization only
+    pointer_found: list[bool] = []
     located: set[tuple[int, int]] = set()
     clips_seen: set[int] = set()
     examples: list[dict] = []
@@ -76,16 +85,28 @@ def evaluate(
                     accumulator.add_localization(out["position"][row], float(out["yaw"][row]),
                                                  out["position_sigma"][row], targets["situation_position"][row],
                                                  float(targets["situation_yaw"][row]))
+                    named = batch["meta"][row]["named_classes"]
+                    if named is not None:
+                        xy, yaw, found = semantic_pointer(out["bev"][row], out["labels"][row], named,
+                                                          out["ego_xy"][row], out["ego_yaw"][row])
+                        pointer_found.append(found)
+                        pointer.add_localization(xy, yaw, np.zeros(2), targets["situation_position"][row],
+                                                 float(targets["situation_yaw"][row]))
                 if scene_index not in clips_seen:  # uniform sampling: one clip per scene
                     clips_seen.add(scene_index)
                     accumulator.add_frames(out["bev"][row], targets["bev_target"][row], targets["bev_valid"][row],
                                            out["labels"][row], targets["patch_label"][row], out["ego_xy"][row],
                                            out["ego_yaw"][row], targets["ego_pose"][row])
+                    meta = batch["meta"][row]
+                    objects.add_clip(out["bev"][row], out["labels"][row], meta["objects"], meta["seen_object_ids"],
+                                     targets["bev_target"][row], targets["bev_valid"][row], targets["patch_label"][row])
                     if len(examples) < keep_examples:
                         examples.append(example_record(items[row], out, targets, row))
             bar.update(len(chunk))
     model.train(was_training)
-    return Evaluation(accumulator.summary(), examples)
+    pointer_metrics = {k: v for k, v in pointer.summary().items() if k in LOCALIZATION_KEYS}
+    pointer_metrics["named_class_found"] = round(100.0 * float(np.mean(pointer_found)), 2) if pointer_found else 0.0
+    return Evaluation({**accumulator.summary(), **objects.summary(), "semantic_pointer": pointer_metrics}, examples)
 
 
 def example_record(item: dict, out: dict, targets: dict, row: int) -> dict:

@@ -9,9 +9,11 @@ import numpy as np
 
 from loc3r_core.geometry import wrap_angle
 
+LOCALIZATION_KEYS = ("loc_acc_0_5m", "loc_acc_1_0m", "ori_acc_15deg", "ori_acc_30deg")
 METRIC_KEYS = (
-    "loc_acc_0_5m", "loc_acc_1_0m", "ori_acc_15deg", "ori_acc_30deg", "qa_em", "bev_median_error_m",
+    *LOCALIZATION_KEYS, "qa_em", "bev_median_error_m",
     "ego_position_median_error_m", "ego_yaw_median_error_deg", "sigma_error_spearman", "semantic_acc",
+    "object_recall", "object_point_precision", "object_bev_median_error_m",
 )
 
 

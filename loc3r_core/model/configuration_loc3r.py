@@ -67,6 +67,7 @@ class Loc3rConfig(PreTrainedConfig):
     ori_factor: float = 3.5
     ego_weight: float = 0.075
     semantic_weight: float = 0.05
+    semantic_focal_gamma: float = 0.0  # 0: plain CE on patch labels; > 0: focal loss (hard, rare classes)
     tie_word_embeddings: bool = True
 
     @property

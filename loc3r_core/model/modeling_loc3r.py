@@ -20,7 +20,7 @@ from transformers import AutoModel, AutoModelForCausalLM, PreTrainedModel
 
 from loc3r_core.model.configuration_loc3r import Loc3rConfig
 from loc3r_core.model.prior import PRIOR_FEATURES
-from loc3r_core.model.spatial import gaussian_nll, yaw_kl
+from loc3r_core.model.spatial import focal_cross_entropy, gaussian_nll, yaw_kl
 
 IGNORE_INDEX = -100
 
@@ -191,8 +191,8 @@ class Loc3rForSpatialQA(PreTrainedModel):
         if weights["bev"]:
             losses["bev"] = gaussian_nll(out.bev.float(), targets["bev_target"].float(), targets["bev_valid"])
         if weights["semantic"]:
-            losses["semantic"] = F.cross_entropy(out.semantic_logits.flatten(0, 2).float(),
-                                                 targets["patch_label"].flatten().long(), ignore_index=-1)
+            losses["semantic"] = focal_cross_entropy(out.semantic_logits, targets["patch_label"],
+                                                     self.config.semantic_focal_gamma)
         if weights["ego_pos"]:
             ego = targets["ego_pose"].float()
             losses["ego_pos"] = gaussian_nll(out.ego[..., :4].float(), ego[..., :2])

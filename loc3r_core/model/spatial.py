@@ -55,3 +55,18 @@ def yaw_kl(logits: torch.Tensor, yaw: torch.Tensor, sigma: float, valid: torch.T
         return per_item.mean()
     valid = valid.to(per_item.dtype)
     return (per_item * valid).sum() / valid.sum().clamp(min=1.0)
+
+
+def focal_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, gamma: float = 0.0,
+                        ignore_index: int = -1) -> torch.Tensor:
+    """Mean focal loss (Lin et al., 2017) over labelled items: CE scaled by (1 - p_true)^gamma.
+
+    gamma 0 is plain cross-entropy. Larger gamma turns the loss away from the easy, abundant
+    classes (floor, wall) towards the hard ones (small objects) without class counts.
+    """
+    logits, labels = logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1).long()
+    keep = labels != ignore_index
+    if not bool(keep.any()):
+        return logits.sum() * 0.0
+    log_p = F.log_softmax(logits[keep], dim=-1).gather(1, labels[keep, None])[:, 0]
+    return (-((1.0 - log_p.exp()) ** gamma) * log_p).mean() if gamma else -log_p.mean()

@@ -11,6 +11,8 @@ from loc3r_core.model.modeling_loc3r import IGNORE_INDEX
 from loc3r_core.model.prior import drifted, prior_features
 from loc3r_core.model.tokenizer import FRAME, IMAGE, answer_text, prompt_text
 
+META_KEYS = ("scene", "question_type", "answer", "situation_text", "question", "objects", "seen_object_ids",
+             "named_classes")
 TARGET_KEYS = ("bev_target", "bev_valid", "patch_label", "ego_pose", "situation_position", "situation_yaw")
 
 
@@ -64,7 +66,7 @@ def collate(items: list[dict], tokenizer: PreTrainedTokenizerFast, patches: int,
         "planar_prior": targets["ego_pose"].clone(),  # odometry relative to frame 0, before corruption
         "geometry": torch.stack([i["patch_points"] for i in items]).flatten(2, 3),
         "targets": targets,
-        "meta": [{k: i[k] for k in ("scene", "question_type", "answer", "situation_text", "question")} for i in items],
+        "meta": [{k: i[k] for k in META_KEYS} for i in items],
     }
 
 

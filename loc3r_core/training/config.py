@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loc3r_core.data.targets import PATCH_TARGETS
 from loc3r_core.errors import UsageError
 
 
@@ -22,6 +23,10 @@ class TrainConfig:
     frame_sampling: str = "random"  # random (augmentation) or uniform; evaluation always uses uniform
     pseudo_situation_share: float = 0.3  # situation-free questions that get "I am standing in the room."
     max_train_scenes: int | None = None  # use only the first N scenes (tiny runs, tests)
+    # per-patch map targets: majority (label and mean point of the whole patch) or objects_first
+    # (an object covering >= 10 % of the patch wins, with the mean point of its own pixels);
+    # see loc3r_core/data/targets.py. Evaluation always scores against majority targets.
+    patch_targets: str = "majority"
     # --- model: keyword arguments of Loc3rConfig (vision_config/text_config dicts, loss weights, ...) ---
     model: dict[str, Any] = field(default_factory=dict)
     tokenizer_vocab_size: int = 512  # tokenizer trained on the training text when no LM path is given
@@ -77,6 +82,7 @@ class TrainConfig:
         checks = [
             (self.num_frames >= 1, "num_frames must be at least 1"),
             (self.frame_sampling in ("random", "uniform"), "frame_sampling must be random or uniform"),
+            (self.patch_targets in PATCH_TARGETS, f"patch_targets must be one of {', '.join(PATCH_TARGETS)}"),
             (0.0 <= self.prior_dropout <= 1.0, "prior_dropout must lie in [0, 1]"),
             (0.0 <= self.pseudo_situation_share <= 1.0, "pseudo_situation_share must lie in [0, 1]"),
             (self.batch_size >= 1 and self.grad_accum >= 1, "batch_size and grad_accum must be at least 1"),

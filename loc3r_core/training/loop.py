@@ -134,7 +134,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     patch_grid, image_size = _shape_from(config, init_dir if saved else None)
     dataset = SceneClipDataset(config.train_data, num_frames=config.num_frames, patch_grid=patch_grid,
                                image_size=image_size, sampling=config.frame_sampling,
-                               pseudo_situation_share=config.pseudo_situation_share, seed=config.seed)
+                               pseudo_situation_share=config.pseudo_situation_share, seed=config.seed,
+                               patch_target=config.patch_targets)
     if config.max_train_scenes:
         _keep_first_scenes(dataset, config.max_train_scenes)
 
@@ -205,7 +206,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
                               progress=False)
             _log(accelerator, log_path, {"step": done, "split": "val", **result.metrics})
             bar.write(f"step {done}: val loc@1m {result.metrics['loc_acc_1_0m']} "
-                      f"ori@30 {result.metrics['ori_acc_30deg']} qa {result.metrics['qa_em']}")
+                      f"ori@30 {result.metrics['ori_acc_30deg']} qa {result.metrics['qa_em']} "
+                      f"objects {result.metrics['object_recall']}")
         if done % config.checkpoint_every == 0 and done < config.max_steps:
             _save_checkpoint(accelerator, run, done, config.keep_checkpoints)
     bar.close()

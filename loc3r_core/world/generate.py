@@ -26,7 +26,7 @@ from loc3r_core.errors import DataError, UsageError
 from loc3r_core.world.build import build_scene
 from loc3r_core.world.gl import backend
 from loc3r_core.world.knobs import WorldKnobs
-from loc3r_core.world.scene import transform_situation
+from loc3r_core.world.scene import seen_object_ids, transform_situation
 from loc3r_core.world.scene_io import SceneWriter, is_complete
 from loc3r_core.world.situations import make_situations
 
@@ -72,9 +72,7 @@ def generate_scene(out_dir: Path, index: int, seed: int, knobs: WorldKnobs) -> S
                 ids, counts = np.unique(rendered.instance, return_counts=True)
                 for obj_id, count in zip(ids.tolist(), counts.tolist(), strict=True):
                     visible[obj_id] = visible.get(obj_id, 0) + count
-        # An object counts as seen once it covered half a percent of one frame in all.
-        min_pixels = 0.005 * knobs.image_size**2
-        seen = {i for i, n in visible.items() if i > 0 and n >= min_pixels}
+        seen = seen_object_ids(visible, knobs.image_size**2)
         t0 = time.perf_counter()
         design_situations = make_situations(rng, built.design, built.agent_space, seen)
         situations = [transform_situation(s, built.T_anchor_design) for s in design_situations]

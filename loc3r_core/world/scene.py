@@ -11,6 +11,12 @@ from loc3r_core.world.polygon import box_corners
 
 _DIGITS = 6  # scene.json stores metres and radians to the micrometre / microradian...
 _POSE_DIGITS = 9  # ...and poses finer, so their rotations stay orthonormal to 1e-9
+SEEN_SHARE = 0.005  # an object counts as seen once it covered this share of one frame, summed over frames
+
+
+def seen_object_ids(pixels_per_id: dict[int, int], frame_pixels: int) -> set[int]:
+    """Ids of the objects (not structure, id 0) seen in a set of frames, from their summed pixel counts."""
+    return {i for i, n in pixels_per_id.items() if i > 0 and n >= SEEN_SHARE * frame_pixels}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,114 @@
+"""Object-level perception: objects_first patch targets and the object metrics of `loc3r eval`."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from loc3r_core.data.dataset import SceneClipDataset
+from loc3r_core.data.targets import PRESENT_SHARE, patch_targets
+from loc3r_core.evaluation.objects import ObjectAccumulator, semantic_pointer
+from loc3r_core.model.spatial import focal_cross_entropy
+from loc3r_core.world.vocabulary import PATCH_CLASSES, STRUCTURE_CLASSES
+
+
+@pytest.fixture(scope="module")
+def walk(world_by_kind):
+    return world_by_kind["walk"]
+
+
+def test_objects_first_marks_a_small_object_that_the_majority_label_misses(walk):
+    majority = SceneClipDataset(walk, num_frames=8, patch_grid=(4, 4))
+    ds = SceneClipDataset(walk, num_frames=8, patch_grid=(4, 4), patch_target="objects_first")
+    found = 0
+    for scene_index, folder in enumerate(ds.scenes):
+        scene = folder.scene
+        for frame in range(0, len(scene.frames), 4):
+            args = (folder.depth(frame), folder.instance(frame), scene.intrinsics, scene.frames[frame].T_world_camera,
+                    scene, (4, 4))
+            old, new = patch_targets(*args, "majority"), patch_targets(*args, "objects_first")
+            side = folder.instance(frame).shape[0] // 4
+            blocks = folder.instance(frame).reshape(4, side, 4, side).transpose(0, 2, 1, 3).reshape(4, 4, -1)
+            points = majority.frame_targets(scene_index, frame)["points"]
+            np.testing.assert_allclose(old["points"], points)
+            for r, c in zip(*np.nonzero(new["label"] != old["label"]), strict=True):
+                assert new["label"][r, c] >= len(STRUCTURE_CLASSES) > old["label"][r, c]  # an object won
+                ids, counts = np.unique(blocks[r, c][blocks[r, c] > 0], return_counts=True)
+                biggest = scene.object(int(ids[counts.argmax()]))
+                assert PATCH_CLASSES[new["label"][r, c]] == biggest.label
+                assert counts.max() >= PRESENT_SHARE * side * side and counts.max() < 0.5 * side * side
+                # its point is the object's own pixels, inside (or at the edge of) its box on the floor
+                local = np.abs(new["points"][r, c, :2] - biggest.center[:2])
+                assert np.all(local <= np.linalg.norm(biggest.size[:2]) / 2 + 0.05)
+                found += 1
+    assert found > 5, "some objects only objects_first targets mark"
+    with pytest.raises(ValueError, match="patch_target"):
+        SceneClipDataset(walk, patch_target="biggest")
+
+
+def _true_clip(ds: SceneClipDataset, index: int) -> tuple[dict, np.ndarray, np.ndarray]:
+    item = ds[index]
+    labels = np.where(item["bev_valid"].numpy(), item["patch_label"].numpy(), -1)
+    return item, item["bev_target"].numpy().reshape(8, -1, 2), labels.reshape(8, -1)
+
+
+def test_object_recall_is_full_for_true_points_and_labels_and_drops_when_they_move(walk):
+    # 2x2-pixel patches: every seen object's pixels win patches of their own, so the truth finds them all
+    ds = SceneClipDataset(walk, num_frames=8, patch_grid=(48, 48), patch_target="objects_first")
+    truth, shifted = ObjectAccumulator(), ObjectAccumulator()
+    for scene_index in range(len(ds.scenes)):
+        index = next(i for i, item in enumerate(ds.items) if item[0] == scene_index)
+        item, points, labels = _true_clip(ds, index)
+        extra = (points, labels, item["objects"], item["seen_object_ids"], points, labels >= 0, labels)
+        truth.add_clip(*extra)
+        shifted.add_clip(points + np.array([1.0, 0.0]), *extra[1:])
+    good, bad = truth.summary(), shifted.summary()
+    assert good["num_seen_objects"] >= 5
+    assert good["object_recall"] == 100.0 and good["object_point_precision"] == 100.0
+    assert good["object_bev_median_error_m"] == 0.0
+    assert bad["object_recall"] < good["object_recall"] - 25
+    assert bad["object_point_precision"] < good["object_point_precision"] - 25
+    assert bad["object_bev_median_error_m"] == pytest.approx(1.0)
+
+
+def test_unseen_objects_do_not_count_and_wrong_labels_miss():
+    lamp, bed = PATCH_CLASSES.index("lamp"), PATCH_CLASSES.index("bed")
+    objects = [{"id": 1, "class": lamp, "center": np.array([1.0, 0.0]), "size": np.array([0.3, 0.3]), "yaw": 0.0},
+               {"id": 2, "class": bed, "center": np.array([-2.0, 0.0]), "size": np.array([2.0, 1.5]), "yaw": 0.3}]
+    points = np.array([[[1.1, 0.1], [-2.0, 0.2], [0.0, 3.0]]])
+    accumulator = ObjectAccumulator()
+    accumulator.add_clip(points, np.array([[bed, bed, 0]]), objects, [1], points, np.ones((1, 3), bool),
+                         np.zeros((1, 3), int))
+    summary = accumulator.summary()
+    assert summary["object_recall_by_class"] == {"lamp": 0.0}  # the bed was not seen; the lamp's token says bed
+    assert summary["object_point_precision"] == 50.0  # one bed token on the bed, one on the lamp
+
+
+def test_semantic_pointer_stands_at_the_named_class_and_faces_the_other():
+    lamp, tv, floor = PATCH_CLASSES.index("lamp"), PATCH_CLASSES.index("tv"), 0
+    points = np.array([[[2.0, 1.0], [2.2, 1.0], [2.0, 4.0], [0.0, 0.0]]])
+    labels = np.array([[lamp, lamp, tv, floor]])
+    path = np.array([[0.0, 0.0], [1.0, 0.0]])
+    position, yaw, found = semantic_pointer(points, labels, (lamp, tv), path, np.zeros(2))
+    np.testing.assert_allclose(position, [2.1, 1.0])
+    assert found and yaw == pytest.approx(math.atan2(3.0, -0.1))
+    _, yaw, _ = semantic_pointer(points, labels, (lamp, lamp), path, np.zeros(2))  # "in front of the lamp, facing it"
+    assert yaw == pytest.approx(math.atan2(1.0, 1.6))  # seen from the middle of the path
+    position, yaw, found = semantic_pointer(points, labels, (PATCH_CLASSES.index("bed"), lamp), path,
+                                            np.array([0.2, 0.4]))
+    assert not found and np.allclose(position, [0.5, 0.0])  # no bed token: the path centre
+    assert yaw == pytest.approx(math.atan2(1.0, 1.6))
+
+
+def test_focal_loss_is_cross_entropy_at_gamma_zero_and_favours_hard_items():
+    logits = torch.tensor([[4.0, 0.0, 0.0], [0.0, 0.5, 0.0], [1.0, 1.0, 1.0]])
+    labels = torch.tensor([0, 0, -1])
+    ce = torch.nn.functional.cross_entropy(logits[:2], labels[:2])
+    assert float(focal_cross_entropy(logits, labels)) == pytest.approx(float(ce))
+    easy, hard = (float(focal_cross_entropy(logits[i:i + 1], labels[i:i + 1], gamma=2.0)) for i in (0, 1))
+    easy_ce, hard_ce = (float(focal_cross_entropy(logits[i:i + 1], labels[i:i + 1])) for i in (0, 1))
+    assert easy / easy_ce < 0.01 < 0.3 < hard / hard_ce
+    assert float(focal_cross_entropy(logits[2:], labels[2:], gamma=2.0)) == 0.0
