@@ -14,7 +14,7 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from conftest import ROOT, run_cli, tiny_train_config
+from conftest import ROOT, TINY_MODEL, run_cli, tiny_train_config
 from loc3r_core.evaluation.metrics import METRIC_KEYS
 
 EVAL_KEYS = {*METRIC_KEYS, "qa_em_by_type", "num_samples"}
@@ -119,3 +119,35 @@ def test_ablate_trains_each_variant_and_writes_the_table(world_by_kind, tmp_path
     results = json.loads((tmp_path / "results" / "ablation.json").read_text())["results"]
     assert set(results) == {"b_geometry_input", "c_loc3r"} and set(results["c_loc3r"]) == {"walk", "complex"}
     assert (tmp_path / "results" / "ablation.png").stat().st_size > 10_000
+
+
+def test_pretrained_vision_tower_is_learned_then_used_frozen_by_train(world_by_kind, tmp_path):
+    vision = {k: v for k, v in TINY_MODEL["vision_config"].items() if k != "model_type"}
+    stage1 = write_config(tmp_path / "vision.yaml", {
+        "train_data": str(world_by_kind["walk"]), "val_data": str(world_by_kind["loop"]),
+        "output_dir": str(tmp_path / "vision"), "vision_config": vision, "batch_size": 16, "max_steps": 60,
+        "warmup_steps": 5, "learning_rate": 3e-3, "workers": 1, "log_every": 10})
+    result = run_cli("pretrain-vision", "--config", stage1, "--no-progress", check=True)
+    tower = tmp_path / "vision" / "tower"
+    assert f"vision tower written to {tower}" in result.stdout
+    final = json.loads(result.stdout.splitlines()[0])
+    assert {"patch_acc", "patch_object_recall", "patch_object_recall_by_class",
+            "camera_point_median_error_m"} <= set(final)
+    log = [json.loads(line) for line in (tmp_path / "vision" / "metrics.jsonl").read_text().splitlines()]
+    train_losses = [r["loss"] for r in log if r["split"] == "train" and "loss" in r]
+    assert train_losses[-1] < 0.8 * train_losses[0], "the tower learns"
+    assert final["patch_acc"] > 50  # floor and walls at least, on frames it never saw
+
+    model = {**TINY_MODEL, "vision_tower_path": str(tower), "freeze_vision_tower": True}
+    del model["vision_config"]  # taken from the tower folder
+    stage2 = write_config(tmp_path / "train.yaml", tiny_train_config(world_by_kind["walk"], tmp_path / "run",
+                                                                      model=model, max_steps=4))
+    run_cli("train", "--config", stage2, "--no-progress", check=True)
+    trained = load_file(tmp_path / "run" / "model" / "model.safetensors")
+    pretrained = load_file(tower / "model.safetensors")
+    assert pretrained and all((trained[f"vision_tower.{k}"] == v).all() for k, v in pretrained.items())
+
+    missing = write_config(tmp_path / "missing.yaml", tiny_train_config(
+        world_by_kind["walk"], tmp_path / "run2", model={**model, "vision_tower_path": str(tmp_path / "nope")}))
+    refused = run_cli("train", "--config", missing)
+    assert refused.returncode == 2 and "no vision tower at" in refused.stderr

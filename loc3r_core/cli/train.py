@@ -19,6 +19,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(handler=_train)
 
+    vision = commands.add_parser("pretrain-vision",
+                                 help="pretrain the vision tower on single frames (stage 1 of the shipped recipe)")
+    vision.add_argument("--config", type=Path, required=True, help="YAML file of VisionPretrainConfig fields")
+    vision.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a config field (YAML value); repeatable")
+    vision.add_argument("--no-progress", action="store_true", help="no progress bar")
+    vision.set_defaults(handler=_pretrain_vision)
+
     ev = commands.add_parser("eval", help="evaluate a model on a dataset split")
     ev.add_argument("--checkpoint", type=Path, help="model folder (default: the shipped model)")
     ev.add_argument("--data", type=Path, required=True, help="dataset folder (loc3r data generate)")
@@ -67,6 +75,18 @@ def _train(args: argparse.Namespace) -> int:
     final = train(config, resume=args.resume, progress=not args.no_progress)
     if os.environ.get("RANK", "0") == "0":  # under torchrun / accelerate launch, say it once
         print(f"model written to {final}")
+    return 0
+
+
+def _pretrain_vision(args: argparse.Namespace) -> int:
+    from loc3r_core.training.config import VisionPretrainConfig
+    from loc3r_core.training.vision_pretrain import pretrain_vision
+
+    config = VisionPretrainConfig.from_yaml(args.config, parse_overrides(args.set))
+    tower = pretrain_vision(config, progress=not args.no_progress)
+    final = json.loads((tower.parent / "metrics.jsonl").read_text().splitlines()[-1])
+    print(json.dumps({k: v for k, v in final.items() if k != "split"}))
+    print(f"vision tower written to {tower}")
     return 0
 
 

@@ -119,4 +119,5 @@ def example_record(item: dict, out: dict, targets: dict, row: int) -> dict:
         "ego_xy": out["ego_xy"][row], "ego_yaw": out["ego_yaw"][row], "true_ego": targets["ego_pose"][row],
         "position": out["position"][row], "yaw": float(out["yaw"][row]),
         "true_position": targets["situation_position"][row], "true_yaw": float(targets["situation_yaw"][row]),
+        "objects": item["objects"], "seen_object_ids": item["seen_object_ids"],
     }

@@ -10,13 +10,15 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from loc3r_core.world.polygon import box_corners
 from loc3r_core.world.vocabulary import PATCH_CLASSES
 
 ARROW_M = 0.5
 
 
 def draw_examples(examples: list[dict], out: Path, title: str = "") -> Path:
-    """Top row: true map points and poses; bottom row: the model's, on the same axes."""
+    """Top row: true map points and poses; bottom row: the model's, on the same axes; the true
+    objects' footprints under both (bold where the clip's frames show the object)."""
     if not examples:
         raise ValueError("no examples to draw")
     colours = plt.get_cmap("tab20")(np.linspace(0, 1, len(PATCH_CLASSES)))
@@ -26,6 +28,11 @@ def draw_examples(examples: list[dict], out: Path, title: str = "") -> Path:
         truth, predicted = axes[0, column], axes[1, column]
         _points(truth, ex["bev_target"][valid], ex["true_labels"][valid], colours)
         _points(predicted, ex["bev"][valid], ex["labels"][valid], colours)
+        for ax in (truth, predicted):  # the true objects' footprints under both, in their class colour
+            for obj in ex.get("objects", []):
+                corners = box_corners(obj["center"], obj["size"], obj["yaw"])
+                ax.fill(corners[:, 0], corners[:, 1], facecolor="none", edgecolor=colours[obj["class"]],
+                        linewidth=1.5 if obj["id"] in ex.get("seen_object_ids", ()) else 0.6)
         for ax, xy, yaw in ((truth, ex["true_ego"][:, :2], ex["true_ego"][:, 2]),
                             (predicted, ex["ego_xy"], ex["ego_yaw"])):
             ax.plot(xy[:, 0], xy[:, 1], "-o", color="black", markersize=3, linewidth=1, label="camera path")

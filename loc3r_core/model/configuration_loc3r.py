@@ -81,4 +81,16 @@ class Loc3rConfig(PreTrainedConfig):
         return side, side
 
 
+def config_kwargs(overrides: dict) -> dict:
+    """Loc3rConfig keyword arguments where a partial vision_config / text_config dict changes only
+    the fields it names of the shipped tiny backbone (a bare dict would otherwise start from the
+    transformers defaults: a 768-wide, 12-layer SigLIP)."""
+    kwargs = dict(overrides)
+    for name, spec in Loc3rConfig.sub_configs_defaults.items():
+        given = kwargs.get(name)
+        if isinstance(given, dict):
+            kwargs[name] = {"model_type": spec.model_type, **spec.init_kwargs, **given}
+    return kwargs
+
+
 AutoConfig.register("loc3r", Loc3rConfig)

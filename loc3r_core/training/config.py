@@ -14,8 +14,47 @@ from loc3r_core.data.targets import PATCH_TARGETS
 from loc3r_core.errors import UsageError
 
 
+class YamlConfig:
+    """A dataclass read from one YAML mapping of its fields (plus overrides); unknown keys are an error."""
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> Any:
+        import yaml
+
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise UsageError(f"config file not found: {path}") from None
+        except yaml.YAMLError as exc:
+            raise UsageError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        if not isinstance(raw, dict):
+            raise UsageError(f"{path} must hold a mapping of config fields")
+        return cls.from_dict({**raw, **(overrides or {})}, source=str(path))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "config") -> Any:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - names)
+        if unknown:
+            raise UsageError(f"{source}: unknown field(s) {', '.join(unknown)}")
+        config = cls(**raw)
+        config.validate(source)
+        return config
+
+    def validate(self, source: str = "config") -> None:
+        for ok, message in self.checks():
+            if not ok:
+                raise UsageError(f"{source}: {message}")
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return []
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
 @dataclass
-class TrainConfig:
+class TrainConfig(YamlConfig):
     # --- data ---
     train_data: str = "data/train"  # folder written by `loc3r data generate --split train`
     val_data: str | None = None  # optional: validation split; periodic metrics come from it
@@ -54,32 +93,8 @@ class TrainConfig:
     checkpoint_every: int = 250  # steps between resumable checkpoints
     keep_checkpoints: int = 2
 
-    @classmethod
-    def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-        import yaml
-
-        try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError:
-            raise UsageError(f"config file not found: {path}") from None
-        except yaml.YAMLError as exc:
-            raise UsageError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-        if not isinstance(raw, dict):
-            raise UsageError(f"{path} must hold a mapping of config fields")
-        return cls.from_dict({**raw, **(overrides or {})}, source=str(path))
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any], source: str = "config") -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - names)
-        if unknown:
-            raise UsageError(f"{source}: unknown field(s) {', '.join(unknown)}")
-        config = cls(**raw)
-        config.validate(source)
-        return config
-
-    def validate(self, source: str = "config") -> None:
-        checks = [
+    def checks(self) -> list[tuple[bool, str]]:
+        return [
             (self.num_frames >= 1, "num_frames must be at least 1"),
             (self.frame_sampling in ("random", "uniform"), "frame_sampling must be random or uniform"),
             (self.patch_targets in PATCH_TARGETS, f"patch_targets must be one of {', '.join(PATCH_TARGETS)}"),
@@ -91,9 +106,39 @@ class TrainConfig:
             (self.mixed_precision in ("no", "fp16", "bf16"), "mixed_precision must be no, fp16 or bf16"),
             (min(self.log_every, self.eval_every, self.checkpoint_every) >= 1, "*_every must be at least 1"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise UsageError(f"{source}: {message}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+
+@dataclass
+class VisionPretrainConfig(YamlConfig):
+    """Stage 1 of the shipped recipe: the vision tower learns, from single frames, what each patch
+    shows (its class) and where it is (its point in the camera frame), before the video model is
+    trained on top of it (frozen, as the paper freezes SigLIP)."""
+
+    train_data: str = "data/train"
+    val_data: str | None = "data/val"  # per-class patch recall on its frames at the end
+    output_dir: str = "runs/vision"  # tower/ (save_pretrained SigLIP), metrics.jsonl, curves.png
+    max_train_scenes: int | None = None
+    # SigLIP fields over the shipped tiny tower's (hidden 96, 2 layers, 64 px, 16 px patches)
+    vision_config: dict[str, Any] = field(default_factory=dict)
+    patch_targets: str = "objects_first"  # see TrainConfig.patch_targets
+    focal_gamma: float = 0.0  # 0: cross-entropy on patch classes; > 0: focal loss
+    geometry_weight: float = 1.0  # weight of the camera-frame point loss (Huber, metres)
+    batch_size: int = 64  # frames per step
+    max_steps: int = 3000
+    learning_rate: float = 1e-3
+    min_lr_ratio: float = 0.05
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    workers: int = 2  # processes that build the in-memory frame targets
+    seed: int = 0
+    log_every: int = 50
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return [
+            (self.patch_targets in PATCH_TARGETS, f"patch_targets must be one of {', '.join(PATCH_TARGETS)}"),
+            (self.focal_gamma >= 0 and self.geometry_weight >= 0, "focal_gamma and geometry_weight must be >= 0"),
+            (self.batch_size >= 1 and self.max_steps >= 1 and self.workers >= 1,
+             "batch_size, max_steps and workers must be at least 1"),
+            (self.learning_rate > 0, "learning_rate must be positive"),
+            (self.log_every >= 1, "log_every must be at least 1"),
+        ]

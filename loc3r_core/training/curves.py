@@ -10,8 +10,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-LOSS_TERMS = ("loss", "ce", "bev", "pos", "ori", "ego_pos", "ego_yaw", "semantic")
-VALIDATION_TERMS = ("loc_acc_1_0m", "ori_acc_30deg", "qa_em", "loc_acc_0_5m", "ori_acc_15deg")
+LOSS_TERMS = ("loss", "ce", "bev", "pos", "ori", "ego_pos", "ego_yaw", "semantic", "geometry")
+VALIDATION_TERMS = ("loc_acc_1_0m", "ori_acc_30deg", "qa_em", "loc_acc_0_5m", "ori_acc_15deg", "object_recall",
+                    "patch_object_recall")
 
 
 def plot_curves(log: Path, out: Path) -> Path:

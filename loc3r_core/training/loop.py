@@ -24,18 +24,18 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerFast
 
 from loc3r_core.atomic import TMP_PREFIX, atomic_path
 from loc3r_core.data.dataset import SceneClipDataset
 from loc3r_core.errors import UsageError
 from loc3r_core.evaluation.evaluate import evaluate, evaluation_dataset
 from loc3r_core.model.checkpoint import save_model
-from loc3r_core.model.configuration_loc3r import Loc3rConfig
+from loc3r_core.model.configuration_loc3r import Loc3rConfig, config_kwargs
 from loc3r_core.model.modeling_loc3r import Loc3rForSpatialQA, build_model
 from loc3r_core.model.tokenizer import add_special_tokens, special_ids, train_tokenizer
 from loc3r_core.training.batch import collate, model_inputs
-from loc3r_core.training.config import TrainConfig
+from loc3r_core.training.config import TrainConfig, VisionPretrainConfig
 from loc3r_core.training.curves import plot_curves
 
 STATE_FILE = "trainer_state.json"
@@ -92,7 +92,7 @@ def create_model(config: TrainConfig, dataset: SceneClipDataset) -> tuple[Loc3rF
         add_special_tokens(tokenizer)
     else:
         tokenizer = train_tokenizer(dataset_texts(dataset), config.tokenizer_vocab_size)
-    model_config = Loc3rConfig(**{**config.model, **special_ids(tokenizer)})
+    model_config = Loc3rConfig(**{**model_kwargs(config), **special_ids(tokenizer)})
     if not lm_path:
         model_config.text_config.vocab_size = len(tokenizer)
     model_config.text_config.pad_token_id = tokenizer.pad_token_id
@@ -104,7 +104,7 @@ def create_model(config: TrainConfig, dataset: SceneClipDataset) -> tuple[Loc3rF
     return model, tokenizer
 
 
-def learning_rate_factor(step: int, config: TrainConfig) -> float:
+def learning_rate_factor(step: int, config: TrainConfig | VisionPretrainConfig) -> float:
     """Linear warm-up, then cosine decay to min_lr_ratio."""
     if step < config.warmup_steps:
         return (step + 1) / config.warmup_steps
@@ -221,8 +221,20 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
 
 def _shape_from(config: TrainConfig, init_dir: Path | None) -> tuple[tuple[int, int], int]:
     """Patch grid and image size the vision tower needs (from the saved run config on resume)."""
-    model_config = Loc3rConfig.from_pretrained(init_dir) if init_dir else Loc3rConfig(**config.model)
+    model_config = Loc3rConfig.from_pretrained(init_dir) if init_dir else Loc3rConfig(**model_kwargs(config))
     return model_config.patch_grid, model_config.vision_config.image_size
+
+
+def model_kwargs(config: TrainConfig) -> dict:
+    """Loc3rConfig keyword arguments of a new run: the config's `model` over the tiny defaults; with a
+    pretrained tower (`vision_tower_path`) and no vision_config of its own, the tower's config."""
+    kwargs = dict(config.model)
+    tower = kwargs.get("vision_tower_path")
+    if tower and "vision_config" not in kwargs:
+        if not (Path(tower) / "config.json").is_file():
+            raise UsageError(f"no vision tower at {tower} (make it with `loc3r pretrain-vision`)")
+        kwargs["vision_config"] = AutoConfig.from_pretrained(tower).to_dict()
+    return config_kwargs(kwargs)
 
 
 def _keep_first_scenes(dataset: SceneClipDataset, count: int) -> None:

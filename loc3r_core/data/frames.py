@@ -1,0 +1,76 @@
+"""Single frames with per-patch targets, held in memory: what pretraining the vision tower reads.
+
+Each frame gives its image at the model's input size, a class per patch (see
+data.targets.PATCH_TARGETS) and the patch's point in the camera frame (x right, y down,
+z forward, metres): what a tower must see in one image, before any video context.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from loc3r_core.data.targets import patch_targets
+from loc3r_core.errors import DataError
+from loc3r_core.geometry import invert_pose, transform_points
+from loc3r_core.runtime.preprocess import model_image
+from loc3r_core.world.scene_io import SceneFolder, is_complete
+
+
+@dataclass
+class FrameArrays:
+    images: np.ndarray  # (N, S, S, 3) uint8, exactly what model_image feeds the model (times 255)
+    labels: np.ndarray  # (N, P) class per patch, -1 where the patch has no depth
+    points: np.ndarray  # (N, P, 3) float32 camera-frame point of the patch (0 where invalid)
+    valid: np.ndarray  # (N, P) bool
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def scene_folders(root: str | Path, max_scenes: int | None = None) -> list[Path]:
+    folders = [p for p in sorted(Path(root).glob("scene_*")) if is_complete(p)]
+    if not folders:
+        raise DataError(f"{root} holds no complete scene folders (scene_NNNNN/scene.json)")
+    return folders[:max_scenes] if max_scenes else folders
+
+
+def _scene_arrays(job: tuple[Path, int, tuple[int, int], str]) -> tuple[np.ndarray, ...]:
+    path, image_size, grid, mode = job
+    folder = SceneFolder(path)
+    scene = folder.scene
+    images, labels, points, valid = [], [], [], []
+    for frame in scene.frames:
+        targets = patch_targets(folder.depth(frame.index), folder.instance(frame.index), scene.intrinsics,
+                                frame.T_world_camera, scene, grid, mode)
+        camera = transform_points(invert_pose(frame.T_world_camera), targets["points"])
+        images.append(np.round(model_image(folder.rgb(frame.index), image_size) * 255).astype(np.uint8)
+                      .transpose(1, 2, 0))
+        labels.append(targets["label"].reshape(-1))
+        points.append(np.nan_to_num(camera).reshape(-1, 3).astype(np.float32))
+        valid.append(targets["valid"].reshape(-1))
+    return np.stack(images), np.stack(labels), np.stack(points), np.stack(valid)
+
+
+def load_frames(root: str | Path, image_size: int, grid: tuple[int, int], mode: str,
+                max_scenes: int | None = None, workers: int = 1, progress: bool = True) -> FrameArrays:
+    """Every frame of every complete scene under root (the first max_scenes), in scene order."""
+    jobs = [(path, image_size, grid, mode) for path in scene_folders(root, max_scenes)]
+    bar = tqdm(total=len(jobs), desc=f"frames of {Path(root).name}", unit="scene", disable=not progress,
+               leave=False)
+    parts = []
+    with bar:
+        if workers > 1:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                for part in pool.imap(_scene_arrays, jobs, chunksize=4):
+                    parts.append(part)
+                    bar.update(1)
+        else:
+            for job in jobs:
+                parts.append(_scene_arrays(job))
+                bar.update(1)
+    return FrameArrays(*(np.concatenate([p[i] for p in parts]) for i in range(4)))

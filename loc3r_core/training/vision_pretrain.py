@@ -1,0 +1,145 @@
+"""Stage 1: pretrain the vision tower on single frames (`loc3r pretrain-vision`).
+
+A SigLIP tower and one linear layer per patch learn the patch's class (floor, wall, ceiling or
+an object category; objects_first targets by default, so small objects are not buried) and
+its point in the camera frame. Only the tower is kept (`OUTPUT_DIR/tower`, a save_pretrained
+folder): the video model then reads it through `vision_tower_path`, frozen. Frames and their
+targets are built once in memory, so a step costs one small forward and backward pass.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
+from torch import nn
+from tqdm import tqdm
+from transformers import AutoModel, PreTrainedConfig
+from transformers.utils import logging as hf_logging
+
+from loc3r_core.atomic import atomic_path
+from loc3r_core.data.frames import FrameArrays, load_frames
+from loc3r_core.errors import UsageError
+from loc3r_core.model.configuration_loc3r import Loc3rConfig, config_kwargs
+from loc3r_core.model.spatial import focal_cross_entropy
+from loc3r_core.training.config import VisionPretrainConfig
+from loc3r_core.training.curves import plot_curves
+from loc3r_core.training.loop import learning_rate_factor
+from loc3r_core.world.vocabulary import PATCH_CLASSES, STRUCTURE_CLASSES
+
+TOWER_DIR = "tower"
+POINT_DIMS = 3
+
+
+class PatchPretrainer(nn.Module):
+    """The tower and a linear read-out of (class logits, camera-frame point) per patch."""
+
+    def __init__(self, vision_config: PreTrainedConfig) -> None:
+        super().__init__()
+        self.tower = AutoModel.from_config(vision_config)
+        self.head = nn.Linear(vision_config.hidden_size, len(PATCH_CLASSES) + POINT_DIMS)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, S, S, 3) uint8 -> logits (B, P, classes), points (B, P, 3)."""
+        pixels = images.permute(0, 3, 1, 2).float() / 255.0
+        features = self.tower(pixel_values=pixels * 2.0 - 1.0).last_hidden_state  # as Loc3rForSpatialQA feeds it
+        out = self.head(features)
+        return out[..., :-POINT_DIMS], out[..., -POINT_DIMS:]
+
+
+def tower_config(config: VisionPretrainConfig) -> PreTrainedConfig:
+    return Loc3rConfig(**config_kwargs({"vision_config": config.vision_config})).vision_config
+
+
+def pretrain_vision(config: VisionPretrainConfig, progress: bool = True) -> Path:
+    """Train the tower; returns OUTPUT_DIR/tower."""
+    run = Path(config.output_dir)
+    if run.exists() and any(run.iterdir()):
+        raise UsageError(f"{run} already holds a run; choose another output_dir")
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "pretrain_config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    torch.manual_seed(config.seed)
+    vision = tower_config(config)
+    side = vision.image_size // vision.patch_size
+    frames = load_frames(config.train_data, vision.image_size, (side, side), config.patch_targets,
+                         config.max_train_scenes, config.workers, progress)
+    model = PatchPretrainer(vision)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(learning_rate_factor, config=config))
+    generator = torch.Generator().manual_seed(config.seed)
+    tensors = {name: torch.from_numpy(getattr(frames, name)) for name in ("images", "labels", "points", "valid")}
+    log = run / "metrics.jsonl"
+    window: dict[str, float] = {}
+    started = time.perf_counter()
+    for step in tqdm(range(config.max_steps), desc="pretrain vision", unit="step", disable=not progress):
+        pick = torch.randint(len(frames), (config.batch_size,), generator=generator)
+        logits, points = model(tensors["images"][pick])
+        losses = patch_losses(logits, points, tensors["labels"][pick], tensors["points"][pick],
+                              tensors["valid"][pick], config.focal_gamma)
+        loss = losses["semantic"] + config.geometry_weight * losses["geometry"]
+        optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        for name, value in {"loss": loss, **losses}.items():
+            window[name] = window.get(name, 0.0) + float(value.detach())
+        if (step + 1) % config.log_every == 0 or step + 1 == config.max_steps:
+            count = (step % config.log_every) + 1
+            _append(log, {"step": step + 1, "split": "train", **{k: round(v / count, 5) for k, v in window.items()}})
+            window = {}
+    record = {"step": config.max_steps, "split": "train", "seconds": round(time.perf_counter() - started, 1)}
+    if config.val_data:
+        val = load_frames(config.val_data, vision.image_size, (side, side), config.patch_targets,
+                          workers=config.workers, progress=progress)
+        record = {**record, "split": "val", **patch_metrics(model, val)}
+    _append(log, record)
+    hf_logging.disable_progress_bar()  # a bar for writing a few-MB file is noise
+    with atomic_path(run / TOWER_DIR) as tmp:
+        model.tower.save_pretrained(tmp, safe_serialization=True)
+    plot_curves(log, run / "curves.png")
+    return run / TOWER_DIR
+
+
+def patch_losses(logits: torch.Tensor, points: torch.Tensor, labels: torch.Tensor, target: torch.Tensor,
+                 valid: torch.Tensor, focal_gamma: float) -> dict[str, torch.Tensor]:
+    mask = valid.float()[..., None]
+    geometry = (F.huber_loss(points, target, reduction="none", delta=0.5) * mask).sum() / (3 * mask.sum()).clamp(min=1)
+    return {"semantic": focal_cross_entropy(logits, labels, focal_gamma), "geometry": geometry}
+
+
+@torch.no_grad()
+def patch_metrics(model: PatchPretrainer, frames: FrameArrays, batch: int = 256) -> dict:
+    """Per-patch class recall (objects per class and their mean) and the camera-point median error."""
+    was_training = model.training
+    model.eval()
+    predicted, errors = [], []
+    for start in range(0, len(frames), batch):
+        logits, points = model(torch.from_numpy(frames.images[start:start + batch]))
+        predicted.append(logits.argmax(-1).numpy())
+        gap = np.linalg.norm(points.numpy() - frames.points[start:start + batch], axis=-1)
+        errors.append(gap[frames.valid[start:start + batch]])
+    model.train(was_training)
+    predicted_labels = np.concatenate(predicted)
+    by_class = {}
+    for cls in range(len(STRUCTURE_CLASSES), len(PATCH_CLASSES)):
+        mine = frames.labels == cls
+        if mine.any():
+            by_class[PATCH_CLASSES[cls]] = round(100.0 * float((predicted_labels[mine] == cls).mean()), 2)
+    known = frames.labels >= 0
+    return {
+        "patch_acc": round(100.0 * float((predicted_labels[known] == frames.labels[known]).mean()), 2),
+        "patch_object_recall": round(float(np.mean(list(by_class.values()))), 2),
+        "patch_object_recall_by_class": by_class,
+        "camera_point_median_error_m": round(float(np.median(np.concatenate(errors))), 4),
+    }
+
+
+def _append(log: Path, record: dict) -> None:
+    with log.open("a") as f:
+        f.write(json.dumps(record) + "\n")
