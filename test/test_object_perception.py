@@ -112,3 +112,21 @@ def test_focal_loss_is_cross_entropy_at_gamma_zero_and_favours_hard_items():
     easy_ce, hard_ce = (float(focal_cross_entropy(logits[i:i + 1], labels[i:i + 1])) for i in (0, 1))
     assert easy / easy_ce < 0.01 < 0.3 < hard / hard_ce
     assert float(focal_cross_entropy(logits[2:], labels[2:], gamma=2.0)) == 0.0
+
+
+def test_mirrored_frames_flip_image_patch_columns_and_camera_x_together():
+    from loc3r_core.training.vision_pretrain import mirrored
+
+    side = 4
+    images = torch.randint(0, 255, (2, 32, 32, 3), dtype=torch.uint8)
+    batch = {"images": images, "labels": torch.arange(32).view(2, 16), "points": torch.randn(2, 16, 3),
+             "valid": torch.rand(2, 16) > 0.3}
+    out = mirrored(batch, torch.tensor([True, False]), side)
+    assert torch.equal(out["images"][0], images[0].flip(1)) and torch.equal(out["images"][1], images[1])
+    grid = lambda x: x.view(2, side, side, *x.shape[2:])  # noqa: E731
+    assert torch.equal(grid(out["labels"])[0], grid(batch["labels"])[0].flip(1))
+    assert torch.equal(grid(out["valid"])[0], grid(batch["valid"])[0].flip(1))
+    left, right = grid(out["points"])[0, 1, 0], grid(batch["points"])[0, 1, side - 1]
+    assert torch.allclose(left, right * torch.tensor([-1.0, 1.0, 1.0]))
+    for key in ("labels", "points", "valid"):
+        assert torch.equal(out[key][1], batch[key][1])

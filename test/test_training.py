@@ -141,11 +141,14 @@ def test_pretrained_vision_tower_is_learned_then_used_frozen_by_train(world_by_k
     model = {**TINY_MODEL, "vision_tower_path": str(tower), "freeze_vision_tower": True}
     del model["vision_config"]  # taken from the tower folder
     stage2 = write_config(tmp_path / "train.yaml", tiny_train_config(world_by_kind["walk"], tmp_path / "run",
-                                                                      model=model, max_steps=4))
+                                                                      model=model, max_steps=4, checkpoint_every=2))
     run_cli("train", "--config", stage2, "--no-progress", check=True)
+    run_cli("train", "--config", stage2, "--set", "max_steps=6", "--resume", "--no-progress", check=True)
     trained = load_file(tmp_path / "run" / "model" / "model.safetensors")
     pretrained = load_file(tower / "model.safetensors")
     assert pretrained and all((trained[f"vision_tower.{k}"] == v).all() for k, v in pretrained.items())
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] == 6, "the resumed run (with the tower frozen again) went on to the end"
 
     missing = write_config(tmp_path / "missing.yaml", tiny_train_config(
         world_by_kind["walk"], tmp_path / "run2", model={**model, "vision_tower_path": str(tmp_path / "nope")}))

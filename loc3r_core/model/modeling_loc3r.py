@@ -221,6 +221,11 @@ def build_model(config: Loc3rConfig) -> Loc3rForSpatialQA:
     if config.language_model_path:
         model.language_model = AutoModelForCausalLM.from_pretrained(config.language_model_path,
                                                                     config=config.text_config)
-    if config.freeze_vision_tower:
+    return apply_freezing(model)
+
+
+def apply_freezing(model: Loc3rForSpatialQA) -> Loc3rForSpatialQA:
+    """Freeze what the config says is frozen: at build time, and again when a run is resumed."""
+    if model.config.freeze_vision_tower:
         model.vision_tower.requires_grad_(False)
     return model

@@ -123,6 +123,7 @@ class VisionPretrainConfig(YamlConfig):
     patch_targets: str = "objects_first"  # see TrainConfig.patch_targets
     focal_gamma: float = 0.0  # 0: cross-entropy on patch classes; > 0: focal loss
     geometry_weight: float = 1.0  # weight of the camera-frame point loss (Huber, metres)
+    mirror: bool = False  # mirror half of the frames left-right (image, patch columns, camera x)
     batch_size: int = 64  # frames per step
     max_steps: int = 3000
     learning_rate: float = 1e-3

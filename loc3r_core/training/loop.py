@@ -32,7 +32,7 @@ from loc3r_core.errors import UsageError
 from loc3r_core.evaluation.evaluate import evaluate, evaluation_dataset
 from loc3r_core.model.checkpoint import save_model
 from loc3r_core.model.configuration_loc3r import Loc3rConfig, config_kwargs
-from loc3r_core.model.modeling_loc3r import Loc3rForSpatialQA, build_model
+from loc3r_core.model.modeling_loc3r import Loc3rForSpatialQA, apply_freezing, build_model
 from loc3r_core.model.tokenizer import add_special_tokens, special_ids, train_tokenizer
 from loc3r_core.training.batch import collate, model_inputs
 from loc3r_core.training.config import TrainConfig, VisionPretrainConfig
@@ -142,7 +142,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     start_step = 0
     if saved:
         tokenizer = AutoTokenizer.from_pretrained(init_dir)
-        model = Loc3rForSpatialQA(Loc3rConfig.from_pretrained(init_dir))
+        model = apply_freezing(Loc3rForSpatialQA(Loc3rConfig.from_pretrained(init_dir)))
     else:
         model, tokenizer = create_model(config, dataset)
         if accelerator.is_main_process:

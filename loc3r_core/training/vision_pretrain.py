@@ -78,9 +78,11 @@ def pretrain_vision(config: VisionPretrainConfig, progress: bool = True) -> Path
     started = time.perf_counter()
     for step in tqdm(range(config.max_steps), desc="pretrain vision", unit="step", disable=not progress):
         pick = torch.randint(len(frames), (config.batch_size,), generator=generator)
-        logits, points = model(tensors["images"][pick])
-        losses = patch_losses(logits, points, tensors["labels"][pick], tensors["points"][pick],
-                              tensors["valid"][pick], config.focal_gamma)
+        batch = {name: value[pick] for name, value in tensors.items()}
+        if config.mirror:
+            batch = mirrored(batch, torch.rand(config.batch_size, generator=generator) < 0.5, side)
+        logits, points = model(batch["images"])
+        losses = patch_losses(logits, points, batch["labels"], batch["points"], batch["valid"], config.focal_gamma)
         loss = losses["semantic"] + config.geometry_weight * losses["geometry"]
         optimizer.zero_grad()
         loss.backward()
@@ -104,6 +106,21 @@ def pretrain_vision(config: VisionPretrainConfig, progress: bool = True) -> Path
         model.tower.save_pretrained(tmp, safe_serialization=True)
     plot_curves(log, run / "curves.png")
     return run / TOWER_DIR
+
+
+def mirrored(batch: dict[str, torch.Tensor], flip: torch.Tensor, side: int) -> dict[str, torch.Tensor]:
+    """Left-right mirror the frames where flip is true: the image, the patch grid's columns, and
+    the camera-frame x of each point (a mirrored room is as plausible as the room)."""
+    count = len(flip)
+    images = torch.where(flip[:, None, None, None], batch["images"].flip(2), batch["images"])
+
+    def columns(x: torch.Tensor) -> torch.Tensor:
+        grid = x.view(count, side, side, *x.shape[2:])
+        return torch.where(flip.view(count, 1, 1, *[1] * (x.dim() - 2)), grid.flip(2), grid).view_as(x)
+
+    points = columns(batch["points"])
+    points = torch.where(flip[:, None, None], points * torch.tensor([-1.0, 1.0, 1.0]), points)
+    return {"images": images, "labels": columns(batch["labels"]), "points": points, "valid": columns(batch["valid"])}
 
 
 def patch_losses(logits: torch.Tensor, points: torch.Tensor, labels: torch.Tensor, target: torch.Tensor,
