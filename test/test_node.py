@@ -274,9 +274,18 @@ def test_faults_flood_and_services_while_streaming(folder):
         bad = [image_msg(probe, rgb, START_NS, encoding="16UC1"),
                image_msg(probe, rgb, START_NS, height=0, width=0, data=b""),
                image_msg(probe, rgb, START_NS, data=rgb.tobytes()[:-7])]
-        for msg in bad:
-            probe.image.publish(msg)
-            probe.spin_until(lambda: False, timeout=0.3)  # let the worker take each one (latest wins)
+        for count, msg in enumerate(bad, start=1):
+            # Best effort may lose an image (or the worker may be replaced by a newer one): send it
+            # again, every 0.3 s, until the node has counted this many rejections.
+            sent_at = [0.0]
+
+            def counted(msg=msg, count=count, sent_at=sent_at) -> bool:
+                if time.monotonic() - sent_at[0] > 0.3:
+                    probe.image.publish(msg)
+                    sent_at[0] = time.monotonic()
+                return int(probe.diagnostics().get("loc3r: input", {}).get("rejected", 0)) >= count
+
+            assert probe.spin_until(counted), f"the node never counted bad image {count}"
         nan_pose = frame.odometry.copy()
         nan_pose[0, 3] = float("nan")
         probe.odom.publish(odometry_msg(probe, nan_pose, START_NS))
