@@ -152,6 +152,11 @@ def test_pretrained_vision_tower_is_learned_then_used_frozen_by_train(world_by_k
     steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps[-1] == 6, "the resumed run (with the tower frozen again) went on to the end"
 
+    no_data = run_cli("pretrain-vision", "--config", stage1, "--set", f"train_data={tmp_path / 'empty'}",
+                      "--set", f"output_dir={tmp_path / 'vision2'}")
+    assert no_data.returncode == 1 and "no complete scene folders" in no_data.stderr
+    assert not (tmp_path / "vision2").exists()
+
     missing = write_config(tmp_path / "missing.yaml", tiny_train_config(
         world_by_kind["walk"], tmp_path / "run2", model={**model, "vision_tower_path": str(tmp_path / "nope")}))
     refused = run_cli("train", "--config", missing)

@@ -61,13 +61,13 @@ def pretrain_vision(config: VisionPretrainConfig, progress: bool = True) -> Path
     run = Path(config.output_dir)
     if run.exists() and any(run.iterdir()):
         raise UsageError(f"{run} already holds a run; choose another output_dir")
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "pretrain_config.json").write_text(json.dumps(config.to_dict(), indent=2))
     torch.manual_seed(config.seed)
     vision = tower_config(config)
     side = vision.image_size // vision.patch_size
     frames = load_frames(config.train_data, vision.image_size, (side, side), config.patch_targets,
                          config.max_train_scenes, config.workers, progress)
+    run.mkdir(parents=True, exist_ok=True)  # only now: bad data leaves no half-made run behind
+    (run / "pretrain_config.json").write_text(json.dumps(config.to_dict(), indent=2))
     model = PatchPretrainer(vision)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(learning_rate_factor, config=config))
