@@ -118,6 +118,19 @@ class Probe(RosClient):
         assert self.query.wait_for_service(timeout_sec=TIMEOUT), "the node's query service never appeared"
         assert self.spin_until(lambda: self.image.get_subscription_count() > 0), "the node never subscribed"
 
+    def publish_until(self, publisher, msg, done, every: float = 0.3) -> bool:
+        """Send msg, and again every `every` s, until done(): best effort may lose a message
+        (before discovery settles, or under load), and a resend must not change the outcome."""
+        sent_at = [float("-inf")]
+
+        def sent_and_done() -> bool:
+            if time.monotonic() - sent_at[0] > every:
+                publisher.publish(msg)
+                sent_at[0] = time.monotonic()
+            return done()
+
+        return self.spin_until(sent_and_done)
+
     def ask(self, question: str, situation: str = ""):
         return self.call(self.query, self.types["SpatialQuery"].Request(question=question, situation=situation))
 
@@ -275,17 +288,8 @@ def test_faults_flood_and_services_while_streaming(folder):
                image_msg(probe, rgb, START_NS, height=0, width=0, data=b""),
                image_msg(probe, rgb, START_NS, data=rgb.tobytes()[:-7])]
         for count, msg in enumerate(bad, start=1):
-            # Best effort may lose an image (or the worker may be replaced by a newer one): send it
-            # again, every 0.3 s, until the node has counted this many rejections.
-            sent_at = [0.0]
-
-            def counted(msg=msg, count=count, sent_at=sent_at) -> bool:
-                if time.monotonic() - sent_at[0] > 0.3:
-                    probe.image.publish(msg)
-                    sent_at[0] = time.monotonic()
-                return int(probe.diagnostics().get("loc3r: input", {}).get("rejected", 0)) >= count
-
-            assert probe.spin_until(counted), f"the node never counted bad image {count}"
+            counted = lambda c=count: int(probe.diagnostics().get("loc3r: input", {}).get("rejected", 0)) >= c  # noqa: E731
+            assert probe.publish_until(probe.image, msg, counted), f"the node never counted bad image {count}"
         nan_pose = frame.odometry.copy()
         nan_pose[0, 3] = float("nan")
         probe.odom.publish(odometry_msg(probe, nan_pose, START_NS))
@@ -324,8 +328,8 @@ def test_a_situation_the_model_cannot_place_is_refused(folder):
     with node_and_probe("localize.max_sigma:=0.05", ns="/loc3r_strict") as (process, probe):
         for frame in list(scene_frames(folder, start_ns=START_NS))[:3]:
             count = len(probe.got["pose"])
-            probe.image.publish(image_msg(probe, frame.rgb, frame.stamp_ns))
-            assert probe.spin_until(lambda c=count: len(probe.got["pose"]) > c)
+            assert probe.publish_until(probe.image, image_msg(probe, frame.rgb, frame.stamp_ns),
+                                       lambda c=count: len(probe.got["pose"]) > c)
         situation = folder.situations[0].text
         response = probe.ask("What is in front of me?", situation)
         assert not response.success and "cannot place the situation" in response.message
