@@ -9,6 +9,8 @@ from pathlib import Path
 
 from loc3r_core.errors import UsageError
 
+REFERENCE_CHOICES = ("path-centre", "majority", "anchor", "oracle", "all")  # evaluation.references, kept light
+
 
 def register(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train a model from a YAML config (resumable)")
@@ -38,6 +40,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("--figure", type=Path, help="PNG of predicted vs true layout and poses (default: none; "
                     "with --json, DATA/../eval_<split>.png is not written unless named)")
     ev.add_argument("--json", action="store_true", help="print one JSON object (else a readable table)")
+    ev.add_argument("--reference", nargs="+", choices=REFERENCE_CHOICES, metavar="NAME",
+                    help="score non-learned references instead of a model, on the same questions: "
+                         f"{', '.join(REFERENCE_CHOICES)} (all of them)")
+    ev.add_argument("--train-data", type=Path,
+                    help="training split the majority reference counts answers in (default DATA/../train)")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     ev.set_defaults(handler=_eval)
 
@@ -97,6 +104,8 @@ def _eval(args: argparse.Namespace) -> int:
 
     if args.max_samples is not None and args.max_samples < 1:
         raise UsageError("--max-samples must be at least 1")
+    if args.reference:
+        return _eval_references(args)
     model, tokenizer = load_model(args.checkpoint)
     dataset = evaluation_dataset(args.data, model, args.frames)
     result = evaluate(model, tokenizer, dataset, args.max_samples, args.batch_size, args.prior,
@@ -108,6 +117,29 @@ def _eval(args: argparse.Namespace) -> int:
     else:
         for key, value in result.metrics.items():
             print(f"{key:32s} {value}")
+    return 0
+
+
+def _eval_references(args: argparse.Namespace) -> int:
+    from loc3r_core.data.dataset import SceneClipDataset
+    from loc3r_core.evaluation.evaluate import pick_items
+    from loc3r_core.evaluation.references import REFERENCES, evaluate_reference
+
+    if args.checkpoint or args.figure or args.prior != "odometry":
+        raise UsageError("--reference scores references, not a model: drop --checkpoint, --figure and --prior")
+    names = REFERENCES if "all" in args.reference else tuple(dict.fromkeys(args.reference))
+    dataset = SceneClipDataset(args.data, num_frames=args.frames, sampling="uniform")
+    indices = pick_items(dataset, args.max_samples)
+    train_data = args.train_data or args.data.parent / "train"
+    results = {name: evaluate_reference(name, dataset, indices, train_data, progress=not args.no_progress)
+               for name in names}
+    if args.json:
+        print(json.dumps(results))
+    else:
+        for name, metrics in results.items():
+            print(name)
+            for key, value in metrics.items():
+                print(f"  {key:30s} {value}")
     return 0
 
 

@@ -34,6 +34,11 @@ TOO_CLOSE_M = 0.6  # objects nearer than this have no meaningful direction
 DISTANCE_STEP_M = 0.5  # distance answers are rounded to this
 MIN_ASKED_DISTANCE_M = 0.25  # nobody asks how far away the thing they touch is
 NEAR_TIE_M = 0.5  # "closest"/"closer"/"what is on my left" need the answer this much nearer than rivals
+# Where the generator places an asker, metres (drawn uniformly in these ranges).
+NEXT_TO_GAP_M = (0.3, 0.55)  # "next to A": this far outside A's footprint
+IN_FRONT_GAP_M = (0.4, 0.7)  # "in front of A": this far ahead of A's front face
+DOOR_STEP_M = (0.45, 0.7)  # "just come in through the door": this far inside the door
+SEAT_EDGE_INSET_M = 0.2  # "on the edge of the bed": this far inside the seat's outline
 
 PLURALS = {"shelf": "shelves", "trash can": "trash cans"}
 SITUATIONS_PER_SCENE = 8
@@ -119,7 +124,7 @@ def _face(rng: np.random.Generator, position: np.ndarray, target: SceneObject) -
     return float(wrap_angle(heading_to(position, target.center[:2]) + jitter))
 
 
-def _ring(obj: SceneObject, gap: float, count: int = 48) -> np.ndarray:
+def ring_around(obj: SceneObject, gap: float, count: int = 48) -> np.ndarray:
     """Points at a distance `gap` outside the object's footprint, all around it."""
     half = obj.size[:2] / 2 + gap
     t = np.linspace(0, 2 * math.pi, count, endpoint=False)
@@ -131,7 +136,7 @@ def _ring(obj: SceneObject, gap: float, count: int = 48) -> np.ndarray:
 def _next_to(rng: np.random.Generator, scene: Scene, free: FreeSpace, nameable: list[SceneObject]) -> Made:
     anchor = _pick(rng, nameable)
     target = _pick(rng, [o for o in nameable if o.id != anchor.id])
-    spots = _ring(anchor, rng.uniform(0.3, 0.55))
+    spots = ring_around(anchor, rng.uniform(*NEXT_TO_GAP_M))
     spots = spots[free.is_free(spots)]
     toward = np.linalg.norm(spots - target.center[:2], axis=1) < np.linalg.norm(anchor.center[:2] - target.center[:2])
     if toward.any():  # stand on the side of the anchor that faces the target: less ambiguous
@@ -162,7 +167,7 @@ def _sitting_on(rng: np.random.Generator, scene: Scene, free: FreeSpace, nameabl
     else:  # on the edge of a bed or sofa nearest to what one faces
         target = _pick(rng, others)
         local = to_box_frame(target.center[:2], seat.center[:2], seat.yaw)
-        inner = seat.size[:2] / 2 - 0.2
+        inner = seat.size[:2] / 2 - SEAT_EDGE_INSET_M
         position = from_box_frame(np.clip(local, -inner, inner), seat.center[:2], seat.yaw)
         yaw = _face(rng, position, target)
         text = _pick(rng, ("I am sitting on the edge of the {a}, facing the {b}.",
@@ -176,7 +181,7 @@ def _in_front_of(rng: np.random.Generator, scene: Scene, free: FreeSpace, nameab
     if not fronted:
         return None
     anchor = _pick(rng, fronted)
-    position = from_box_frame(np.array([anchor.size[0] / 2 + rng.uniform(0.4, 0.7), 0.0]), anchor.center[:2],
+    position = from_box_frame(np.array([anchor.size[0] / 2 + rng.uniform(*IN_FRONT_GAP_M), 0.0]), anchor.center[:2],
                               anchor.yaw)
     if not free.is_free(position):
         return None
@@ -207,7 +212,7 @@ def _through_door(rng: np.random.Generator, scene: Scene, free: FreeSpace, namea
     if not doors:
         return None
     door = doors[0]
-    position = from_box_frame(np.array([rng.uniform(0.45, 0.7), 0.0]), door.center[:2], door.yaw)
+    position = from_box_frame(np.array([rng.uniform(*DOOR_STEP_M), 0.0]), door.center[:2], door.yaw)
     if not free.is_free(position):
         return None
     target = _pick(rng, [o for o in nameable if o.id != door.id])
