@@ -7,7 +7,6 @@ exactly the same content.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
 from importlib import import_module
@@ -17,9 +16,9 @@ from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point, PoseWithCovarianceStamped, Quaternion, TransformStamped, Vector3
 
 from loc3r.msg import SceneObject, SceneObjectArray
+from loc3r_core import quaternions
 from loc3r_core.io import ros_messages as msgs
-from loc3r_core.io.odometry import quaternion_matrix
-from loc3r_core.runtime.types import MapObject, PlanarPose
+from loc3r_core.types import MapObject, PlanarPose
 
 _NESTED = re.compile(r"(?:sequence<)?(\w+/\w+)(?:, \d+)?>?(?:\[\d+\])?")
 
@@ -53,12 +52,22 @@ def time_msg(nanoseconds: int) -> Time:
     return message_from_dict(Time, msgs.time_msg(nanoseconds))
 
 
+def quaternion_msg(q: np.ndarray) -> Quaternion:
+    """geometry_msgs/Quaternion of an (x, y, z, w) array."""
+    return Quaternion(**msgs.quaternion_msg(q))
+
+
+def quaternion_array(q: Quaternion) -> np.ndarray:
+    """(x, y, z, w) array of a geometry_msgs/Quaternion, the order loc3r_core.quaternions uses."""
+    return np.array([q.x, q.y, q.z, q.w], dtype=np.float64)
+
+
 def quaternion_from_matrix(rotation: np.ndarray) -> Quaternion:
-    return Quaternion(**msgs.quaternion_from_matrix(rotation))
+    return quaternion_msg(quaternions.quaternion_from_matrix(rotation))
 
 
 def matrix_from_quaternion(q: Quaternion) -> np.ndarray:
-    return quaternion_matrix(np.array([q.x, q.y, q.z, q.w]))
+    return quaternions.quaternion_matrix(quaternion_array(q))
 
 
 def transform_msg(pose: np.ndarray, parent: str, child: str, stamp: Time) -> TransformStamped:
@@ -67,12 +76,12 @@ def transform_msg(pose: np.ndarray, parent: str, child: str, stamp: Time) -> Tra
 
 
 def quaternion_from_yaw(yaw: float) -> Quaternion:
-    return Quaternion(**msgs.quaternion_from_yaw(yaw))
+    return quaternion_msg(quaternions.quaternion_from_yaw(yaw))
 
 
 def yaw_from_quaternion(q: Quaternion) -> float:
     """Heading about +z of any rotation (its x axis projected on the floor)."""
-    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+    return quaternions.yaw_from_quaternion(quaternion_array(q))
 
 
 def planar_pose_msg(

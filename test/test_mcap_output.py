@@ -20,7 +20,8 @@ from conftest import require_ros
 from loc3r_core.geometry import make_pose, rot_z
 from loc3r_core.io import ros_messages as msgs
 from loc3r_core.io.mcap_writer import RosMcapWriter, default_qos, message_definition
-from loc3r_core.runtime.types import FREE, OCCUPIED, UNKNOWN, Layout, MapObject, PlanarPose
+from loc3r_core.quaternions import quaternion_from_matrix, quaternion_from_yaw, quaternion_matrix
+from loc3r_core.types import FREE, OCCUPIED, UNKNOWN, Layout, MapObject, PlanarPose
 
 T0 = 1_700_000_000_123_456_789  # ns; sec and nanosec both non-trivial
 RGB = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
@@ -321,27 +322,25 @@ def test_default_qos():
 # --- the message builders -------------------------------------------------------------------
 
 
-def matrix_of(q: dict) -> np.ndarray:
-    x, y, z, w = q["x"], q["y"], q["z"], q["w"]
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
-
-
-def test_quaternion_from_matrix_any_rotation():
+def test_orientations_are_quaternion_messages():
+    # The math is loc3r_core.quaternions' (test_quaternions.py); here, that the builders use it.
+    q = msgs.quaternion_msg(np.array([0.0, 0.0, 0.5, 0.75**0.5]))
+    assert list(q) == ["x", "y", "z", "w"] and all(type(v) is float for v in q.values())
     rng = np.random.default_rng(0)
-    rotations = [np.eye(4)[:3, :3], np.diag([1.0, -1, -1]), np.diag([-1.0, 1, -1]), np.diag([-1.0, -1, 1])]
-    for _ in range(200):  # random ones, and some near the 180 degree turns where the trace is -1
-        q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
-        rotations.append(q * np.sign(np.linalg.det(q)))
-    for R in rotations:
-        q = msgs.quaternion_from_matrix(R)
-        assert math.isclose(sum(v * v for v in q.values()), 1.0) and q["w"] >= 0
-        assert np.allclose(matrix_of(q), R, atol=1e-9)
-    assert np.allclose(list(msgs.quaternion_from_matrix(rot_z(0.7)).values()),
-                       list(msgs.quaternion_from_yaw(0.7).values()))
+    for _ in range(20):
+        rotation, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+        rotation *= np.sign(np.linalg.det(rotation))
+        sent = msgs.transform_msg(make_pose(rotation, np.zeros(3)), "map", "camera", T0)["transform"]["rotation"]
+        assert sent == msgs.quaternion_msg(quaternion_from_matrix(rotation)) and sent["w"] >= 0
+        assert np.allclose(quaternion_matrix(list(sent.values())), rotation, atol=1e-9)
+    pose = msgs.pose_with_covariance_msg(PlanarPose(1.0, 2.0, 0.7, 0.1, 0.1, 0.05), T0, "map")
+    assert pose["pose"]["pose"]["orientation"] == msgs.quaternion_msg(quaternion_from_yaw(0.7))
+    turned = msgs.transform_msg(make_pose(rot_z(0.7), np.zeros(3)), "map", "base_link", T0)["transform"]["rotation"]
+    assert np.allclose(list(pose["pose"]["pose"]["orientation"].values()), list(turned.values()))
+    bad = np.eye(4)
+    bad[0, 0] = np.nan
     with pytest.raises(ValueError):
-        msgs.quaternion_from_matrix(np.eye(4))
+        msgs.transform_msg(bad, "map", "camera", T0)
 
 
 def test_builders_details():

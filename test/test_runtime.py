@@ -20,7 +20,7 @@ from loc3r_core.runtime.onnx_backend import SHIPPED_EXPORT, OnnxBackend
 from loc3r_core.runtime.scenario import scene_frames
 from loc3r_core.runtime.session import QuestionError, Session, SessionConfig
 from loc3r_core.runtime.torch_backend import TorchBackend
-from loc3r_core.runtime.types import UNKNOWN
+from loc3r_core.types import UNKNOWN
 from loc3r_core.world.scene_io import SceneFolder
 
 

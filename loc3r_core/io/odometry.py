@@ -12,6 +12,7 @@ import bisect
 import numpy as np
 
 from loc3r_core.errors import DataError
+from loc3r_core.quaternions import quaternion_matrix, slerp
 
 ODOMETRY_TOLERANCE_NS = 100_000_000  # nearest pose accepted this far from the image (0.1 s)
 MAX_ODOMETRY_GAP_NS = 1_000_000_000  # no interpolation across an odometry dropout longer than this
@@ -20,29 +21,6 @@ ODOMETRY_HISTORY = 512  # poses kept for matching (several seconds at usual rate
 
 def format_stamp(stamp_ns: int) -> str:
     return f"stamp {stamp_ns // 1_000_000_000}.{stamp_ns % 1_000_000_000:09d} s"
-
-
-def quaternion_matrix(q: np.ndarray) -> np.ndarray:
-    """3x3 rotation of a unit quaternion (x, y, z, w), the geometry_msgs order."""
-    x, y, z, w = q
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
-
-
-def slerp(q0: np.ndarray, q1: np.ndarray, t: float) -> np.ndarray:
-    """Unit quaternion a fraction t of the way from q0 to q1, along the shorter arc."""
-    dot = float(np.dot(q0, q1))
-    if dot < 0:  # q and -q are the same rotation; take the short way round
-        q1, dot = -q1, -dot
-    if dot > 0.9995:  # nearly equal: lerp is exact enough and avoids dividing by sin(~0)
-        q = q0 + t * (q1 - q0)
-    else:
-        theta = np.arccos(dot)
-        q = (np.sin((1 - t) * theta) * q0 + np.sin(t * theta) * q1) / np.sin(theta)
-    return q / np.linalg.norm(q)
 
 
 class OdometryHistory:

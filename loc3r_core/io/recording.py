@@ -35,7 +35,7 @@ from loc3r_core.errors import DataError
 from loc3r_core.geometry import Intrinsics
 from loc3r_core.io.images import decode_compressed_image, decode_raw_image
 from loc3r_core.io.odometry import OdometryHistory, format_stamp
-from loc3r_core.runtime.types import InputFrame
+from loc3r_core.types import InputFrame
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm")
 BAG_FILE_SUFFIXES = (".mcap", ".db3")

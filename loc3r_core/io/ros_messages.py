@@ -9,14 +9,14 @@ a CDR encoder fills a missing quaternion with w = 0, so every pose here sets one
 
 from __future__ import annotations
 
-import math
 import zlib
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from loc3r_core.runtime.types import Layout, MapObject, PlanarPose
+from loc3r_core.quaternions import quaternion_from_matrix, quaternion_from_yaw
+from loc3r_core.types import Layout, MapObject, PlanarPose
 
 Message = dict[str, Any]
 
@@ -60,36 +60,9 @@ def color_msg(rgb: Sequence[float], alpha: float = 1.0) -> Message:
 # --- geometry_msgs -------------------------------------------------------------------------
 
 
-def quaternion_from_matrix(rotation: np.ndarray) -> Message:
-    """geometry_msgs/Quaternion of a 3x3 rotation (Shepperd's method: stable for any rotation).
-
-    Normalised and with w >= 0, so a rotation has one quaternion (q and -q are the same turn).
-    """
-    m = np.asarray(rotation, dtype=np.float64)
-    if m.shape != (3, 3) or not np.all(np.isfinite(m)):
-        raise ValueError(f"expected a finite 3x3 rotation, got shape {m.shape}")
-    trace = float(np.trace(m))
-    if trace > 0:
-        s = 2.0 * math.sqrt(trace + 1.0)
-        q = np.array([(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s])
-    else:  # pivot on the largest diagonal element so s stays far from 0
-        i = int(np.argmax(np.diag(m)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * math.sqrt(max(1.0 + m[i, i] - m[j, j] - m[k, k], 0.0))
-        q = np.zeros(4)
-        q[i] = 0.25 * s
-        q[j] = (m[j, i] + m[i, j]) / s
-        q[k] = (m[k, i] + m[i, k]) / s
-        q[3] = (m[k, j] - m[j, k]) / s
-    q /= np.linalg.norm(q)
-    if q[3] < 0:
-        q = -q
+def quaternion_msg(q: Sequence[float]) -> Message:
+    """geometry_msgs/Quaternion of an (x, y, z, w) array (see loc3r_core.quaternions)."""
     return {"x": float(q[0]), "y": float(q[1]), "z": float(q[2]), "w": float(q[3])}
-
-
-def quaternion_from_yaw(yaw: float) -> Message:
-    """geometry_msgs/Quaternion of a turn about +z."""
-    return {"x": 0.0, "y": 0.0, "z": math.sin(float(yaw) / 2), "w": math.cos(float(yaw) / 2)}
 
 
 def point_msg(xyz: Sequence[float]) -> Message:
@@ -107,8 +80,9 @@ def transform_msg(T_parent_child: np.ndarray, parent: str, child: str, stamp_ns:
     pose = np.asarray(T_parent_child, dtype=np.float64)
     if pose.shape != (4, 4):
         raise ValueError(f"expected a 4x4 transform, got shape {pose.shape}")
+    rotation = quaternion_msg(quaternion_from_matrix(pose[:3, :3]))
     return {"header": header(stamp_ns, parent), "child_frame_id": child,
-            "transform": {"translation": point_msg(pose[:3, 3]), "rotation": quaternion_from_matrix(pose[:3, :3])}}
+            "transform": {"translation": point_msg(pose[:3, 3]), "rotation": rotation}}
 
 
 def tf_message(transforms: Sequence[Message]) -> Message:
@@ -119,7 +93,7 @@ def tf_message(transforms: Sequence[Message]) -> Message:
 def pose_with_covariance_msg(pose: PlanarPose, stamp_ns: int, frame_id: str) -> Message:
     """geometry_msgs/PoseWithCovarianceStamped of a pose on the floor (z = 0), row-major 6x6 covariance."""
     return {"header": header(stamp_ns, frame_id),
-            "pose": {"pose": pose_msg((pose.x, pose.y, 0.0), quaternion_from_yaw(pose.yaw)),
+            "pose": {"pose": pose_msg((pose.x, pose.y, 0.0), quaternion_msg(quaternion_from_yaw(pose.yaw))),
                      "covariance": [float(v) for v in pose.covariance().ravel()]}}
 
 
@@ -178,7 +152,7 @@ def object_markers(obj: MapObject, ns: str, stamp_ns: int, frame_id: str) -> lis
     center, size = np.asarray(obj.center, dtype=np.float64), np.asarray(obj.size, dtype=np.float64)
     rgb = label_color(obj.label)
     box = _marker(f"{ns}/objects", obj.id, CUBE, stamp_ns, frame_id,
-                  pose=pose_msg(center, quaternion_from_yaw(obj.yaw)),
+                  pose=pose_msg(center, quaternion_msg(quaternion_from_yaw(obj.yaw))),
                   scale=point_msg(np.maximum(size, MIN_SCALE)), color=color_msg(rgb, confidence_alpha(obj.confidence)))
     above = center + np.array([0.0, 0.0, size[2] / 2 + TEXT_HEIGHT])
     text = _marker(f"{ns}/labels", obj.id, TEXT_VIEW_FACING, stamp_ns, frame_id,

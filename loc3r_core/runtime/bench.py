@@ -27,7 +27,7 @@ from loc3r_core.runtime.backend import Backend
 from loc3r_core.runtime.keyframes import KeyframePolicy
 from loc3r_core.runtime.scenario import scene_frames
 from loc3r_core.runtime.session import Session, SessionConfig
-from loc3r_core.runtime.types import InputFrame
+from loc3r_core.types import InputFrame
 from loc3r_core.world.scene_io import SceneFolder
 
 SIZES = (8, 16, 32, 64)

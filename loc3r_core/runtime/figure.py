@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 from matplotlib.patches import Polygon, Rectangle
 
 from loc3r_core.atomic import atomic_path
-from loc3r_core.runtime.types import OCCUPIED, UNKNOWN, Layout, PlanarPose
+from loc3r_core.types import OCCUPIED, UNKNOWN, Layout, PlanarPose
 from loc3r_core.world.scene import Scene
 
 ARROW_M = 0.4

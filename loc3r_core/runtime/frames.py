@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from loc3r_core.geometry import invert_pose, make_pose, rot_z
-from loc3r_core.runtime.types import PlanarPose
+from loc3r_core.types import PlanarPose
 
 
 def pose_matrix(pose: PlanarPose) -> np.ndarray:

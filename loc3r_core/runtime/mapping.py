@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from loc3r_core.runtime.types import FREE, OCCUPIED, UNKNOWN, Layout, MapObject
+from loc3r_core.types import FREE, OCCUPIED, UNKNOWN, Layout, MapObject
 from loc3r_core.world.vocabulary import CATEGORIES
 
 STRUCTURE = ("floor", "wall", "ceiling")

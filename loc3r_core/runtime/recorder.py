@@ -16,7 +16,7 @@ from loc3r_core.io import ros_messages as msgs
 from loc3r_core.io.mcap_writer import RosMcapWriter
 from loc3r_core.runtime.frames import tf_chain
 from loc3r_core.runtime.session import Answer, FrameEstimate, Session
-from loc3r_core.runtime.types import InputFrame
+from loc3r_core.types import InputFrame
 
 FRAMES = {"map": "map", "odom": "odom", "base": "base_link"}
 

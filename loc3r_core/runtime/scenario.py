@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from loc3r_core.geometry import camera_yaw, make_pose, rot_z
-from loc3r_core.runtime.types import InputFrame
+from loc3r_core.types import InputFrame
 from loc3r_core.world.knobs import split_named
 from loc3r_core.world.scene_io import SceneFolder
 

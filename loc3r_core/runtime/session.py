@@ -30,7 +30,7 @@ from loc3r_core.runtime.backend import Backend, KVCache, empty_cache
 from loc3r_core.runtime.keyframes import KeyframePolicy
 from loc3r_core.runtime.mapping import GridConfig, LayoutGrid
 from loc3r_core.runtime.preprocess import model_image
-from loc3r_core.runtime.types import Layout, PlanarPose
+from loc3r_core.types import Layout, PlanarPose
 
 PSEUDO_SITUATION = "I am standing in the room."  # what training used for questions without a situation
 

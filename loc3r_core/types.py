@@ -1,4 +1,9 @@
-"""What the runtime gives out: plain values, no ROS, no torch (the ONNX path has neither)."""
+"""The values the runtime gives out and io reads and writes: plain data, no ROS, no torch.
+
+Frames in (InputFrame), poses and the layout out (PlanarPose, Layout, MapObject, the
+OccupancyGrid cell values). Both loc3r_core.io and loc3r_core.runtime import them, so they
+live below both and import nothing of either (the ONNX path has neither ROS nor torch).
+"""
 
 from __future__ import annotations
 
