@@ -19,7 +19,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from loc3r_core.cli import data, runtime, train
+    from loc3r_core.cli import data, maps, runtime, train
 
     parser = OneLineParser(prog="loc3r", description="Loc3R-VLM for robots: spatial memory from one camera.")
     parser.add_argument("--version", action="version", version=f"loc3r {__version__}")
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.register(commands)
     train.register(commands)
     runtime.register(commands)
+    maps.register(commands)
     return parser
 
 

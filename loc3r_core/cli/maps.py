@@ -1,0 +1,65 @@
+"""`loc3r eval-map`: the robot's final map of each walk, scored against the scene's truth."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+from loc3r_core.cli.runtime import add_backend_arguments
+from loc3r_core.data.targets import PATCH_TARGETS
+
+ROWS = ("occupied_precision", "free_precision", "free_coverage", "wall_recall", "object_recall",
+        "object_recall_seen", "object_precision", "object_f1")
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    ev = commands.add_parser("eval-map", help="stream each scene of a split through the runtime and score its map")
+    ev.add_argument("--data", type=Path, required=True, help="split folder of scene_NNNNN (loc3r data generate)")
+    ev.add_argument("--max-scenes", type=int, help="score an evenly spread subset of this many scenes")
+    ev.add_argument("--figures", type=Path, help="folder for one PNG per scene: model and oracle maps over the truth")
+    ev.add_argument("--oracle-targets", choices=PATCH_TARGETS, default="majority",
+                    help="per-patch truth the oracle grid is fed (default majority; objects_first keeps small objects)")
+    ev.add_argument("--json", action="store_true", help="print one JSON object (else a readable table)")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_backend_arguments(ev)
+    ev.set_defaults(handler=_eval_map)
+
+
+def _eval_map(args: argparse.Namespace) -> int:
+    from loc3r_core.evaluation.map_run import evaluate_maps, split_scenes
+    from loc3r_core.runtime.open import open_backend
+
+    split_scenes(args.data, args.max_scenes)  # a missing or empty folder fails before a model loads
+    backend = open_backend(args.backend, args.checkpoint, args.onnx, args.provider)
+    report = evaluate_maps(backend, args.data, args.max_scenes, args.figures, progress=not args.no_progress,
+                           oracle_targets=args.oracle_targets)
+    if args.json:
+        print(json.dumps(_json_safe(report)))
+        return 0
+    model, oracle = report["model"], report["oracle_fusion"]
+    print(f"{report['num_scenes']} scenes of {args.data} ({backend.name} backend, "
+          f"{model['seconds_per_scene']:.2f} s per scene streamed)")
+    print(f"{'mean over scenes':<22}{'model':>8}{'oracle':>8}   (oracle: {args.oracle_targets} patch truth)")
+    for key in ROWS:
+        print(f"{key:<22}{model[key]:>8.3f}{oracle[key]:>8.3f}")
+    print(f"objects: {model['objects_matched']}/{model['objects_true']} found by the model "
+          f"({model['objects_map']} on its maps), {oracle['objects_matched']}/{oracle['objects_true']} by the oracle")
+    print("\nmodel confusion (true label: map labels of the objects matched by position)")
+    for true, row in model["confusion"].items():
+        print(f"  {true:<10} " + ", ".join(f"{label} {n}" for label, n in sorted(row.items(), key=lambda x: -x[1])))
+    if args.figures:
+        print(f"wrote {report['num_scenes']} figures to {args.figures}")
+    return 0
+
+
+def _json_safe(value: object) -> object:
+    """NaN (nothing to count) as null: strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value

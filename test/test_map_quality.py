@@ -1,0 +1,201 @@
+"""`loc3r eval-map`: the map metrics on hand-made maps with known answers, the oracle-fed grid on
+real scenes (near its ceiling; clearly worse when misregistered), and the command end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from loc3r_core.evaluation.map_quality import (
+    CELL_METRICS,
+    OBJECT_METRICS,
+    confusion,
+    free_coverage,
+    free_precision,
+    map_frame,
+    match_objects,
+    object_scores,
+    occupied_precision,
+    score_layout,
+    wall_points,
+    wall_recall,
+)
+from loc3r_core.evaluation.map_run import Observation, fuse, seen_ids, true_observations
+from loc3r_core.geometry import Intrinsics, make_pose, rot_z
+from loc3r_core.runtime.mapping import GridConfig
+from loc3r_core.types import FREE, OCCUPIED, UNKNOWN, Layout, MapObject
+from loc3r_core.world.scene import Room, Scene, SceneObject
+from loc3r_core.world.scene_io import SceneFolder
+from loc3r_core.world.vocabulary import PATCH_CLASSES
+
+# --- a hand-made map of a 4 m square room with a 1 m table in the middle -------------------
+# 0.1 m cells from (-1, -1): cell index k has its centre at -0.95 + 0.1 k, so the walls x = 0
+# and x = 4 lie between cells 9|10 and 49|50, and the table (1.5..2.5) covers cells 25..34.
+
+WALLS, TABLE = (9, 10, 49, 50), range(25, 35)
+
+
+def square_scene(objects: tuple[SceneObject, ...] | None = None) -> Scene:
+    table = SceneObject(1, "table", np.array([2.0, 2.0, 0.375]), np.array([1.0, 1.0, 0.75]), 0.0, (0.5, 0.5, 0.5))
+    return Scene(Room(np.array([[0.0, 0.0], [4.0, 0.0], [4.0, 4.0], [0.0, 4.0]]), 2.5),
+                 (table,) if objects is None else objects, Intrinsics(50, 50, 48, 48, 96, 96), ())
+
+
+def layout_of(occupancy: np.ndarray, objects: tuple[MapObject, ...] = ()) -> Layout:
+    labels = np.where(occupancy == UNKNOWN, -1, 0).astype(np.int16)
+    return Layout(occupancy.astype(np.int8), labels, tuple(PATCH_CLASSES), 0.1, (-1.0, -1.0), objects)
+
+
+def perfect_grid() -> np.ndarray:
+    """Occupied: the cells either side of every wall and the table's; free: the floor 0.1 m clear of both."""
+    grid = np.full((60, 60), UNKNOWN)
+    inner = np.zeros((60, 60), dtype=bool)
+    inner[9:51, 9:51] = True
+    inner[11:49, 11:49] = False
+    grid[inner] = OCCUPIED
+    grid[11:49, 11:49] = FREE
+    grid[24:36, 24:36] = UNKNOWN  # cells whose centre is under 0.1 m from the table
+    grid[25:35, 25:35] = OCCUPIED
+    return grid
+
+
+def test_perfect_hand_made_map_scores_one() -> None:
+    scene, grid = square_scene(), perfect_grid()
+    scores = score_layout(layout_of(grid), scene, np.eye(4))
+    for key in CELL_METRICS:
+        assert scores[key] == 1.0, key
+    assert (grid == OCCUPIED).sum() == 320 + 100  # the wall ring (42² - 38²) and the table
+    assert (grid == FREE).sum() == 38 * 38 - 12 * 12
+
+
+def test_a_stray_cell_and_missing_floor_lower_the_scores_by_their_share() -> None:
+    scene, grid = square_scene(), perfect_grid()
+    grid[2, 30] = OCCUPIED  # (2.05, -0.75): 0.75 m outside the room, far from everything
+    grid[30, 57] = FREE  # (4.75, 2.05): free, but outside the room
+    assert occupied_precision(layout_of(grid), scene) == pytest.approx(420 / 421, abs=1e-12)
+    assert free_precision(layout_of(grid), scene) == pytest.approx(1300 / 1301, abs=1e-12)
+    grid[11:21, 11:49] = UNKNOWN  # ten rows of floor never seen
+    assert free_coverage(layout_of(grid), scene) == pytest.approx((1300 - 380) / 1300, abs=1e-12)
+    grid[24:36, 24:36] = FREE  # the table's 100 cells free too (its 44-cell rim is floor, just not clear floor)
+    assert free_precision(layout_of(grid), scene) == pytest.approx((920 + 44) / (920 + 144 + 1), abs=1e-12)
+
+
+def test_wall_recall_counts_wall_points_near_an_occupied_cell() -> None:
+    scene = square_scene(())
+    assert len(wall_points(scene.room.polygon)) == 160  # every 0.1 m along 16 m of wall
+    grid = np.full((60, 60), UNKNOWN)
+    assert wall_recall(layout_of(grid), scene) == 0.0
+    grid[9:11, 9:51] = OCCUPIED  # only the y = 0 wall, its cells from x = -0.05 to 4.05
+    # its 40 points, and 0.3 m up the two side walls: (4, 0..0.3) is 4 points, (0, 0.1..0.3) 3
+    # ((0, 0) is the bottom wall's); (4, 0.4) is sqrt(0.05² + 0.35²) = 0.354 m from (4.05, 0.05)
+    assert wall_recall(layout_of(grid), scene) == pytest.approx(47 / 160, abs=1e-12)
+    assert math.isnan(occupied_precision(layout_of(np.full((60, 60), FREE)), scene))  # nothing to judge
+
+
+# --- objects ----------------------------------------------------------------------------------
+
+
+def thing(label: str, x: float, y: float) -> MapObject:
+    return MapObject(0, label, np.array([x, y, 0.3]), np.array([0.3, 0.3, 0.6]), 0.0, 0.9)
+
+
+def test_each_true_object_is_matched_once() -> None:
+    chair = SceneObject(1, "chair", np.array([1.0, 1.0, 0.4]), np.array([0.5, 0.5, 0.8]), 0.0, (1, 0, 0))
+    table = SceneObject(2, "table", np.array([3.0, 3.0, 0.4]), np.array([1.0, 1.0, 0.8]), 0.0, (0, 1, 0))
+    found = [thing("chair", 1.0, 1.0), thing("chair", 1.1, 1.0), thing("chair", 0.9, 1.3),
+             thing("sofa", 3.0, 3.0), thing("bed", 0.0, 4.0)]
+    assert match_objects(found, [chair, table]) == [(0, 0)]
+    scores = object_scores(found, [chair, table], seen_ids={1})
+    assert (scores["objects_matched"], scores["objects_true"], scores["objects_map"]) == (1, 2, 5)
+    assert scores["object_recall"] == 0.5
+    assert scores["object_recall_seen"] == 1.0  # the table was never seen
+    assert scores["object_precision"] == pytest.approx(1 / 5)
+    assert scores["object_f1"] == pytest.approx(2 * 1 / (2 + 5))
+    assert confusion(found, [chair, table]) == {"chair": {"chair": 1}, "spurious": {"chair": 2, "bed": 1},
+                                                "table": {"sofa": 1}}
+    # Greedy by distance: the object 0.15 m from chair B goes to B, not to A 0.35 m away.
+    b = SceneObject(3, "chair", np.array([2.0, 1.0, 0.4]), np.array([0.5, 0.5, 0.8]), 0.0, (1, 0, 0))
+    assert sorted(match_objects([thing("chair", 1.6, 1.0), thing("chair", 1.2, 1.0)], [chair, b])) == [(0, 1), (1, 0)]
+
+
+# --- the oracle-fed grid on real scenes ---------------------------------------------------------
+
+
+def oracle_inputs(path: Path) -> tuple[SceneFolder, np.ndarray, list[Observation]]:
+    """Every frame a keyframe (no model needed: the fusion alone is under test), the shipped 4x4 patches."""
+    folder = SceneFolder(path)
+    T_world_map = map_frame(folder.scene)
+    keyframes = tuple(f.index for f in folder.scene.frames)
+    return folder, T_world_map, list(true_observations(folder, keyframes, tuple(PATCH_CLASSES), (4, 4), T_world_map))
+
+
+def shifted(observations: list[Observation], dx: float) -> list[Observation]:
+    offset = np.array([dx, 0.0])
+    return [Observation(o.points + offset, o.sigma, o.probs, o.camera_xy + offset) for o in observations]
+
+
+def test_oracle_fusion_scores_near_its_ceiling_and_a_misregistered_map_clearly_worse(world_by_kind) -> None:
+    for path in sorted(world_by_kind["loop"].glob("scene_*")):
+        folder, T_world_map, observations = oracle_inputs(path)
+        seen = set(seen_ids(folder))
+        names = tuple(PATCH_CLASSES)
+        true = score_layout(fuse(iter(observations), GridConfig(), names), folder.scene, T_world_map, seen)
+        off = score_layout(fuse(iter(shifted(observations, 0.6)), GridConfig(), names), folder.scene, T_world_map,
+                           seen)
+        # Measured on the two loop scenes: occupied precision 0.955 / 0.987, wall recall 0.77 / 0.82
+        # (16 points a frame leave gaps along the walls); shifted by 0.6 m: 0.57 / 0.57 and 0.36 / 0.46.
+        assert true["occupied_precision"] >= 0.85, true
+        assert true["wall_recall"] >= 0.65, true
+        assert true["free_precision"] >= 0.75, true
+        assert off["occupied_precision"] <= true["occupied_precision"] - 0.25, off
+        assert off["wall_recall"] <= true["wall_recall"] - 0.2, off
+
+
+def test_scores_do_not_depend_on_where_the_world_frame_is(world_by_kind) -> None:
+    folder, T_world_map, observations = oracle_inputs(sorted(world_by_kind["walk"].glob("scene_*"))[0])
+    layout = fuse(iter(observations), GridConfig(), tuple(PATCH_CLASSES))
+    moved_world = make_pose(rot_z(0.7), np.array([3.0, -2.0, 0.0]))
+    moved = folder.scene.transformed(moved_world)
+    assert np.allclose(map_frame(moved), moved_world @ T_world_map, atol=1e-9)
+    a, b = score_layout(layout, folder.scene, T_world_map), score_layout(layout, moved, map_frame(moved))
+    for key in (*CELL_METRICS, *OBJECT_METRICS):
+        assert a[key] == pytest.approx(b[key], abs=1e-9), key
+
+
+# --- the command ---------------------------------------------------------------------------
+
+
+def test_cli_prints_json_and_writes_a_figure_per_scene(world_by_kind, tmp_path) -> None:
+    figures = tmp_path / "figures"
+    result = run_cli("eval-map", "--data", world_by_kind["walk"], "--json", "--figures", figures, "--no-progress",
+                     check=True)
+    report = json.loads(result.stdout)
+    assert report["num_scenes"] == 2
+    for block in ("model", "oracle_fusion"):
+        assert len(report[block]["per_scene"]) == 2
+        for key in (*CELL_METRICS, *OBJECT_METRICS):
+            value = report[block][key]
+            assert value is None or 0.0 <= value <= 1.0, (block, key, value)
+        assert report[block]["confusion"]
+    assert report["model"]["seconds_per_scene"] > 0
+    pictures = sorted(figures.glob("*.png"))
+    assert [p.stem for p in pictures] == ["scene_00000", "scene_00001"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pictures)
+    table = run_cli("eval-map", "--data", world_by_kind["walk"], "--max-scenes", "1", "--no-progress", check=True)
+    assert "occupied_precision" in table.stdout and "1 scenes" in table.stdout
+
+
+@pytest.mark.parametrize("empty", [False, True])
+def test_a_missing_or_empty_data_folder_is_one_line(tmp_path, empty) -> None:
+    data = tmp_path / "data"
+    if empty:
+        data.mkdir()
+    result = run_cli("eval-map", "--data", data)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("loc3r: error:") and str(data) in lines[0], result.stderr
