@@ -27,7 +27,7 @@ from loc3r_core.evaluation.map_quality import (
 )
 from loc3r_core.evaluation.map_run import Observation, fuse, seen_ids, true_observations
 from loc3r_core.geometry import Intrinsics, make_pose, rot_z
-from loc3r_core.runtime.mapping import GridConfig
+from loc3r_core.runtime.mapping import GridConfig, LayoutGrid
 from loc3r_core.types import FREE, OCCUPIED, UNKNOWN, Layout, MapObject
 from loc3r_core.world.scene import Room, Scene, SceneObject
 from loc3r_core.world.scene_io import SceneFolder
@@ -121,6 +121,52 @@ def test_each_true_object_is_matched_once() -> None:
     # Greedy by distance: the object 0.15 m from chair B goes to B, not to A 0.35 m away.
     b = SceneObject(3, "chair", np.array([2.0, 1.0, 0.4]), np.array([0.5, 0.5, 0.8]), 0.0, (1, 0, 0))
     assert sorted(match_objects([thing("chair", 1.6, 1.0), thing("chair", 1.2, 1.0)], [chair, b])) == [(0, 1), (1, 0)]
+
+
+# --- object extraction: known boxes fed as points ----------------------------------------------
+
+
+def box_points(center: tuple[float, float], size: tuple[float, float], yaw: float, step: float = 0.04) -> np.ndarray:
+    """A lattice of points (N, 2) filling an oriented footprint: several per 0.1 m cell."""
+    u, v = np.meshgrid(np.arange(-size[0] / 2, size[0] / 2, step) + step / 2,
+                       np.arange(-size[1] / 2, size[1] / 2, step) + step / 2)
+    local = np.stack([u.ravel(), v.ravel()], axis=1)
+    c, s = np.cos(yaw), np.sin(yaw)
+    return local @ np.array([[c, s], [-s, c]]) + np.asarray(center)
+
+
+def fused(*parts: tuple[str, np.ndarray], weight: float = 1.0) -> Layout:
+    """A fresh grid fed labelled points (one-hot, or `weight` of the label), the camera at the origin."""
+    names = tuple(PATCH_CLASSES)
+    grid = LayoutGrid(GridConfig(), names)
+    for label, points in parts:
+        probs = np.zeros((len(points), len(names)), dtype=np.float32)
+        probs[:, names.index(label)] = weight
+        probs[:, names.index("floor")] = 1.0 - weight
+        grid.add(points, np.full_like(points, 0.05), probs, np.zeros(2))
+    return grid.layout()
+
+
+def test_object_extraction_recovers_known_oriented_boxes() -> None:
+    boxes = {"sofa": ((2.0, 1.5), (2.0, 0.9), math.radians(30)), "table": ((-2.0, -1.5), (1.2, 0.7), math.radians(-20))}
+    layout = fused(*((label, box_points(*box)) for label, box in boxes.items()))
+    assert sorted(o.label for o in layout.objects) == ["sofa", "table"]
+    for obj in layout.objects:
+        center, size, yaw = boxes[obj.label]
+        assert np.allclose(obj.center[:2], center, atol=0.1), obj
+        assert abs(math.remainder(obj.yaw - yaw, math.pi)) < math.radians(5), obj  # a box's yaw is modulo pi
+        assert np.allclose(obj.size[:2], size, atol=0.2), obj
+        assert obj.confidence > 0.9
+
+
+def test_pieces_of_one_object_merge_and_separate_objects_and_weak_points_do_not() -> None:
+    pieces = np.concatenate([box_points((0.0, 2.0), (0.4, 0.4), 0.0), box_points((0.9, 2.0), (0.4, 0.4), 0.0)])
+    apart = np.concatenate([box_points((-3.0, -2.0), (0.4, 0.4), 0.0), box_points((-3.0, 0.0), (0.4, 0.4), 0.0)])
+    layout = fused(("sofa", pieces), ("chair", apart))
+    sofas = [o for o in layout.objects if o.label == "sofa"]
+    assert len(sofas) == 1 and np.allclose(sofas[0].center[:2], (0.45, 2.0), atol=0.1)  # 0.5 m gap: one sofa
+    assert sum(o.label == "chair" for o in layout.objects) == 2  # 1.6 m apart: two chairs
+    assert fused(("lamp", np.array([[1.0, 1.0]])), weight=0.6).objects == ()  # one weak point is no object
 
 
 # --- the oracle-fed grid on real scenes ---------------------------------------------------------

@@ -54,6 +54,7 @@ def _panel(ax: plt.Axes, layout: Layout, truth: Scene) -> None:
         ax.annotate(obj.label, obj.center[:2], color="tab:blue", fontsize=7, ha="center", va="top")
     for obj in layout.objects:
         ax.add_patch(Rectangle(tuple(obj.center[:2] - obj.size[:2] / 2), obj.size[0], obj.size[1],
+                               angle=float(np.degrees(obj.yaw)), rotation_point="center",
                                fill=False, edgecolor="tab:orange", linewidth=1.2))
         ax.annotate(obj.label, obj.center[:2], color="tab:red", fontsize=7, ha="center", va="bottom")
     known = np.nonzero(layout.occupancy != UNKNOWN)

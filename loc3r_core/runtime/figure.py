@@ -46,7 +46,8 @@ def draw_run(out: Path, layout: Layout, trajectory: np.ndarray, situations: list
         ax.plot(true_path[:, 0], true_path[:, 1], color="tab:blue", linewidth=1, label="true path")
     for obj in layout.objects:
         corner = obj.center[:2] - obj.size[:2] / 2
-        ax.add_patch(Rectangle(tuple(corner), obj.size[0], obj.size[1], facecolor="tab:orange",
+        ax.add_patch(Rectangle(tuple(corner), obj.size[0], obj.size[1], angle=float(np.degrees(obj.yaw)),
+                               rotation_point="center", facecolor="tab:orange",
                                alpha=0.3 + 0.7 * obj.confidence, edgecolor="tab:orange"))
         ax.annotate(f"{obj.label} {obj.confidence:.2f}", obj.center[:2], color="tab:red", fontsize=8,
                     ha="center", va="bottom")

@@ -4,6 +4,8 @@ Each keyframe's vision tokens give floor-plane points with a label distribution 
 A cell's evidence is the summed label probabilities of the points that fall in it, plus
 "free" votes from the rays between the camera and those points (what the camera saw
 through is empty). The grid's size is fixed, so memory stays flat however long the stream.
+Objects are clusters of occupied cells of one label, each an oriented box with a confidence
+from its label evidence (results/map_quality_fusion.md has what was tried and measured).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from loc3r_core.world.vocabulary import CATEGORIES
 
 STRUCTURE = ("floor", "wall", "ceiling")
 OBJECT_HEIGHTS = {c.name: 0.5 * (c.size_min[2] + c.size_max[2]) for c in CATEGORIES}  # BEV gives no height
+MIN_SIDES = {c.name: min(c.size_min[:2]) for c in CATEGORIES}  # points see a face: the extent can be thin
 
 
 @dataclass(frozen=True)
@@ -27,8 +30,9 @@ class GridConfig:
     min_evidence: float = 0.5  # summed votes before a cell stops being unknown
     ray_step: float = 0.5  # free-space votes along camera rays, in cells
     min_object_cells: int = 1  # the tiny model gives 16 points a frame: one cell can be a whole object
-    min_object_confidence: float = 0.1
+    min_object_confidence: float = 0.4  # drops objects resting on one weak point (tuned on val: best object F1)
     object_gap_cells: int = 2  # cells of one label this close belong to one object (points are sparse)
+    object_merge_m: float = 1.0  # same-label clusters this close are one object: a large object's points leave gaps
 
     def validate(self) -> None:
         if not (0.01 <= self.resolution <= 1.0 and 1.0 <= self.size <= 200.0):
@@ -97,48 +101,112 @@ class LayoutGrid:
                       objects=tuple(self._objects(occupancy, labels)), stamp_ns=stamp_ns)
 
     def _objects(self, occupancy: np.ndarray, labels: np.ndarray) -> list[MapObject]:
-        """One object per cluster of occupied cells with the same object label (gaps up to object_gap_cells)."""
+        """One object per cluster of occupied cells with the same object label.
+
+        Cells join within object_gap_cells of each other; then clusters of one label whose boxes
+        lie within object_merge_m join too: a large object's sparse points leave wider gaps.
+        """
+        rows, cols = np.nonzero((occupancy == OCCUPIED) & np.isin(labels, self.object_classes))
+        if len(rows) == 0:
+            return []
+        label = labels[rows, cols].astype(np.int64)
+        cluster = compact(components(rows, cols, label, self.config.object_gap_cells, occupancy.shape))
+        cluster = compact(self._merge(cluster, rows, cols, label))
+        return self._boxes(cluster, rows, cols, label)
+
+    def _merge(self, cluster: np.ndarray, rows: np.ndarray, cols: np.ndarray, label: np.ndarray) -> np.ndarray:
+        """Cluster index per cell after joining same-label clusters whose cell boxes lie within object_merge_m."""
+        count = int(cluster.max()) + 1
+        lo_r, hi_r = extent(cluster, rows, count)
+        lo_c, hi_c = extent(cluster, cols, count)
+        kind = np.zeros(count, dtype=np.int64)
+        kind[cluster] = label
+        a, b = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+        for k in np.unique(kind):  # label by label: the pairs stay few
+            ids = np.nonzero(kind == k)[0]
+            apart = np.hypot(gaps(lo_r[ids], hi_r[ids]), gaps(lo_c[ids], hi_c[ids])) * self.config.resolution
+            i, j = np.nonzero(np.triu(apart <= self.config.object_merge_m, 1))
+            a.append(ids[i])
+            b.append(ids[j])
+        return union(count, np.concatenate(a), np.concatenate(b))[cluster]
+
+    def _boxes(self, cluster: np.ndarray, rows: np.ndarray, cols: np.ndarray, label: np.ndarray) -> list[MapObject]:
+        """An oriented box per cluster: yaw along the principal axis of its cells (weighted by their
+        label evidence), size from their extent along it, floored by the category's smallest side."""
+        r, count = self.config.resolution, int(cluster.max()) + 1
+        x, y = self.origin[0] + (cols + 0.5) * r, self.origin[1] + (rows + 0.5) * r
+        votes = self.votes[rows, cols]
+        weight = votes[np.arange(len(label)), label]
+        mass = np.bincount(cluster, weight, count)
+        mx, my = np.bincount(cluster, weight * x, count) / mass, np.bincount(cluster, weight * y, count) / mass
+        dx, dy = x - mx[cluster], y - my[cluster]
+        sxx, syy, sxy = (np.bincount(cluster, weight * v, count) for v in (dx * dx, dy * dy, dx * dy))
+        yaw = 0.5 * np.arctan2(2 * sxy, sxx - syy)  # in (-pi/2, pi/2]
+        c, s = np.cos(yaw), np.sin(yaw)
+        lo_u, hi_u = extent(cluster, dx * c[cluster] + dy * s[cluster], count)
+        lo_v, hi_v = extent(cluster, dy * c[cluster] - dx * s[cluster], count)
+        mid_u, mid_v = (lo_u + hi_u) / 2, (lo_v + hi_v) / 2
+        cx, cy = mx + mid_u * c - mid_v * s, my + mid_u * s + mid_v * c
+        cells = np.bincount(cluster, minlength=count)
+        share = np.bincount(cluster, weight / np.maximum(votes.sum(axis=1), 1e-6), count) / cells
+        confidence = share * (1.0 - np.exp(-mass))  # agreement, and enough of it
+        kind = np.zeros(count, dtype=np.int64)
+        kind[cluster] = label
+        keep = (confidence >= self.config.min_object_confidence) & (cells >= self.config.min_object_cells)
         objects: list[MapObject] = []
-        candidates = (occupancy == OCCUPIED) & np.isin(labels, self.object_classes)
-        seen = np.zeros_like(candidates)
-        for start in zip(*np.nonzero(candidates), strict=True):
-            if seen[start]:
-                continue
-            label = labels[start]
-            component = flood(candidates & (labels == label), seen, start, self.config.object_gap_cells)
-            if len(component) < self.config.min_object_cells:
-                continue
-            rows, cols = np.array(component).T
-            found = self._object(len(objects) + 1, int(label), rows, cols)
-            if found.confidence >= self.config.min_object_confidence:
-                objects.append(found)
+        for k in np.nonzero(keep)[0]:
+            name = self.label_names[kind[k]]
+            height = OBJECT_HEIGHTS.get(name, 0.5)
+            size = np.maximum([hi_u[k] - lo_u[k] + r, hi_v[k] - lo_v[k] + r], MIN_SIDES.get(name, r))
+            objects.append(MapObject(id=len(objects) + 1, label=name, center=np.array([cx[k], cy[k], height / 2]),
+                                     size=np.array([*size, height]), yaw=float(yaw[k]),
+                                     confidence=round(float(confidence[k]), 3)))
         return objects
 
-    def _object(self, object_id: int, label: int, rows: np.ndarray, cols: np.ndarray) -> MapObject:
-        r = self.config.resolution
-        x0, y0 = self.origin[0] + cols.min() * r, self.origin[1] + rows.min() * r
-        x1, y1 = self.origin[0] + (cols.max() + 1) * r, self.origin[1] + (rows.max() + 1) * r
-        name = self.label_names[label]
-        height = OBJECT_HEIGHTS.get(name, 0.5)
-        votes = self.votes[rows, cols]
-        share = float((votes[:, label] / np.maximum(votes.sum(axis=1), 1e-6)).mean())
-        amount = float(votes[:, label].sum())
-        confidence = share * (1.0 - np.exp(-amount))  # agreement, and enough of it
-        return MapObject(id=object_id, label=name, center=np.array([(x0 + x1) / 2, (y0 + y1) / 2, height / 2]),
-                         size=np.array([x1 - x0, y1 - y0, height]), yaw=0.0, confidence=round(float(confidence), 3))
+
+def compact(ids: np.ndarray) -> np.ndarray:
+    """Ids renumbered 0..K-1."""
+    return np.unique(ids, return_inverse=True)[1].reshape(-1)
 
 
-def flood(mask: np.ndarray, seen: np.ndarray, start: tuple[int, int], reach: int = 1) -> list[tuple[int, int]]:
-    """The cells of mask reachable from start in hops of up to `reach` cells each way (marked in seen)."""
-    stack, cells = [start], []
-    seen[start] = True
-    rows, cols = mask.shape
-    hops = [(dr, dc) for dr in range(-reach, reach + 1) for dc in range(-reach, reach + 1) if dr or dc]
-    while stack:
-        r, c = stack.pop()
-        cells.append((r, c))
-        for nr, nc in ((r + dr, c + dc) for dr, dc in hops):
-            if 0 <= nr < rows and 0 <= nc < cols and mask[nr, nc] and not seen[nr, nc]:
-                seen[nr, nc] = True
-                stack.append((nr, nc))
-    return cells
+def extent(cluster: np.ndarray, values: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cluster minimum and maximum of values."""
+    lo, hi = np.full(count, np.inf), np.full(count, -np.inf)
+    np.minimum.at(lo, cluster, values)
+    np.maximum.at(hi, cluster, values)
+    return lo, hi
+
+
+def gaps(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """(N, N) gaps between intervals [lo, hi] (0 where they overlap)."""
+    return np.maximum(0, np.maximum(lo[None] - hi[:, None], lo[:, None] - hi[None]))
+
+
+def components(rows: np.ndarray, cols: np.ndarray, keys: np.ndarray, reach: int, shape: tuple[int, int]) -> np.ndarray:
+    """Component index per cell: cells with the same key within `reach` cells each way are joined."""
+    index = np.full(shape, -1, dtype=np.int64)
+    index[rows, cols] = np.arange(len(rows))
+    a, b = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+    for dr in range(reach + 1):
+        for dc in range(-reach, reach + 1):
+            if dr == 0 and dc <= 0:  # each pair once
+                continue
+            r, c = rows + dr, cols + dc
+            ok = np.nonzero((r < shape[0]) & (c >= 0) & (c < shape[1]))[0]
+            j = index[r[ok], c[ok]]
+            same = (j >= 0) & (keys[j] == keys[ok])
+            a.append(ok[same])
+            b.append(j[same])
+    return union(len(rows), np.concatenate(a), np.concatenate(b))
+
+
+def union(count: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Each node's smallest connected node, for edges a-b: hook roots to the smaller, then jump."""
+    parent = np.arange(count)
+    while not np.array_equal(parent[a], parent[b]):
+        low = np.minimum(parent[a], parent[b])
+        np.minimum.at(parent, parent[a], low)
+        np.minimum.at(parent, parent[b], low)
+        while not np.array_equal(parent[parent], parent):
+            parent = parent[parent]
+    return parent
