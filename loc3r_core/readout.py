@@ -47,3 +47,18 @@ def circular_soft_argmax(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def circular_std(concentration: np.ndarray | float) -> np.ndarray:
     """Circular standard deviation (radians) from the mean resultant length: sqrt(-2 ln |v|)."""
     return np.sqrt(-2.0 * np.log(np.clip(concentration, 1e-6, 1.0)))
+
+
+def pointer_attention(queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """(Q, d) queries over (N, d) keys -> (Q, N) softmax weights (scaled dot product).
+
+    The runtime's half of the pointer readout (model.modeling_loc3r.SituationPointer): the
+    heads graph gives every row's key and query, the session points over its memory.
+    """
+    scores = np.asarray(queries, np.float64) @ np.asarray(keys, np.float64).T / math.sqrt(keys.shape[-1])
+    return softmax(scores)
+
+
+def facing_bump(num_bins: int, heading: float, kappa: float) -> np.ndarray:
+    """kappa * cos(bin centre - heading): the pointer's push of the yaw logits towards a heading."""
+    return kappa * np.cos(bin_centres(num_bins) - heading)

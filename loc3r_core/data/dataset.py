@@ -154,6 +154,7 @@ class SceneClipDataset(Dataset):
             "objects": clip_objects(scene, T_clip_world),
             "seen_object_ids": sorted(seen_object_ids(pixels, scene.intrinsics.width * scene.intrinsics.height)),
             "named_classes": named_classes(scene, situation) if has_situation else None,
+            "grounding_classes": torch.tensor(grounding_classes(scene, situation) if has_situation else (-1, -1, -1)),
         }
 
     def _image(self, rgb: np.ndarray) -> np.ndarray:
@@ -169,6 +170,16 @@ def clip_objects(scene: Scene, T_clip_world: np.ndarray) -> list[dict]:
         objects.append({"id": obj.id, "class": PATCH_CLASSES.index(obj.label), "center": np.asarray(xy),
                         "size": obj.size[:2].copy(), "yaw": float(yaw)})
     return objects
+
+
+def grounding_classes(scene: Scene, situation: Situation) -> tuple[int, int, int]:
+    """Classes of what places a situation (its first relation's one or two objects; -1 for none)
+    and of what it faces (named last): the tokens <Pos> and <Ori> should point at in training."""
+    first, last = situation.relations[0], situation.relations[-1]
+    placing = [*(first["object_ids"] if "object_ids" in first else [first["object_id"]]), None][:2]
+    faced = last["object_ids"][-1] if "object_ids" in last else last["object_id"]
+    classes = [-1 if i is None else PATCH_CLASSES.index(scene.object(i).label) for i in placing]
+    return classes[0], classes[1], PATCH_CLASSES.index(scene.object(faced).label)
 
 
 def named_classes(scene: Scene, situation: Situation) -> tuple[int, int]:

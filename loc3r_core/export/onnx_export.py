@@ -23,8 +23,8 @@ import torch
 from loc3r_core.atomic import atomic_path
 from loc3r_core.errors import UsageError
 from loc3r_core.model.checkpoint import SHIPPED_MODEL, load_model
-from loc3r_core.runtime.backend import empty_cache
-from loc3r_core.runtime.graphs import HEAD_NAMES, model_graphs
+from loc3r_core.runtime.backend import empty_cache, head_names
+from loc3r_core.runtime.graphs import model_graphs
 from loc3r_core.runtime.spec import ModelSpec, file_sha256
 
 GRAPH_FILES = ("vision", "camera", "embed", "decoder", "heads")
@@ -45,8 +45,11 @@ GRAPH_IO = {
     "embed": GraphIO(("ids",), ("embeddings",), {"ids": {0: "tokens"}}),
     "decoder": GraphIO(("embeds", "past_keys", "past_values"), ("hidden", "keys", "values"),
                        {"embeds": {1: "tokens"}, "past_keys": {3: "past"}, "past_values": {3: "past"}}),
-    "heads": GraphIO(("hidden",), HEAD_NAMES, {"hidden": {0: "tokens"}}),
 }
+
+
+def graph_io(spec: ModelSpec) -> dict[str, GraphIO]:
+    return {**GRAPH_IO, "heads": GraphIO(("hidden",), head_names(spec), {"hidden": {0: "tokens"}})}
 
 
 def example_inputs(spec: ModelSpec) -> dict[str, tuple[torch.Tensor, ...]]:
@@ -76,7 +79,7 @@ def export_checkpoint(checkpoint: Path | None, out: Path, precision: str = "fp32
     with atomic_path(out) as tmp:
         tmp.mkdir()
         for name in GRAPH_FILES:
-            export_graph(graphs[name], examples[name], GRAPH_IO[name], tmp / f"{name}.onnx")
+            export_graph(graphs[name], examples[name], graph_io(spec)[name], tmp / f"{name}.onnx")
         shutil.copyfile(folder / "tokenizer.json", tmp / "tokenizer.json")
         manifest = {"format": 1, "precision": precision, "spec": spec.to_json(),
                     "files": {f"{name}.onnx": file_sha256(tmp / f"{name}.onnx") for name in GRAPH_FILES},

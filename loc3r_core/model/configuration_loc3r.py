@@ -15,6 +15,8 @@ from transformers.configuration_utils import SubConfigSpec
 
 from loc3r_core.world.vocabulary import PATCH_CLASSES
 
+SITUATION_READOUTS = ("mlp", "pointer")
+
 
 @strict
 class Loc3rConfig(PreTrainedConfig):
@@ -59,6 +61,14 @@ class Loc3rConfig(PreTrainedConfig):
     # Baseline (b) of the ablation: per-patch 3D points encoded and added to vision tokens.
     use_geometry_input: bool = False
     num_yaw_bins: int = 36
+    # How <Pos>/<Ori> are read: "mlp" (the paper: an MLP on one hidden state) or "pointer"
+    # (that MLP plus an attention-weighted mean of the model's own per-token BEV points; the
+    # yaw leans towards the direction from the position to a second pointer, the faced thing).
+    situation_readout: str = "mlp"
+    pointer_dim: int = 64
+    # Pointer models only: weight of -log(attention mass on the tokens of the objects the
+    # situation names), <Pos> on what places it, <Ori> on what it faces (training only).
+    grounding_weight: float = 0.0
     yaw_sigma_deg: float = 10.0  # width of the wrapped-Gaussian yaw target
     num_patch_classes: int = len(PATCH_CLASSES)
     ce_weight: float = 1.0
@@ -69,6 +79,11 @@ class Loc3rConfig(PreTrainedConfig):
     semantic_weight: float = 0.05
     semantic_focal_gamma: float = 0.0  # 0: plain CE on patch labels; > 0: focal loss (hard, rare classes)
     tie_word_embeddings: bool = True
+
+    def validate_architecture(self) -> None:
+        super().validate_architecture()
+        if self.situation_readout not in SITUATION_READOUTS:
+            raise ValueError(f"situation_readout must be one of {SITUATION_READOUTS}, not {self.situation_readout!r}")
 
     @property
     def patches_per_frame(self) -> int:

@@ -20,7 +20,7 @@ from transformers import AutoModel, AutoModelForCausalLM, PreTrainedModel
 
 from loc3r_core.model.configuration_loc3r import Loc3rConfig
 from loc3r_core.model.prior import PRIOR_FEATURES
-from loc3r_core.model.spatial import focal_cross_entropy, gaussian_nll, yaw_kl
+from loc3r_core.model.spatial import bin_centres, focal_cross_entropy, gaussian_nll, yaw_kl
 
 IGNORE_INDEX = -100
 
@@ -40,6 +40,7 @@ class Loc3rOutput:
     ego: torch.Tensor  # (B, F, 4 + bins) x, y, log sigmas, yaw logits per frame
     pos: torch.Tensor  # (B, 4) asker x, y, log sigmas
     ori_logits: torch.Tensor  # (B, bins) asker yaw
+    pointer_weights: torch.Tensor | None = None  # (B, 2, F * P) where <Pos> and <Ori> point (pointer readout)
     loss: torch.Tensor | None = None
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
 
@@ -64,12 +65,16 @@ class Loc3rForSpatialQA(PreTrainedModel):
         self.pos_head = mlp(hidden, hidden, 4)
         self.ori_head = mlp(hidden, hidden, config.num_yaw_bins)
         self.ego_head = mlp(hidden, hidden, 4 + config.num_yaw_bins)
+        self.pointer = SituationPointer(hidden, config.pointer_dim) \
+            if config.situation_readout == "pointer" else None
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         if module is self:
             nn.init.normal_(self.no_prior, std=0.02)
+        if isinstance(module, SituationPointer):
+            nn.init.ones_(module.log_kappa)
 
     # --- the pieces the streaming runtime calls separately -------------------------------
 
@@ -124,13 +129,23 @@ class Loc3rForSpatialQA(PreTrainedModel):
         batch, patches = input_ids.shape[0], self.config.patches_per_frame
         vision = hidden[input_ids == self.config.image_token_id].view(batch, frames, patches, -1)
         camera = hidden[input_ids == self.config.frame_token_id].view(batch, frames, -1)
-        return {
+        pos_state = first_token_state(input_ids, hidden, self.config.pos_token_id)
+        ori_state = first_token_state(input_ids, hidden, self.config.ori_token_id)
+        heads = {
             "bev": self.bev_head(vision),
             "semantic_logits": self.semantic_head(vision),
             "ego": self.ego_head(camera),
-            "pos": self.pos_head(first_token_state(input_ids, hidden, self.config.pos_token_id)),
-            "ori_logits": self.ori_head(first_token_state(input_ids, hidden, self.config.ori_token_id)),
+            "pos": self.pos_head(pos_state),
+            "ori_logits": self.ori_head(ori_state),
         }
+        if self.pointer is not None:
+            keys = self.pointer.keys(vision.flatten(1, 2))
+            weights = self.pointer.attention(torch.stack([self.pointer.queries(pos_state),
+                                                          self.pointer.queries(ori_state)], dim=1), keys)
+            at, faced = self.pointer.point(weights, heads["bev"][..., :2].flatten(1, 2)).unbind(dim=1)
+            heads["pos"], heads["ori_logits"] = self.pointer.combine(heads["pos"], heads["ori_logits"], at, faced)
+            heads["pointer_weights"] = weights
+        return heads
 
     def language_forward(self, inputs_embeds: torch.Tensor, **kwargs: object) -> tuple[torch.Tensor, object]:
         """Last-layer hidden states (after the final norm) and the LM's output object."""
@@ -176,6 +191,7 @@ class Loc3rForSpatialQA(PreTrainedModel):
             "ce": c.ce_weight, "bev": c.bev_weight, "pos": c.situation_weight,
             "ori": c.situation_weight * c.ori_factor, "ego_pos": c.ego_weight,
             "ego_yaw": c.ego_weight * c.ori_factor, "semantic": c.semantic_weight,
+            "grounding": c.grounding_weight if self.pointer is not None else 0.0,
         }
 
     def spatial_losses(self, out: Loc3rOutput, labels: torch.Tensor, targets: dict[str, torch.Tensor]) -> dict:
@@ -201,7 +217,68 @@ class Loc3rForSpatialQA(PreTrainedModel):
             placed = targets["has_situation"]  # the pseudo-situation has no place to learn
             losses["pos"] = gaussian_nll(out.pos.float(), targets["situation_position"].float(), placed)
             losses["ori"] = yaw_kl(out.ori_logits, targets["situation_yaw"], sigma, placed)
+        if weights["grounding"]:
+            losses["grounding"] = grounding_loss(out.pointer_weights, targets["patch_label"].flatten(1),
+                                                 targets["grounding_classes"])
         return losses
+
+
+class SituationPointer(nn.Module):
+    """Reads the asker's place as an attention-weighted mean of the model's own BEV points.
+
+    The <Pos> state queries every vision token; the weighted mean of their predicted points
+    plus the MLP head's offset is the position. The <Ori> state points at a second place (what
+    the asker faces) and the yaw logits gain kappa * cos(bin - heading from position to it),
+    a von Mises bump. Keys and points are detached, so the readout cannot bend the map.
+    Keys (N, d) and queries (2d) are plain projections, so the runtime computes them in its
+    heads graph and does the pointing itself, in numpy (loc3r_core.readout.point_situation).
+    """
+
+    def __init__(self, hidden: int, dim: int) -> None:
+        super().__init__()
+        self.key = nn.Linear(hidden, dim)
+        self.query = nn.Linear(hidden, dim)
+        self.log_kappa = nn.Parameter(torch.ones(1))  # kappa e: a bump of about 40 degrees at first
+
+    def keys(self, vision_states: torch.Tensor) -> torch.Tensor:
+        return self.key(vision_states.detach())
+
+    def queries(self, state: torch.Tensor) -> torch.Tensor:
+        return self.query(state)
+
+    def attention(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """(B, Q, d) queries over (B, N, d) keys -> (B, Q, N) weights."""
+        return torch.softmax(torch.einsum("bqd,bnd->bqn", queries, keys).float() * keys.shape[-1] ** -0.5, dim=-1)
+
+    def point(self, weights: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        """(B, Q, N) weights on (B, N, 2) points (detached) -> (B, Q, 2) pointed places."""
+        return torch.einsum("bqn,bnc->bqc", weights, points.detach().float())
+
+    def combine(self, pos: torch.Tensor, ori_logits: torch.Tensor, at: torch.Tensor, faced: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        pos = pos + F.pad(at.to(pos.dtype), (0, 2))
+        toward = faced - pos[:, :2].detach().float()
+        heading = torch.atan2(toward[:, 1], toward[:, 0])
+        centres = bin_centres(ori_logits.shape[-1], ori_logits.device)
+        bump = self.log_kappa.exp() * torch.cos(centres[None] - heading[:, None])
+        return pos, ori_logits + bump.to(ori_logits.dtype)
+
+
+def grounding_loss(weights: torch.Tensor, labels: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """Mean -log of the attention mass each pointer puts on the tokens of its named objects.
+
+    weights (B, 2, N): <Pos> and <Ori> attention over vision tokens; labels (B, N) patch classes;
+    classes (B, 3): what places the situation (two slots, -1 unused) and what it faces (-1: no
+    situation). Pointers whose objects no token shows are left out.
+    """
+    pos_mask = ((labels[:, None, :] == classes[:, :2, None]) & (classes[:, :2, None] >= 0)).any(dim=1)
+    ori_mask = (labels == classes[:, 2:3]) & (classes[:, 2:3] >= 0)
+    masks = torch.stack([pos_mask, ori_mask], dim=1)  # (B, 2, N)
+    mass = (weights * masks).sum(dim=-1)
+    used = masks.any(dim=-1)
+    if not bool(used.any()):
+        return weights.sum() * 0.0
+    return -(mass[used].clamp(min=1e-6).log()).mean()
 
 
 def first_token_state(input_ids: torch.Tensor, hidden: torch.Tensor, token_id: int) -> torch.Tensor:

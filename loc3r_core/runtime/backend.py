@@ -17,6 +17,12 @@ from loc3r_core.runtime.spec import ModelSpec
 
 KVCache = tuple[np.ndarray, np.ndarray]
 HEAD_NAMES = ("logits", "bev", "semantic_logits", "ego", "pos", "ori_logits")  # what heads() returns
+POINTER_HEAD_NAMES = ("pointer_key", "pointer_query")  # and after them, for pointer-readout models
+
+
+def head_names(spec: ModelSpec) -> tuple[str, ...]:
+    """The heads graph's outputs, in order, for this model."""
+    return HEAD_NAMES + (POINTER_HEAD_NAMES if spec.situation_readout == "pointer" else ())
 
 
 class Backend(Protocol):

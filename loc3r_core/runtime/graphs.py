@@ -7,7 +7,8 @@ both backends do exactly the same work:
 - embed:   token ids (T,) -> text embeddings (T, H);
 - decoder: embeddings (1, T, H) after a key/value cache of the memory -> hidden (1, T, H) and
            the cache extended by these T tokens (layers, 1, kv heads, L + T, head dim);
-- heads:   hidden (T, H) -> every readout for those rows (LM logits, BEV, labels, ego, Pos, Ori).
+- heads:   hidden (T, H) -> every readout for those rows (LM logits, BEV, labels, ego, Pos, Ori,
+           and for pointer-readout models each row's pointer key and query).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from torch import nn
 from transformers import DynamicCache
 
 from loc3r_core.model.modeling_loc3r import Loc3rForSpatialQA
-from loc3r_core.runtime.backend import HEAD_NAMES  # noqa: F401 (the order HeadsGraph returns them in)
 
 
 class Graph(nn.Module):
@@ -68,6 +68,8 @@ class HeadsGraph(Graph):
         m, hidden = self.model, hidden.to(self.dtype)
         outputs = (m.language_model.get_output_embeddings()(hidden), m.bev_head(hidden), m.semantic_head(hidden),
                    m.ego_head(hidden), m.pos_head(hidden), m.ori_head(hidden))
+        if m.pointer is not None:  # the order of runtime.backend.head_names
+            outputs += (m.pointer.key(hidden), m.pointer.query(hidden))
         return tuple(output.float() for output in outputs)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import onnxruntime as ort
 
 from loc3r_core.errors import DataError, UsageError
-from loc3r_core.runtime.backend import HEAD_NAMES, KVCache, TextCodec
+from loc3r_core.runtime.backend import KVCache, TextCodec, head_names
 from loc3r_core.runtime.spec import ModelSpec, file_sha256, read_json
 
 SHIPPED_EXPORT = Path(__file__).resolve().parent.parent / "checkpoints" / "loc3r-tiny-onnx"
@@ -89,7 +89,7 @@ class OnnxBackend:
 
     def heads(self, hidden: np.ndarray) -> dict[str, np.ndarray]:
         outputs = self.sessions["heads"].run(None, {"hidden": hidden.astype(np.float32)})
-        return dict(zip(HEAD_NAMES, outputs, strict=True))
+        return dict(zip(head_names(self.spec), outputs, strict=True))
 
 
 def read_manifest(folder: Path) -> dict:

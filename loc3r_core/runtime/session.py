@@ -23,9 +23,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from loc3r_core.errors import Loc3rError
-from loc3r_core.geometry import Intrinsics, compose_planar, planar_from_transform, relative_planar
+from loc3r_core.geometry import Intrinsics, compose_planar, planar_from_transform, relative_planar, rot_z
 from loc3r_core.model.prompt import ORI, POS, SITUATION, prompt_text
-from loc3r_core.readout import circular_soft_argmax, circular_std, softmax, split_gaussian
+from loc3r_core.readout import (
+    circular_soft_argmax,
+    circular_std,
+    facing_bump,
+    pointer_attention,
+    softmax,
+    split_gaussian,
+)
 from loc3r_core.runtime.backend import Backend, KVCache, empty_cache
 from loc3r_core.runtime.keyframes import KeyframePolicy
 from loc3r_core.runtime.mapping import GridConfig, LayoutGrid
@@ -81,6 +88,8 @@ class Keyframe:
     tokens: np.ndarray  # (P, H) vision tokens, computed once
     map_pose: np.ndarray  # (3,) x, y, yaw in the map frame, as estimated when it was added
     odometry: np.ndarray | None  # (3,) planar odometry, if the robot gave it
+    points: np.ndarray | None = None  # (P, 2) its BEV points in the map frame, once fused
+    pointer_keys: np.ndarray | None = None  # (P, d) its tokens' pointer keys (pointer-readout models)
 
 
 class Session:
@@ -187,9 +196,11 @@ class Session:
         """Add the keyframe's BEV points (its vision rows) to the map grid, in the map frame."""
         anchor_pose = self.memory[0].map_pose
         mean, sigma = split_gaussian(heads["bev"][1:])
-        c, s = math.cos(anchor_pose[2]), math.sin(anchor_pose[2])
-        points = mean @ np.array([[c, s], [-s, c]]) + anchor_pose[:2]
+        points = mean @ rot_z(anchor_pose[2])[:2, :2].T + anchor_pose[:2]
         self.grid.add(points, sigma, softmax(heads["semantic_logits"][1:]), keyframe.map_pose[:2])
+        keyframe.points = points
+        if "pointer_key" in heads:
+            keyframe.pointer_keys = heads["pointer_key"][1:]
 
     # --- map --------------------------------------------------------------------------------
 
@@ -245,9 +256,20 @@ class Session:
     def _asker(self, ids: np.ndarray, hidden: np.ndarray) -> PlanarPose:
         rows = [int(np.flatnonzero(ids == token)[0]) for token in (self.spec.pos_token_id, self.spec.ori_token_id)]
         heads = self.backend.heads(hidden[rows])
+        anchor = self.memory[0].map_pose
         mean, sigma = split_gaussian(heads["pos"][0])
-        yaw, concentration = circular_soft_argmax(heads["ori_logits"][1])
-        x, y, heading = compose_planar(self.memory[0].map_pose, np.array([mean[0], mean[1], float(yaw)]))
+        logits = heads["ori_logits"][1]
+        if "pointer_query" in heads:  # the model's own points, pointed at over the whole memory (map frame)
+            keys = np.concatenate([k.pointer_keys for k in self.memory])
+            points = np.concatenate([k.points for k in self.memory])
+            at, faced = pointer_attention(heads["pointer_query"], keys) @ points
+            position = at + rot_z(anchor[2])[:2, :2] @ mean  # the head's offset is in the anchor's frame
+            toward = faced - position
+            logits = logits + facing_bump(len(logits), math.atan2(toward[1], toward[0]) - anchor[2],
+                                          self.spec.pointer_kappa)
+            mean = relative_planar(anchor, np.array([*position, 0.0]))[:2]
+        yaw, concentration = circular_soft_argmax(logits)
+        x, y, heading = compose_planar(anchor, np.array([mean[0], mean[1], float(yaw)]))
         return PlanarPose(float(x), float(y), float(heading), float(sigma[0]), float(sigma[1]),
                           float(circular_std(concentration)))
 

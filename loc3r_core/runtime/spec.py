@@ -1,5 +1,7 @@
 """What the runtime must know about a model, read from JSON: no torch, no transformers.
 
+(A pointer-readout model adds one scalar weight, read from its safetensors file with numpy.)
+
 Both a checkpoint folder (its config.json) and an ONNX export (its runtime.json, written by
 `loc3r export`) give one; the export also names the checkpoint it came from, so files from
 another checkpoint are caught before they answer anything.
@@ -9,11 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
+
+import numpy as np
+from safetensors import safe_open
 
 from loc3r_core.errors import DataError
 from loc3r_core.world.vocabulary import PATCH_CLASSES
+
+POINTER_LOG_KAPPA = "pointer.log_kappa"  # model.modeling_loc3r.SituationPointer's parameter
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,9 @@ class ModelSpec:
     label_names: tuple[str, ...]
     use_camera_prior: bool
     checkpoint_sha256: str  # of model.safetensors: which weights these are
+    # Added with the pointer readout; exports written before it are "mlp" models.
+    situation_readout: str = "mlp"  # or "pointer" (Loc3rConfig.situation_readout)
+    pointer_kappa: float = 0.0  # the pointer's yaw-bump strength, a weight the session needs
 
     @classmethod
     def from_checkpoint(cls, folder: Path) -> ModelSpec:
@@ -42,6 +52,9 @@ class ModelSpec:
         if config.get("use_geometry_input"):
             raise DataError(f"{folder} is the geometric-input ablation baseline; it needs depth and cannot stream")
         side = vision["image_size"] // vision["patch_size"]
+        readout = config.get("situation_readout", "mlp")
+        kappa = float(np.exp(read_weight(folder / "model.safetensors", POINTER_LOG_KAPPA)[0])) \
+            if readout == "pointer" else 0.0
         return cls(
             image_size=vision["image_size"], patches_per_frame=side * side, hidden_size=text["hidden_size"],
             num_layers=text["num_hidden_layers"], num_kv_heads=text["num_key_value_heads"],
@@ -50,7 +63,8 @@ class ModelSpec:
             image_token_id=config["image_token_id"], frame_token_id=config["frame_token_id"],
             pos_token_id=config["pos_token_id"], ori_token_id=config["ori_token_id"],
             eos_token_id=text["eos_token_id"], label_names=tuple(PATCH_CLASSES[: config["num_patch_classes"]]),
-            use_camera_prior=config["use_camera_prior"], checkpoint_sha256=file_sha256(folder / "model.safetensors"),
+            use_camera_prior=config["use_camera_prior"], situation_readout=readout, pointer_kappa=kappa,
+            checkpoint_sha256=file_sha256(folder / "model.safetensors"),
         )
 
     def to_json(self) -> dict:
@@ -61,12 +75,23 @@ class ModelSpec:
     @classmethod
     def from_json(cls, data: dict, source: Path) -> ModelSpec:
         names = {f.name for f in fields(cls)}
-        missing = names - data.keys()
+        missing = {f.name for f in fields(cls) if f.default is MISSING} - data.keys()
         if missing:
             raise DataError(f"{source} lacks {', '.join(sorted(missing))}: re-run `loc3r export`")
-        values = {name: data[name] for name in names}
+        values = {name: data[name] for name in names if name in data}
         values["label_names"] = tuple(values["label_names"])
         return cls(**values)
+
+
+def read_weight(path: Path, name: str) -> np.ndarray:
+    """One tensor of a safetensors file, as numpy (no torch)."""
+    try:
+        with safe_open(str(path), framework="numpy") as weights:
+            return weights.get_tensor(name)
+    except FileNotFoundError:
+        raise DataError(f"{path} is missing") from None
+    except Exception as exc:  # safetensors raises its own error types for damaged files and missing names
+        raise DataError(f"{path} has no readable {name}: {exc}") from None
 
 
 def read_json(path: Path) -> dict:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from loc3r_core.model.checkpoint import SHIPPED_MODEL, load_model
-from loc3r_core.runtime.backend import HEAD_NAMES, KVCache, TextCodec
+from loc3r_core.runtime.backend import KVCache, TextCodec, head_names
 from loc3r_core.runtime.graphs import model_graphs
 from loc3r_core.runtime.spec import ModelSpec
 
@@ -49,4 +49,4 @@ class TorchBackend:
     @torch.inference_mode()
     def heads(self, hidden: np.ndarray) -> dict[str, np.ndarray]:
         outputs = self.graphs["heads"](self._tensor(hidden.astype(np.float32)))
-        return {name: value.cpu().numpy() for name, value in zip(HEAD_NAMES, outputs, strict=True)}
+        return {name: value.cpu().numpy() for name, value in zip(head_names(self.spec), outputs, strict=True)}

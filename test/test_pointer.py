@@ -1,0 +1,131 @@
+"""The pointer readout of <Pos>/<Ori>, its grounding loss, and the runtime's numpy half of it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY_MODEL, tiny_train_config
+from loc3r_core.data.dataset import SceneClipDataset
+from loc3r_core.model.checkpoint import save_model
+from loc3r_core.model.configuration_loc3r import Loc3rConfig
+from loc3r_core.model.modeling_loc3r import SituationPointer, grounding_loss
+from loc3r_core.readout import circular_soft_argmax, facing_bump, pointer_attention
+from loc3r_core.runtime.scenario import scene_frames
+from loc3r_core.runtime.session import Session
+from loc3r_core.runtime.torch_backend import TorchBackend
+from loc3r_core.training.batch import collate, model_inputs
+from loc3r_core.training.config import TrainConfig
+from loc3r_core.training.loop import create_model
+from loc3r_core.world.scene_io import SceneFolder
+from loc3r_core.world.vocabulary import PATCH_CLASSES
+
+POINTER_MODEL = {**TINY_MODEL, "situation_readout": "pointer", "grounding_weight": 0.2}
+
+
+def test_the_pointer_recovers_a_known_point_and_numpy_points_the_same_way():
+    torch.manual_seed(0)
+    pointer = SituationPointer(hidden=8, dim=4)
+    keys = torch.eye(4)[None] * 1.0  # (1, 4 tokens, d = 4)
+    points = torch.tensor([[[1.0, 2.0], [-3.0, 0.5], [0.0, 0.0], [4.0, -1.0]]])
+    queries = torch.stack([torch.eye(4)[1] * 60.0, torch.eye(4)[3] * 60.0])[None]  # sharp on tokens 1 and 3
+    weights = pointer.attention(queries, keys)
+    at, faced = pointer.point(weights, points)[0]
+    np.testing.assert_allclose(at.numpy(), [-3.0, 0.5], atol=1e-4)
+    np.testing.assert_allclose(faced.numpy(), [4.0, -1.0], atol=1e-4)
+    np.testing.assert_allclose(pointer_attention(queries[0].numpy(), keys[0].numpy()), weights[0].numpy(), atol=1e-6)
+    # the yaw logits lean towards the heading from the position to the faced place, by kappa
+    offset = torch.tensor([[0.5, -0.5, -1.0, -1.0]])
+    logits = torch.zeros(1, 36)
+    pos, leaned = pointer.combine(offset, logits, at[None], faced[None])
+    np.testing.assert_allclose(pos[0, :2].numpy(), [-2.5, 0.0], atol=1e-4)
+    heading = math.atan2(-1.0 - 0.0, 4.0 - -2.5)
+    np.testing.assert_allclose(leaned[0].detach().numpy(), facing_bump(36, heading, math.e), atol=1e-4)
+
+
+def test_grounding_loss_rewards_attention_on_the_named_tokens():
+    labels = torch.tensor([[3, 5, 5, 7, 0, 0]])
+    classes = torch.tensor([[5, -1, 7]])  # placed by the class-5 object, facing the class-7 one
+    on_target = torch.tensor([[[0.0, 0.5, 0.5, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0, 0.0, 0.0]]])
+    uniform = torch.full((1, 2, 6), 1 / 6)
+    assert grounding_loss(on_target, labels, classes).item() == pytest.approx(0.0, abs=1e-5)
+    assert grounding_loss(uniform, labels, classes).item() == pytest.approx((math.log(3) + math.log(6)) / 2)
+    # "between A and C": both placing objects count; a class no token shows leaves its pointer out
+    assert grounding_loss(uniform, labels, torch.tensor([[3, 7, 9]])).item() == pytest.approx(math.log(3))
+    assert grounding_loss(uniform, labels, torch.tensor([[-1, -1, -1]])).item() == 0.0
+
+
+def test_grounding_classes_are_what_places_and_what_is_faced(world_by_kind):
+    dataset = SceneClipDataset(world_by_kind["walk"], num_frames=4, patch_grid=(4, 4))
+    for index in range(0, len(dataset), 7):
+        item = dataset[index]
+        scene_index, situation_index, _ = dataset.items[index]
+        folder = dataset.scenes[scene_index]
+        situation = folder.situations[situation_index]
+        classes = item["grounding_classes"].tolist()
+        if not item["has_situation"]:
+            assert classes == [-1, -1, -1]
+            continue
+        first, faced = situation.relations[0], situation.relations[-1]
+        placing = first.get("object_ids", [first.get("object_id")])
+        assert classes[:len(placing)] == [PATCH_CLASSES.index(folder.scene.object(i).label) for i in placing]
+        assert classes[2] == PATCH_CLASSES.index(folder.scene.object(faced["object_id"]).label)
+        assert PATCH_CLASSES[classes[2]] in situation.text
+
+
+@pytest.fixture(scope="module")
+def pointer_model(world_by_kind, tmp_path_factory):
+    """A tiny pointer-readout model after a few steps on one batch (so its pointers are not uniform)."""
+    config = TrainConfig.from_dict(tiny_train_config(world_by_kind["walk"], tmp_path_factory.mktemp("run"),
+                                                     model=POINTER_MODEL, patch_targets="objects_first"))
+    probe = Loc3rConfig(**TINY_MODEL)
+    dataset = SceneClipDataset(world_by_kind["walk"], num_frames=4, patch_grid=probe.patch_grid,
+                               image_size=probe.vision_config.image_size, patch_target="objects_first")
+    torch.manual_seed(0)
+    model, tokenizer = create_model(config, dataset)
+    batch = collate([dataset[i] for i in range(0, 32, 4)], tokenizer, model.config.patches_per_frame)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    history = []
+    for _ in range(30):
+        out = model(**model_inputs(batch), labels=batch["labels"], targets=batch["targets"])
+        history.append({k: v.item() for k, v in out.losses.items()})
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+    return model.eval(), tokenizer, history
+
+
+def test_a_pointer_model_learns_where_to_point(pointer_model):
+    _, _, history = pointer_model
+    for term in ("grounding", "pos", "ori"):
+        first, last = history[0][term], np.mean([h[term] for h in history[-3:]])
+        assert last < first - 0.05 * abs(first), f"{term}: {first:.3f} -> {last:.3f}"
+
+
+def test_the_session_points_like_the_model_forward(pointer_model, world_by_kind, tmp_path):
+    """Four keyframes in memory, no rebuild: the session's numpy pointing over its stored keys and
+    map points must give the model's own <Pos>/<Ori> readout of the same clip."""
+    model, tokenizer, _ = pointer_model
+    folder = save_model(model, tokenizer, tmp_path / "pointer-model")
+    session = Session(TorchBackend(folder))
+    scene = SceneFolder(sorted(world_by_kind["walk"].glob("scene_*"))[0])
+    frames = list(scene_frames(scene))
+    picks = np.linspace(0, len(frames) - 1, 4).round().astype(int)
+    for i in picks:
+        session.push(frames[i].rgb, frames[i].stamp_ns, frames[i].intrinsics, frames[i].odometry, force_keyframe=True)
+    situation = scene.situations[0]
+    located = session.localize(situation.text).pose
+
+    dataset = SceneClipDataset(world_by_kind["walk"], num_frames=4, patch_grid=model.config.patch_grid,
+                               image_size=model.config.vision_config.image_size)
+    index = next(i for i, (s, k, _) in enumerate(dataset.items) if s == 0 and k == 0)
+    np.testing.assert_array_equal(dataset.frame_indices(index), picks)
+    batch = collate([dataset[index]], tokenizer, model.config.patches_per_frame, with_answers=False)
+    with torch.no_grad():
+        out = model(**model_inputs(batch))
+    yaw, _ = circular_soft_argmax(out.ori_logits[0].numpy())
+    np.testing.assert_allclose([located.x, located.y], out.pos[0, :2].numpy(), atol=2e-3)
+    assert abs(math.remainder(located.yaw - float(yaw), 2 * math.pi)) < 2e-3
