@@ -62,3 +62,8 @@ def pointer_attention(queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
 def facing_bump(num_bins: int, heading: float, kappa: float) -> np.ndarray:
     """kappa * cos(bin centre - heading): the pointer's push of the yaw logits towards a heading."""
     return kappa * np.cos(bin_centres(num_bins) - heading)
+
+
+def widened_log_sigma(log_sigma: np.ndarray, variance: np.ndarray) -> np.ndarray:
+    """log sqrt(sigma^2 + variance): a head's sigma widened by the spread of the points a pointer weighs."""
+    return 0.5 * np.log(np.exp(2.0 * np.clip(log_sigma, *LOG_SIGMA_RANGE)) + variance)

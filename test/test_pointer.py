@@ -13,7 +13,7 @@ from loc3r_core.data.dataset import SceneClipDataset
 from loc3r_core.model.checkpoint import save_model
 from loc3r_core.model.configuration_loc3r import Loc3rConfig
 from loc3r_core.model.modeling_loc3r import SituationPointer, grounding_loss
-from loc3r_core.readout import circular_soft_argmax, facing_bump, pointer_attention
+from loc3r_core.readout import circular_soft_argmax, facing_bump, pointer_attention, widened_log_sigma
 from loc3r_core.runtime.scenario import scene_frames
 from loc3r_core.runtime.session import Session
 from loc3r_core.runtime.torch_backend import TorchBackend
@@ -33,15 +33,27 @@ def test_the_pointer_recovers_a_known_point_and_numpy_points_the_same_way():
     points = torch.tensor([[[1.0, 2.0], [-3.0, 0.5], [0.0, 0.0], [4.0, -1.0]]])
     queries = torch.stack([torch.eye(4)[1] * 60.0, torch.eye(4)[3] * 60.0])[None]  # sharp on tokens 1 and 3
     weights = pointer.attention(queries, keys)
-    at, faced = pointer.point(weights, points)[0]
+    places, spread = pointer.point(weights, points)
+    at, faced = places[0]
     np.testing.assert_allclose(at.numpy(), [-3.0, 0.5], atol=1e-4)
     np.testing.assert_allclose(faced.numpy(), [4.0, -1.0], atol=1e-4)
+    np.testing.assert_allclose(spread.numpy(), 0.0, atol=1e-3)  # sharp attention: no spread
+    # attention split between two points: the place is their middle, the spread their half-gap squared
+    half, _ = pointer.point(torch.tensor([[[0.5, 0.5, 0.0, 0.0]]]), points)
+    np.testing.assert_allclose(pointer.point(torch.tensor([[[0.5, 0.5, 0.0, 0.0]]]), points)[1][0, 0].numpy(),
+                               [4.0, 0.5625], atol=1e-5)
+    np.testing.assert_allclose(half[0, 0].numpy(), [-1.0, 1.25], atol=1e-5)
     np.testing.assert_allclose(pointer_attention(queries[0].numpy(), keys[0].numpy()), weights[0].numpy(), atol=1e-6)
     # the yaw logits lean towards the heading from the position to the faced place, by kappa
     offset = torch.tensor([[0.5, -0.5, -1.0, -1.0]])
     logits = torch.zeros(1, 36)
-    pos, leaned = pointer.combine(offset, logits, at[None], faced[None])
+    pos, leaned = pointer.combine(offset, logits, at[None], faced[None], torch.tensor([[0.25, 0.0]]))
     np.testing.assert_allclose(pos[0, :2].numpy(), [-2.5, 0.0], atol=1e-4)
+    # the position's sigma widens by the pointer's spread: sqrt(e^-2 + 0.25) along x, e^-1 along y
+    np.testing.assert_allclose(pos[0, 2:].exp().detach().numpy(), [math.sqrt(math.exp(-2) + 0.25), math.exp(-1)],
+                               atol=1e-5)
+    np.testing.assert_allclose(widened_log_sigma(np.array([-1.0, -1.0]), np.array([0.25, 0.0])),
+                               pos[0, 2:].detach().numpy(), atol=1e-6)
     heading = math.atan2(-1.0 - 0.0, 4.0 - -2.5)
     np.testing.assert_allclose(leaned[0].detach().numpy(), facing_bump(36, heading, math.e), atol=1e-4)
 
@@ -128,4 +140,5 @@ def test_the_session_points_like_the_model_forward(pointer_model, world_by_kind,
         out = model(**model_inputs(batch))
     yaw, _ = circular_soft_argmax(out.ori_logits[0].numpy())
     np.testing.assert_allclose([located.x, located.y], out.pos[0, :2].numpy(), atol=2e-3)
+    np.testing.assert_allclose([located.sigma_x, located.sigma_y], out.pos[0, 2:].exp().numpy(), rtol=5e-3)
     assert abs(math.remainder(located.yaw - float(yaw), 2 * math.pi)) < 2e-3

@@ -21,6 +21,7 @@ from transformers import AutoModel, AutoModelForCausalLM, PreTrainedModel
 from loc3r_core.model.configuration_loc3r import Loc3rConfig
 from loc3r_core.model.prior import PRIOR_FEATURES
 from loc3r_core.model.spatial import bin_centres, focal_cross_entropy, gaussian_nll, yaw_kl
+from loc3r_core.readout import LOG_SIGMA_RANGE
 
 IGNORE_INDEX = -100
 
@@ -142,8 +143,9 @@ class Loc3rForSpatialQA(PreTrainedModel):
             keys = self.pointer.keys(vision.flatten(1, 2))
             weights = self.pointer.attention(torch.stack([self.pointer.queries(pos_state),
                                                           self.pointer.queries(ori_state)], dim=1), keys)
-            at, faced = self.pointer.point(weights, heads["bev"][..., :2].flatten(1, 2)).unbind(dim=1)
-            heads["pos"], heads["ori_logits"] = self.pointer.combine(heads["pos"], heads["ori_logits"], at, faced)
+            places, spread = self.pointer.point(weights, heads["bev"][..., :2].flatten(1, 2))
+            heads["pos"], heads["ori_logits"] = self.pointer.combine(heads["pos"], heads["ori_logits"], places[:, 0],
+                                                                     places[:, 1], spread[:, 0])
             heads["pointer_weights"] = weights
         return heads
 
@@ -227,11 +229,13 @@ class SituationPointer(nn.Module):
     """Reads the asker's place as an attention-weighted mean of the model's own BEV points.
 
     The <Pos> state queries every vision token; the weighted mean of their predicted points
-    plus the MLP head's offset is the position. The <Ori> state points at a second place (what
-    the asker faces) and the yaw logits gain kappa * cos(bin - heading from position to it),
-    a von Mises bump. Keys and points are detached, so the readout cannot bend the map.
-    Keys (N, d) and queries (2d) are plain projections, so the runtime computes them in its
-    heads graph and does the pointing itself, in numpy (loc3r_core.readout.point_situation).
+    plus the MLP head's offset is the position, and its variance is the MLP's plus the spread
+    of the points it weighs (how sure the pointer is). The <Ori> state points at a second
+    place (what the asker faces) and the yaw logits gain kappa * cos(bin - heading from the
+    position to it), a von Mises bump. Keys and points are detached, so the readout cannot
+    bend the map. Keys (N, d) and queries (d) are plain projections, so the runtime computes
+    them in its heads graph and points itself, in numpy (loc3r_core.readout.pointer_attention,
+    facing_bump, widened_log_sigma).
     """
 
     def __init__(self, hidden: int, dim: int) -> None:
@@ -250,18 +254,29 @@ class SituationPointer(nn.Module):
         """(B, Q, d) queries over (B, N, d) keys -> (B, Q, N) weights."""
         return torch.softmax(torch.einsum("bqd,bnd->bqn", queries, keys).float() * keys.shape[-1] ** -0.5, dim=-1)
 
-    def point(self, weights: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-        """(B, Q, N) weights on (B, N, 2) points (detached) -> (B, Q, 2) pointed places."""
-        return torch.einsum("bqn,bnc->bqc", weights, points.detach().float())
+    def point(self, weights: torch.Tensor, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, Q, N) weights on (B, N, 2) points (detached) -> (B, Q, 2) pointed places and the
+        (B, Q, 2) per-axis variance of the points around them."""
+        points = points.detach().float()
+        places = torch.einsum("bqn,bnc->bqc", weights, points)
+        spread = torch.einsum("bqn,bqnc->bqc", weights, (points[:, None] - places[:, :, None]) ** 2)
+        return places, spread
 
-    def combine(self, pos: torch.Tensor, ori_logits: torch.Tensor, at: torch.Tensor, faced: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        pos = pos + F.pad(at.to(pos.dtype), (0, 2))
+    def combine(self, pos: torch.Tensor, ori_logits: torch.Tensor, at: torch.Tensor, faced: torch.Tensor,
+                spread: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """at, faced, spread (B, 2): the pointed place, the faced place, the variance around at."""
+        log_sigma = widened_log_sigma(pos[:, 2:4].float(), spread)
+        pos = torch.cat([pos[:, :2] + at.to(pos.dtype), log_sigma.to(pos.dtype)], dim=1)
         toward = faced - pos[:, :2].detach().float()
         heading = torch.atan2(toward[:, 1], toward[:, 0])
         centres = bin_centres(ori_logits.shape[-1], ori_logits.device)
         bump = self.log_kappa.exp() * torch.cos(centres[None] - heading[:, None])
         return pos, ori_logits + bump.to(ori_logits.dtype)
+
+
+def widened_log_sigma(log_sigma: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
+    """log sqrt(sigma^2 + variance), with sigma clamped as everywhere (readout.widened_log_sigma in numpy)."""
+    return 0.5 * torch.log(torch.exp(2.0 * log_sigma.clamp(*LOG_SIGMA_RANGE)) + variance)
 
 
 def grounding_loss(weights: torch.Tensor, labels: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:

@@ -32,6 +32,7 @@ from loc3r_core.readout import (
     pointer_attention,
     softmax,
     split_gaussian,
+    widened_log_sigma,
 )
 from loc3r_core.runtime.backend import Backend, KVCache, empty_cache
 from loc3r_core.runtime.keyframes import KeyframePolicy
@@ -262,12 +263,16 @@ class Session:
         if "pointer_query" in heads:  # the model's own points, pointed at over the whole memory (map frame)
             keys = np.concatenate([k.pointer_keys for k in self.memory])
             points = np.concatenate([k.points for k in self.memory])
-            at, faced = pointer_attention(heads["pointer_query"], keys) @ points
-            position = at + rot_z(anchor[2])[:2, :2] @ mean  # the head's offset is in the anchor's frame
+            weights = pointer_attention(heads["pointer_query"], keys)
+            at, faced = weights @ points
+            rotation = rot_z(anchor[2])[:2, :2]
+            position = at + rotation @ mean  # the head's offset is in the anchor's frame
             toward = faced - position
             logits = logits + facing_bump(len(logits), math.atan2(toward[1], toward[0]) - anchor[2],
                                           self.spec.pointer_kappa)
             mean = relative_planar(anchor, np.array([*position, 0.0]))[:2]
+            spread = weights[0] @ (((points - at) @ rotation) ** 2)  # per axis of the anchor's frame, as trained
+            _, sigma = split_gaussian(np.concatenate([mean, widened_log_sigma(heads["pos"][0, 2:4], spread)]))
         yaw, concentration = circular_soft_argmax(logits)
         x, y, heading = compose_planar(anchor, np.array([mean[0], mean[1], float(yaw)]))
         return PlanarPose(float(x), float(y), float(heading), float(sigma[0]), float(sigma[1]),
