@@ -47,13 +47,11 @@ def test_the_pointer_recovers_a_known_point_and_numpy_points_the_same_way():
     # the yaw logits lean towards the heading from the position to the faced place, by kappa
     offset = torch.tensor([[0.5, -0.5, -1.0, -1.0]])
     logits = torch.zeros(1, 36)
-    pos, leaned = pointer.combine(offset, logits, at[None], faced[None], torch.tensor([[0.25, 0.0]]))
+    pos, leaned = pointer.combine(offset, logits, at[None], faced[None])
     np.testing.assert_allclose(pos[0, :2].numpy(), [-2.5, 0.0], atol=1e-4)
-    # the position's sigma widens by the pointer's spread: sqrt(e^-2 + 0.25) along x, e^-1 along y
-    np.testing.assert_allclose(pos[0, 2:].exp().detach().numpy(), [math.sqrt(math.exp(-2) + 0.25), math.exp(-1)],
-                               atol=1e-5)
-    np.testing.assert_allclose(widened_log_sigma(np.array([-1.0, -1.0]), np.array([0.25, 0.0])),
-                               pos[0, 2:].detach().numpy(), atol=1e-6)
+    # readouts widen the head's sigma by the pointer's spread: sqrt(e^-2 + 0.25) along x, e^-1 along y
+    np.testing.assert_allclose(np.exp(widened_log_sigma(pos[0, 2:].detach().numpy(), np.array([0.25, 0.0]))),
+                               [math.sqrt(math.exp(-2) + 0.25), math.exp(-1)], atol=1e-5)
     heading = math.atan2(-1.0 - 0.0, 4.0 - -2.5)
     np.testing.assert_allclose(leaned[0].detach().numpy(), facing_bump(36, heading, math.e), atol=1e-4)
 
@@ -140,5 +138,6 @@ def test_the_session_points_like_the_model_forward(pointer_model, world_by_kind,
         out = model(**model_inputs(batch))
     yaw, _ = circular_soft_argmax(out.ori_logits[0].numpy())
     np.testing.assert_allclose([located.x, located.y], out.pos[0, :2].numpy(), atol=2e-3)
-    np.testing.assert_allclose([located.sigma_x, located.sigma_y], out.pos[0, 2:].exp().numpy(), rtol=5e-3)
+    sigma = np.exp(widened_log_sigma(out.pos[0, 2:].numpy(), out.pointer_spread[0].numpy()))
+    np.testing.assert_allclose([located.sigma_x, located.sigma_y], sigma, rtol=5e-3)
     assert abs(math.remainder(located.yaw - float(yaw), 2 * math.pi)) < 2e-3

@@ -7,7 +7,7 @@ import torch
 from transformers import PreTrainedTokenizerFast
 
 from loc3r_core.model.modeling_loc3r import Loc3rForSpatialQA
-from loc3r_core.readout import circular_soft_argmax, split_gaussian
+from loc3r_core.readout import circular_soft_argmax, split_gaussian, widened_log_sigma
 
 
 @torch.no_grad()
@@ -64,7 +64,10 @@ def predict_batch(model: Loc3rForSpatialQA, tokenizer: PreTrainedTokenizerFast, 
     answers, heads = greedy_answers(model, tokenizer, inputs["input_ids"], lengths,
                                     tokens.view(batch, -1, tokens.shape[-1]), max_new_tokens)
     heads = {name: value.float().numpy() for name, value in heads.items()}
-    pos_mean, pos_sigma = split_gaussian(heads["pos"])
+    pos = heads["pos"]
+    if "pointer_spread" in heads:  # the pointer's spread widens the head's sigma, as the runtime reads it
+        pos = np.concatenate([pos[:, :2], widened_log_sigma(pos[:, 2:4], heads["pointer_spread"])], axis=1)
+    pos_mean, pos_sigma = split_gaussian(pos)
     yaw, yaw_concentration = circular_soft_argmax(heads["ori_logits"])
     ego_mean, ego_sigma = split_gaussian(heads["ego"][..., :4])
     ego_yaw, _ = circular_soft_argmax(heads["ego"][..., 4:])

@@ -21,7 +21,6 @@ from transformers import AutoModel, AutoModelForCausalLM, PreTrainedModel
 from loc3r_core.model.configuration_loc3r import Loc3rConfig
 from loc3r_core.model.prior import PRIOR_FEATURES
 from loc3r_core.model.spatial import bin_centres, focal_cross_entropy, gaussian_nll, yaw_kl
-from loc3r_core.readout import LOG_SIGMA_RANGE
 
 IGNORE_INDEX = -100
 
@@ -42,6 +41,7 @@ class Loc3rOutput:
     pos: torch.Tensor  # (B, 4) asker x, y, log sigmas
     ori_logits: torch.Tensor  # (B, bins) asker yaw
     pointer_weights: torch.Tensor | None = None  # (B, 2, F * P) where <Pos> and <Ori> point (pointer readout)
+    pointer_spread: torch.Tensor | None = None  # (B, 2) variance of the points <Pos> weighs, per axis
     loss: torch.Tensor | None = None
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
 
@@ -145,8 +145,8 @@ class Loc3rForSpatialQA(PreTrainedModel):
                                                           self.pointer.queries(ori_state)], dim=1), keys)
             places, spread = self.pointer.point(weights, heads["bev"][..., :2].flatten(1, 2))
             heads["pos"], heads["ori_logits"] = self.pointer.combine(heads["pos"], heads["ori_logits"], places[:, 0],
-                                                                     places[:, 1], spread[:, 0])
-            heads["pointer_weights"] = weights
+                                                                     places[:, 1])
+            heads["pointer_weights"], heads["pointer_spread"] = weights, spread[:, 0]
         return heads
 
     def language_forward(self, inputs_embeds: torch.Tensor, **kwargs: object) -> tuple[torch.Tensor, object]:
@@ -229,8 +229,8 @@ class SituationPointer(nn.Module):
     """Reads the asker's place as an attention-weighted mean of the model's own BEV points.
 
     The <Pos> state queries every vision token; the weighted mean of their predicted points
-    plus the MLP head's offset is the position, and its variance is the MLP's plus the spread
-    of the points it weighs (how sure the pointer is). The <Ori> state points at a second
+    plus the MLP head's offset is the position (trained with the MLP's sigma; readouts widen
+    that sigma by the spread of the points it weighs, how sure the pointer is). The <Ori> state points at a second
     place (what the asker faces) and the yaw logits gain kappa * cos(bin - heading from the
     position to it), a von Mises bump. Keys and points are detached, so the readout cannot
     bend the map. Keys (N, d) and queries (d) are plain projections, so the runtime computes
@@ -262,21 +262,15 @@ class SituationPointer(nn.Module):
         spread = torch.einsum("bqn,bqnc->bqc", weights, (points[:, None] - places[:, :, None]) ** 2)
         return places, spread
 
-    def combine(self, pos: torch.Tensor, ori_logits: torch.Tensor, at: torch.Tensor, faced: torch.Tensor,
-                spread: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """at, faced, spread (B, 2): the pointed place, the faced place, the variance around at."""
-        log_sigma = widened_log_sigma(pos[:, 2:4].float(), spread)
-        pos = torch.cat([pos[:, :2] + at.to(pos.dtype), log_sigma.to(pos.dtype)], dim=1)
+    def combine(self, pos: torch.Tensor, ori_logits: torch.Tensor, at: torch.Tensor, faced: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """at, faced (B, 2): the pointed place and the faced place."""
+        pos = pos + F.pad(at.to(pos.dtype), (0, 2))
         toward = faced - pos[:, :2].detach().float()
         heading = torch.atan2(toward[:, 1], toward[:, 0])
         centres = bin_centres(ori_logits.shape[-1], ori_logits.device)
         bump = self.log_kappa.exp() * torch.cos(centres[None] - heading[:, None])
         return pos, ori_logits + bump.to(ori_logits.dtype)
-
-
-def widened_log_sigma(log_sigma: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
-    """log sqrt(sigma^2 + variance), with sigma clamped as everywhere (readout.widened_log_sigma in numpy)."""
-    return 0.5 * torch.log(torch.exp(2.0 * log_sigma.clamp(*LOG_SIGMA_RANGE)) + variance)
 
 
 def grounding_loss(weights: torch.Tensor, labels: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
