@@ -84,3 +84,21 @@ def tiny_train_config(train_data: Path, output_dir: Path, **overrides: object) -
             "num_frames": 4, "batch_size": 4, "max_steps": 12, "warmup_steps": 2, "num_workers": 0,
             "tokenizer_vocab_size": 300, "log_every": 2, "checkpoint_every": 4, "learning_rate": 3e-3,
             **overrides}
+
+
+def overfit_one_batch(model: object, batch: dict, steps: int, lr: float = 3e-3) -> list[dict[str, float]]:
+    """Train model in place on one batch with AdamW; every step's unweighted loss terms."""
+    import torch
+
+    from loc3r_core.training.batch import model_inputs
+
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    history = []
+    for _ in range(steps):
+        out = model(**model_inputs(batch), labels=batch["labels"], targets=batch["targets"])
+        history.append({k: v.item() for k, v in out.losses.items()})
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+    return history

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig, SiglipVisionModel
 
-from conftest import TINY_MODEL, tiny_train_config
+from conftest import TINY_MODEL, overfit_one_batch, tiny_train_config
 from loc3r_core.data.dataset import SceneClipDataset
 from loc3r_core.model.checkpoint import CheckpointError, load_model, save_model
 from loc3r_core.model.configuration_loc3r import Loc3rConfig
@@ -117,15 +117,7 @@ def test_every_loss_term_decreases_when_overfitting_one_batch(tiny):
     model, _, batch = tiny
     trained = type(model)(model.config)
     trained.load_state_dict(model.state_dict())
-    trained.train()
-    optimizer = torch.optim.AdamW(trained.parameters(), lr=3e-3)
-    history = []
-    for _ in range(40):
-        out = trained(**model_inputs(batch), labels=batch["labels"], targets=batch["targets"])
-        history.append({k: v.item() for k, v in out.losses.items()})
-        optimizer.zero_grad()
-        out.loss.backward()
-        optimizer.step()
+    history = overfit_one_batch(trained, batch, steps=40)
     assert set(history[0]) == {"ce", "bev", "semantic", "ego_pos", "ego_yaw", "pos", "ori"}
     for term in history[0]:
         first, last = history[0][term], np.mean([h[term] for h in history[-3:]])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_MODEL, tiny_train_config
+from conftest import TINY_MODEL, overfit_one_batch, tiny_train_config
 from loc3r_core.data.dataset import SceneClipDataset
 from loc3r_core.model.checkpoint import save_model
 from loc3r_core.model.configuration_loc3r import Loc3rConfig
@@ -97,14 +97,7 @@ def pointer_model(world_by_kind, tmp_path_factory):
     torch.manual_seed(0)
     model, tokenizer = create_model(config, dataset)
     batch = collate([dataset[i] for i in range(0, 32, 4)], tokenizer, model.config.patches_per_frame)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    history = []
-    for _ in range(30):
-        out = model(**model_inputs(batch), labels=batch["labels"], targets=batch["targets"])
-        history.append({k: v.item() for k, v in out.losses.items()})
-        optimizer.zero_grad()
-        out.loss.backward()
-        optimizer.step()
+    history = overfit_one_batch(model, batch, steps=30)
     return model.eval(), tokenizer, history
 
 
