@@ -11,6 +11,7 @@ import pytest
 from conftest import run_cli
 from loc3r_core.cli.train import REFERENCE_CHOICES
 from loc3r_core.data.dataset import SceneClipDataset
+from loc3r_core.evaluation.metrics import MetricAccumulator
 from loc3r_core.evaluation.references import (
     REFERENCES,
     evaluate_reference,
@@ -21,7 +22,7 @@ from loc3r_core.evaluation.references import (
 )
 from loc3r_core.geometry import camera_rotation, make_pose, wrap_angle
 from loc3r_core.world.scene_io import SceneFolder
-from loc3r_core.world.situations import FACING_MAX_DEG
+from loc3r_core.world.situations import FACING_MAX_DEG, PLACEMENTS, placement_kind
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +52,17 @@ def test_oracle_placement_lands_near_the_truth_and_faces_what_it_names(folders):
     assert np.mean(np.array(facing_errors) <= math.radians(FACING_MAX_DEG + 10)) >= 0.85
 
 
+def test_localization_is_broken_down_by_how_each_situation_is_placed(folders):
+    kinds = {placement_kind(folder.scene, situation) for folder in folders for situation in folder.situations}
+    assert kinds <= set(PLACEMENTS) and len(kinds) >= 3
+    accumulator = MetricAccumulator()
+    for placement, error in (("between", 0.2), ("between", 1.5), ("door", 0.4), (None, 3.0)):
+        accumulator.add_localization(np.array([error, 0.0]), 0.0, np.zeros(2), np.zeros(2), 0.0, placement)
+    summary = accumulator.summary()
+    assert summary["loc_acc_1_0m_by_placement"] == {"between": 50.0, "door": 100.0}  # no placement: overall only
+    assert summary["loc_acc_1_0m"] == 50.0
+
+
 def test_labels_are_read_in_order_and_made_singular():
     assert labels_in("Which is closer to me, the trash can or the bed?") == ["trash can", "bed"]
     assert labels_in("How many shelves are in front of me?") == ["shelf"]
@@ -75,6 +87,11 @@ def test_the_ladder_orders_chance_below_the_oracle_on_a_fixed_split(world_by_kin
     assert oracle["qa_em"] > majority["qa_em"] + 20
     assert oracle["qa_em"] >= 80
     assert "qa_em" not in chance and "loc_acc_1_0m" not in majority
+    # the breakdown by how each situation is placed: one entry per placement the split has, each a share
+    by_placement = oracle["loc_acc_1_0m_by_placement"]
+    assert set(by_placement) <= set(PLACEMENTS) and len(by_placement) >= 3
+    assert all(0.0 <= value <= 100.0 for value in by_placement.values())
+    assert min(by_placement.values()) <= oracle["loc_acc_1_0m"] <= max(by_placement.values())
     assert evaluate_reference("oracle", dataset, indices, progress=False) == oracle  # deterministic
 
 

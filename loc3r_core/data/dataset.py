@@ -26,6 +26,7 @@ from loc3r_core.geometry import anchor_frame, camera_yaw, invert_pose, transform
 from loc3r_core.runtime.preprocess import model_image
 from loc3r_core.world.scene import Scene, Situation, seen_object_ids, transform_situation
 from loc3r_core.world.scene_io import SceneFolder, is_complete
+from loc3r_core.world.situations import placement_kind
 from loc3r_core.world.vocabulary import PATCH_CLASSES
 
 SAMPLING = ("uniform", "random")
@@ -154,6 +155,7 @@ class SceneClipDataset(Dataset):
             "objects": clip_objects(scene, T_clip_world),
             "seen_object_ids": sorted(seen_object_ids(pixels, scene.intrinsics.width * scene.intrinsics.height)),
             "named_classes": named_classes(scene, situation) if has_situation else None,
+            "placement": placement_kind(scene, situation) if has_situation else None,
             "grounding_classes": torch.tensor(grounding_classes(scene, situation) if has_situation else (-1, -1, -1)),
         }
 

@@ -84,7 +84,7 @@ def evaluate(
                     located.add((scene_index, situation_index))
                     accumulator.add_localization(out["position"][row], float(out["yaw"][row]),
                                                  out["position_sigma"][row], targets["situation_position"][row],
-                                                 float(targets["situation_yaw"][row]))
+                                                 float(targets["situation_yaw"][row]), batch["meta"][row]["placement"])
                     named = batch["meta"][row]["named_classes"]
                     if named is not None:
                         xy, yaw, found = semantic_pointer(out["bev"][row], out["labels"][row], named,

@@ -10,6 +10,7 @@ import numpy as np
 from loc3r_core.geometry import wrap_angle
 
 LOCALIZATION_KEYS = ("loc_acc_0_5m", "loc_acc_1_0m", "ori_acc_15deg", "ori_acc_30deg")
+PLACEMENT_KEYS = ("loc_acc_1_0m_by_placement", "ori_acc_30deg_by_placement")  # per world.situations.PLACEMENTS
 METRIC_KEYS = (
     *LOCALIZATION_KEYS, "qa_em", "bev_median_error_m",
     "ego_position_median_error_m", "ego_yaw_median_error_deg", "sigma_error_spearman", "semantic_acc",
@@ -48,6 +49,7 @@ class MetricAccumulator:
         self.position_error: list[float] = []
         self.yaw_error: list[float] = []
         self.position_sigma: list[float] = []
+        self.placement: list[str | None] = []  # how each situation is placed (world.situations.PLACEMENTS)
         self.qa: dict[str, list[bool]] = defaultdict(list)
         self.bev_error: list[np.ndarray] = []
         self.ego_position_error: list[np.ndarray] = []
@@ -57,11 +59,12 @@ class MetricAccumulator:
         self.samples = 0
 
     def add_localization(self, position: np.ndarray, yaw: float, sigma: np.ndarray, true_position: np.ndarray,
-                         true_yaw: float) -> None:
-        """One situation (count each situation once, not once per question)."""
+                         true_yaw: float, placement: str | None = None) -> None:
+        """One situation (count each situation once, not once per question), with how it is placed."""
         self.position_error.append(float(np.linalg.norm(np.asarray(position) - np.asarray(true_position))))
         self.yaw_error.append(abs(float(wrap_angle(yaw - true_yaw))))
         self.position_sigma.append(float(np.linalg.norm(sigma)))
+        self.placement.append(placement)
 
     def add_answer(self, question_type: str, predicted: str, truth: str) -> None:
         self.samples += 1
@@ -81,6 +84,8 @@ class MetricAccumulator:
     def summary(self) -> dict:
         pos, yaw = np.array(self.position_error), np.array(self.yaw_error)
         all_qa = [hit for hits in self.qa.values() for hit in hits]
+        kinds = np.array(self.placement, dtype=object)
+        placed = sorted({kind for kind in self.placement if kind is not None})
 
         def pct(mask: np.ndarray) -> float:
             return round(100.0 * float(mask.mean()), 2) if mask.size else float("nan")
@@ -94,6 +99,8 @@ class MetricAccumulator:
             "loc_acc_1_0m": pct(pos <= 1.0),
             "ori_acc_15deg": pct(yaw <= math.radians(15)),
             "ori_acc_30deg": pct(yaw <= math.radians(30)),
+            "loc_acc_1_0m_by_placement": {kind: pct(pos[kinds == kind] <= 1.0) for kind in placed},
+            "ori_acc_30deg_by_placement": {kind: pct(yaw[kinds == kind] <= math.radians(30)) for kind in placed},
             "qa_em": pct(np.array(all_qa)),
             "qa_em_by_type": {t: pct(np.array(h)) for t, h in sorted(self.qa.items())},
             "bev_median_error_m": median(self.bev_error),

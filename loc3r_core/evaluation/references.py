@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from loc3r_core.errors import DataError
-from loc3r_core.evaluation.metrics import LOCALIZATION_KEYS, MetricAccumulator
+from loc3r_core.evaluation.metrics import LOCALIZATION_KEYS, PLACEMENT_KEYS, MetricAccumulator
 from loc3r_core.geometry import camera_yaw, heading_to
 from loc3r_core.world.polygon import from_box_frame, to_box_frame
 from loc3r_core.world.scene import Question, Scene, SceneObject, Situation
@@ -39,6 +39,7 @@ from loc3r_core.world.situations import (
     bearing,
     direction_of,
     floor_distance,
+    placement_kind,
     plural,
     ring_around,
     rounded_distance,
@@ -79,22 +80,22 @@ def anchor_placement(scene: Scene, situation: Situation, fallback: Placement) ->
 
 def oracle_placement(scene: Scene, situation: Situation) -> Placement:
     """Where the generator's rule for the situation's first relation puts the asker, at its mean draw."""
-    first = situation.relations[0]
+    first, kind = situation.relations[0], placement_kind(scene, situation)
     facing = next((r for r in situation.relations[1:] if r["relation"] == "facing"), None)
     target = scene.object(facing["object_id"]) if facing else None
-    if first["relation"] == "between":
+    if kind == "between":
         a, b = (scene.object(i).center[:2] for i in first["object_ids"])
         position = (a + b) / 2
     else:
         anchor = scene.object(first["object_id"])
-        if first["relation"] == "on":
+        if kind == "on":
             if anchor.label == "chair":  # one sits on a chair facing where it faces
                 return anchor.center[:2].copy(), anchor.yaw
             position = on_seat_edge(anchor, target)
-        elif first["relation"] == "in_front_of":
+        elif kind == "in_front_of":
             position = from_box_frame(np.array([anchor.size[0] / 2 + np.mean(IN_FRONT_GAP_M), 0.0]),
                                       anchor.center[:2], anchor.yaw)
-        elif anchor.label == "door" and "through the door" in situation.text:
+        elif kind == "door":
             position = from_box_frame(np.array([np.mean(DOOR_STEP_M), 0.0]), anchor.center[:2], anchor.yaw)
         else:  # next to the anchor, on its side towards what the asker faces
             position = beside(anchor, target)
@@ -201,13 +202,15 @@ def evaluate_reference(name: str, dataset: SceneClipDataset, indices: list[int],
         placement = PLACERS[name](scene, situation, path_centre(poses)) if name in PLACERS else None
         if placement is not None and (scene_index, situation_index) not in located:
             located.add((scene_index, situation_index))
-            accumulator.add_localization(placement[0], placement[1], np.zeros(2), situation.position, situation.yaw)
+            accumulator.add_localization(placement[0], placement[1], np.zeros(2), situation.position, situation.yaw,
+                                         placement_kind(scene, situation))
         if majority is not None:
             accumulator.add_answer(question.type, majority.get(question.type, ""), question.answer)
         elif name == "oracle":
             accumulator.add_answer(question.type, oracle_answer(question, scene, *placement), question.answer)
     summary = accumulator.summary()
-    keys = [*(LOCALIZATION_KEYS if name in PLACERS else ()), *(("qa_em", "qa_em_by_type") if name in ANSWERING else ()),
+    keys = [*(LOCALIZATION_KEYS + PLACEMENT_KEYS if name in PLACERS else ()),
+            *(("qa_em", "qa_em_by_type") if name in ANSWERING else ()),
             *(("position_median_error_m",) if name in PLACERS else ()), "num_samples", "num_situations"]
     metrics = {key: summary[key] for key in keys}
     metrics["num_samples"] = len(indices)

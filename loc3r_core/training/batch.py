@@ -12,7 +12,7 @@ from loc3r_core.model.prior import drifted, prior_features
 from loc3r_core.model.tokenizer import FRAME, IMAGE, answer_text, prompt_text
 
 META_KEYS = ("scene", "question_type", "answer", "situation_text", "question", "objects", "seen_object_ids",
-             "named_classes")
+             "named_classes", "placement")
 TARGET_KEYS = ("bev_target", "bev_valid", "patch_label", "ego_pose", "situation_position", "situation_yaw",
                "grounding_classes")
 

@@ -45,6 +45,19 @@ SITUATIONS_PER_SCENE = 8
 QUESTIONS_PER_SITUATION = 6
 
 
+PLACEMENTS = ("next_to", "on", "in_front_of", "between", "door")  # how a situation's first relation places it
+
+
+def placement_kind(scene: Scene, situation: Situation) -> str:
+    """Which of PLACEMENTS (which maker's rule) placed the situation: its first relation, except
+    "near" the door, which is "door" when the asker has come in through it (_through_door)."""
+    first = situation.relations[0]
+    if first["relation"] != "near":
+        return first["relation"]
+    through = scene.object(first["object_id"]).label == "door" and "through the door" in situation.text
+    return "door" if through else "next_to"
+
+
 def plural(label: str) -> str:
     return PLURALS.get(label, label + "s")
 
