@@ -59,6 +59,16 @@ def pointer_attention(queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
     return softmax(scores)
 
 
+def relative_offset(offset: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """(2,) offset given as (along, left of) a direction (2,) -> the offset in the direction's axes.
+
+    A zero direction leaves the offset along the x axis (the model's rotate_towards does the same).
+    """
+    heading = math.atan2(direction[1], direction[0])
+    cos, sin = math.cos(heading), math.sin(heading)
+    return np.array([cos * offset[0] - sin * offset[1], sin * offset[0] + cos * offset[1]])
+
+
 def facing_bump(num_bins: int, heading: float, kappa: float) -> np.ndarray:
     """kappa * cos(bin centre - heading): the pointer's push of the yaw logits towards a heading."""
     return kappa * np.cos(bin_centres(num_bins) - heading)

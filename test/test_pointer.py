@@ -12,8 +12,14 @@ from conftest import TINY_MODEL, overfit_one_batch, tiny_train_config
 from loc3r_core.data.dataset import SceneClipDataset
 from loc3r_core.model.checkpoint import save_model
 from loc3r_core.model.configuration_loc3r import Loc3rConfig
-from loc3r_core.model.modeling_loc3r import SituationPointer, grounding_loss
-from loc3r_core.readout import circular_soft_argmax, facing_bump, pointer_attention, widened_log_sigma
+from loc3r_core.model.modeling_loc3r import SituationPointer, grounding_loss, rotate_towards
+from loc3r_core.readout import (
+    circular_soft_argmax,
+    facing_bump,
+    pointer_attention,
+    relative_offset,
+    widened_log_sigma,
+)
 from loc3r_core.runtime.scenario import scene_frames
 from loc3r_core.runtime.session import Session
 from loc3r_core.runtime.torch_backend import TorchBackend
@@ -24,6 +30,8 @@ from loc3r_core.world.scene_io import SceneFolder
 from loc3r_core.world.vocabulary import PATCH_CLASSES
 
 POINTER_MODEL = {**TINY_MODEL, "situation_readout": "pointer", "grounding_weight": 0.2}
+# <Pos> points at two places (their midpoint) and moves by an offset in the frame towards the faced place
+RELATIONAL_MODEL = {**POINTER_MODEL, "pointer_places": 2, "relative_offset": True}
 
 
 def test_the_pointer_recovers_a_known_point_and_numpy_points_the_same_way():
@@ -68,6 +76,37 @@ def test_grounding_loss_rewards_attention_on_the_named_tokens():
     assert grounding_loss(uniform, labels, torch.tensor([[-1, -1, -1]])).item() == 0.0
 
 
+def test_two_place_grounding_sends_one_pointer_to_each_placing_object():
+    labels = torch.tensor([[3, 5, 5, 7, 0, 0]])
+    one_each = torch.tensor([[[0.0, 1.0, 0.0, 0.0, 0.0, 0.0],    # <Pos> 1 on the class-5 object
+                              [0.0, 0.0, 0.0, 1.0, 0.0, 0.0],    # <Pos> 2 on the class-7 object
+                              [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]]])  # <Ori> on the class-3 object
+    between = torch.tensor([[5, 7, 3]])
+    assert grounding_loss(one_each, labels, between).item() == pytest.approx(0.0, abs=1e-5)
+    # both <Pos> pointers on one of the two: the other's object gets no mass (clamped at 1e-6)
+    both_on_first = one_each.clone()
+    both_on_first[0, 1] = one_each[0, 0]
+    assert grounding_loss(both_on_first, labels, between).item() == pytest.approx(-math.log(1e-6) / 3, rel=1e-4)
+    # a one-object relation sends both <Pos> pointers to it
+    assert grounding_loss(both_on_first, labels, torch.tensor([[5, -1, 3]])).item() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_the_relative_offset_turns_with_the_direction_to_the_faced_place():
+    offsets = torch.tensor([[1.0, 0.0], [1.0, 0.5], [0.3, -0.2]])
+    directions = torch.tensor([[0.0, 2.0], [-3.0, 0.0], [0.0, 0.0]])  # left, behind, none (both on one place)
+    turned = rotate_towards(offsets, directions)
+    np.testing.assert_allclose(turned.numpy(), [[0.0, 1.0], [-1.0, -0.5], [0.3, -0.2]], atol=1e-6)
+    for offset, direction, expected in zip(offsets.numpy(), directions.numpy(), turned.numpy(), strict=True):
+        np.testing.assert_allclose(relative_offset(offset, direction), expected, atol=1e-6)
+    # in the readout: the place moves by the turned offset, and the asker still faces the faced place
+    pointer = SituationPointer(hidden=8, dim=4, places=2, relative=True)
+    at, faced = torch.tensor([[1.0, 1.0]]), torch.tensor([[1.0, 4.0]])
+    pos, leaned = pointer.combine(torch.zeros(1, 4), torch.zeros(1, 36), at, faced, torch.tensor([[1.0, -0.5]]))
+    np.testing.assert_allclose(pos[0, :2].detach().numpy(), [1.5, 2.0], atol=1e-6)
+    heading = math.atan2(4.0 - 2.0, 1.0 - 1.5)
+    np.testing.assert_allclose(leaned[0].detach().numpy(), facing_bump(36, heading, math.e), atol=1e-4)
+
+
 def test_grounding_classes_are_what_places_and_what_is_faced(world_by_kind):
     dataset = SceneClipDataset(world_by_kind["walk"], num_frames=4, patch_grid=(4, 4))
     for index in range(0, len(dataset), 7):
@@ -86,11 +125,11 @@ def test_grounding_classes_are_what_places_and_what_is_faced(world_by_kind):
         assert PATCH_CLASSES[classes[2]] in situation.text
 
 
-@pytest.fixture(scope="module")
-def pointer_model(world_by_kind, tmp_path_factory):
+@pytest.fixture(scope="module", params=[POINTER_MODEL, RELATIONAL_MODEL], ids=["one-place", "relational"])
+def pointer_model(request, world_by_kind, tmp_path_factory):
     """A tiny pointer-readout model after a few steps on one batch (so its pointers are not uniform)."""
     config = TrainConfig.from_dict(tiny_train_config(world_by_kind["walk"], tmp_path_factory.mktemp("run"),
-                                                     model=POINTER_MODEL, patch_targets="objects_first"))
+                                                     model=request.param, patch_targets="objects_first"))
     probe = Loc3rConfig(**TINY_MODEL)
     dataset = SceneClipDataset(world_by_kind["walk"], num_frames=4, patch_grid=probe.patch_grid,
                                image_size=probe.vision_config.image_size, patch_target="objects_first")

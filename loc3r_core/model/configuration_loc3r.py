@@ -66,6 +66,14 @@ class Loc3rConfig(PreTrainedConfig):
     # yaw leans towards the direction from the position to a second pointer, the faced thing).
     situation_readout: str = "mlp"
     pointer_dim: int = 64
+    # Pointer models only. pointer_places: how many places <Pos> points at; with 2 the asker
+    # stands at their midpoint ("between the bed and the desk"), and grounding sends one to each
+    # placing object (both to the one object of a one-object relation).
+    pointer_places: int = 1
+    # relative_offset: the position also moves by an offset the <Pos> state gives in the frame
+    # of the direction from the pointed place to the faced one ("next to the bed, facing the
+    # desk" stands on the bed's desk side), a frame the clip's axes cannot express.
+    relative_offset: bool = False
     # Pointer models only: weight of -log(attention mass on the tokens of the objects the
     # situation names), <Pos> on what places it, <Ori> on what it faces (training only).
     grounding_weight: float = 0.0
@@ -84,6 +92,8 @@ class Loc3rConfig(PreTrainedConfig):
         super().validate_architecture()
         if self.situation_readout not in SITUATION_READOUTS:
             raise ValueError(f"situation_readout must be one of {SITUATION_READOUTS}, not {self.situation_readout!r}")
+        if self.pointer_places not in (1, 2):
+            raise ValueError(f"pointer_places must be 1 or 2, not {self.pointer_places}")
 
     @property
     def patches_per_frame(self) -> int:

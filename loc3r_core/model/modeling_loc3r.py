@@ -40,7 +40,8 @@ class Loc3rOutput:
     ego: torch.Tensor  # (B, F, 4 + bins) x, y, log sigmas, yaw logits per frame
     pos: torch.Tensor  # (B, 4) asker x, y, log sigmas
     ori_logits: torch.Tensor  # (B, bins) asker yaw
-    pointer_weights: torch.Tensor | None = None  # (B, 2, F * P) where <Pos> and <Ori> point (pointer readout)
+    # (B, places + 1, F * P) where <Pos> (pointer_places queries) and <Ori> point (pointer readout)
+    pointer_weights: torch.Tensor | None = None
     pointer_spread: torch.Tensor | None = None  # (B, 2) variance of the points <Pos> weighs, per axis
     loss: torch.Tensor | None = None
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -66,7 +67,7 @@ class Loc3rForSpatialQA(PreTrainedModel):
         self.pos_head = mlp(hidden, hidden, 4)
         self.ori_head = mlp(hidden, hidden, config.num_yaw_bins)
         self.ego_head = mlp(hidden, hidden, 4 + config.num_yaw_bins)
-        self.pointer = SituationPointer(hidden, config.pointer_dim) \
+        self.pointer = SituationPointer(hidden, config.pointer_dim, config.pointer_places, config.relative_offset) \
             if config.situation_readout == "pointer" else None
         self.post_init()
 
@@ -76,6 +77,9 @@ class Loc3rForSpatialQA(PreTrainedModel):
             nn.init.normal_(self.no_prior, std=0.02)
         if isinstance(module, SituationPointer):
             nn.init.ones_(module.log_kappa)
+            if module.relative is not None:  # no relative offset until the <Pos> state asks for one
+                nn.init.zeros_(module.relative[-1].weight)
+                nn.init.zeros_(module.relative[-1].bias)
 
     # --- the pieces the streaming runtime calls separately -------------------------------
 
@@ -141,12 +145,12 @@ class Loc3rForSpatialQA(PreTrainedModel):
         }
         if self.pointer is not None:
             keys = self.pointer.keys(vision.flatten(1, 2))
-            weights = self.pointer.attention(torch.stack([self.pointer.queries(pos_state),
-                                                          self.pointer.queries(ori_state)], dim=1), keys)
+            weights = self.pointer.attention(self.pointer.queries(pos_state, ori_state), keys)
             places, spread = self.pointer.point(weights, heads["bev"][..., :2].flatten(1, 2))
-            heads["pos"], heads["ori_logits"] = self.pointer.combine(heads["pos"], heads["ori_logits"], places[:, 0],
-                                                                     places[:, 1])
-            heads["pointer_weights"], heads["pointer_spread"] = weights, spread[:, 0]
+            at, faced = places[:, :-1].mean(dim=1), places[:, -1]
+            heads["pos"], heads["ori_logits"] = self.pointer.combine(heads["pos"], heads["ori_logits"], at, faced,
+                                                                     self.pointer.relative_offset(pos_state))
+            heads["pointer_weights"], heads["pointer_spread"] = weights, spread[:, :-1].mean(dim=1)
         return heads
 
     def language_forward(self, inputs_embeds: torch.Tensor, **kwargs: object) -> tuple[torch.Tensor, object]:
@@ -228,27 +232,36 @@ class Loc3rForSpatialQA(PreTrainedModel):
 class SituationPointer(nn.Module):
     """Reads the asker's place as an attention-weighted mean of the model's own BEV points.
 
-    The <Pos> state queries every vision token; the weighted mean of their predicted points
-    plus the MLP head's offset is the position (trained with the MLP's sigma; readouts widen
-    that sigma by the spread of the points it weighs, how sure the pointer is). The <Ori> state points at a second
+    The <Pos> state queries every vision token (once, or twice with `places=2`: the asker then
+    stands at the midpoint of the two pointed places); that place plus the MLP head's offset
+    (and, with `relative=True`, an offset in the frame of the direction from the place to the
+    faced place) is the position, trained with the MLP's sigma; readouts widen that sigma by the
+    spread of the points it weighs, how sure the pointer is. The <Ori> state points at a second
     place (what the asker faces) and the yaw logits gain kappa * cos(bin - heading from the
     position to it), a von Mises bump. Keys and points are detached, so the readout cannot
-    bend the map. Keys (N, d) and queries (d) are plain projections, so the runtime computes
-    them in its heads graph and points itself, in numpy (loc3r_core.readout.pointer_attention,
-    facing_bump, widened_log_sigma).
+    bend the map. Keys (N, d), queries (d) and the relative offset (2) are plain functions of
+    one hidden state, so the runtime computes them in its heads graph and points itself, in
+    numpy (loc3r_core.readout.pointer_attention, relative_offset, facing_bump, widened_log_sigma).
     """
 
-    def __init__(self, hidden: int, dim: int) -> None:
+    def __init__(self, hidden: int, dim: int, places: int = 1, relative: bool = False) -> None:
         super().__init__()
         self.key = nn.Linear(hidden, dim)
         self.query = nn.Linear(hidden, dim)
+        self.second_query = nn.Linear(hidden, dim) if places == 2 else None  # <Pos>'s second place
+        self.relative = mlp(hidden, hidden, 2) if relative else None
         self.log_kappa = nn.Parameter(torch.ones(1))  # kappa e: a bump of about 40 degrees at first
 
     def keys(self, vision_states: torch.Tensor) -> torch.Tensor:
         return self.key(vision_states.detach())
 
-    def queries(self, state: torch.Tensor) -> torch.Tensor:
-        return self.query(state)
+    def queries(self, pos_state: torch.Tensor, ori_state: torch.Tensor) -> torch.Tensor:
+        """(B, places + 1, d): <Pos>'s queries, then <Ori>'s."""
+        second = [] if self.second_query is None else [self.second_query(pos_state)]
+        return torch.stack([self.query(pos_state), *second, self.query(ori_state)], dim=1)
+
+    def relative_offset(self, pos_state: torch.Tensor) -> torch.Tensor | None:
+        return None if self.relative is None else self.relative(pos_state)
 
     def attention(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
         """(B, Q, d) queries over (B, N, d) keys -> (B, Q, N) weights."""
@@ -262,10 +275,11 @@ class SituationPointer(nn.Module):
         spread = torch.einsum("bqn,bqnc->bqc", weights, (points[:, None] - places[:, :, None]) ** 2)
         return places, spread
 
-    def combine(self, pos: torch.Tensor, ori_logits: torch.Tensor, at: torch.Tensor, faced: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """at, faced (B, 2): the pointed place and the faced place."""
-        pos = pos + F.pad(at.to(pos.dtype), (0, 2))
+    def combine(self, pos: torch.Tensor, ori_logits: torch.Tensor, at: torch.Tensor, faced: torch.Tensor,
+                relative: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """at, faced (B, 2): the pointed place and the faced place; relative (B, 2) or None."""
+        place = at if relative is None else at + rotate_towards(relative.float(), faced.detach() - at.detach())
+        pos = pos + F.pad(place.to(pos.dtype), (0, 2))
         toward = faced - pos[:, :2].detach().float()
         heading = torch.atan2(toward[:, 1], toward[:, 0])
         centres = bin_centres(ori_logits.shape[-1], ori_logits.device)
@@ -273,16 +287,33 @@ class SituationPointer(nn.Module):
         return pos, ori_logits + bump.to(ori_logits.dtype)
 
 
+def rotate_towards(offset: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+    """(B, 2) offsets given as (along, left of) a direction (B, 2) -> offsets in the clip's axes.
+
+    A zero direction (both pointers on one place) leaves the offset along the clip's x axis;
+    the torch twin of loc3r_core.readout.relative_offset.
+    """
+    heading = torch.atan2(direction[:, 1], direction[:, 0])
+    cos, sin = torch.cos(heading), torch.sin(heading)
+    return torch.stack([cos * offset[:, 0] - sin * offset[:, 1], sin * offset[:, 0] + cos * offset[:, 1]], dim=1)
+
+
 def grounding_loss(weights: torch.Tensor, labels: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
     """Mean -log of the attention mass each pointer puts on the tokens of its named objects.
 
-    weights (B, 2, N): <Pos> and <Ori> attention over vision tokens; labels (B, N) patch classes;
-    classes (B, 3): what places the situation (two slots, -1 unused) and what it faces (-1: no
-    situation). Pointers whose objects no token shows are left out.
+    weights (B, Q, N): <Pos>'s one or two queries then <Ori>'s, over vision tokens; labels (B, N)
+    patch classes; classes (B, 3): what places the situation (two slots, -1 unused) and what it
+    faces (-1: no situation). One <Pos> query points at either placing object; two point one at
+    each (both at the one object of a one-object relation). Pointers whose objects no token
+    shows are left out.
     """
-    pos_mask = ((labels[:, None, :] == classes[:, :2, None]) & (classes[:, :2, None] >= 0)).any(dim=1)
-    ori_mask = (labels == classes[:, 2:3]) & (classes[:, 2:3] >= 0)
-    masks = torch.stack([pos_mask, ori_mask], dim=1)  # (B, 2, N)
+    placing, faced = classes[:, :2, None], classes[:, 2:3]
+    if weights.shape[1] == 2:
+        pos_masks = [((labels[:, None, :] == placing) & (placing >= 0)).any(dim=1)]
+    else:
+        second = torch.where(classes[:, 1:2] >= 0, classes[:, 1:2], classes[:, 0:1])
+        pos_masks = [(labels == classes[:, 0:1]) & (classes[:, 0:1] >= 0), (labels == second) & (second >= 0)]
+    masks = torch.stack([*pos_masks, (labels == faced) & (faced >= 0)], dim=1)  # (B, Q, N)
     mass = (weights * masks).sum(dim=-1)
     used = masks.any(dim=-1)
     if not bool(used.any()):

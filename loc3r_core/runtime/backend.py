@@ -21,8 +21,11 @@ POINTER_HEAD_NAMES = ("pointer_key", "pointer_query")  # and after them, for poi
 
 
 def head_names(spec: ModelSpec) -> tuple[str, ...]:
-    """The heads graph's outputs, in order, for this model."""
-    return HEAD_NAMES + (POINTER_HEAD_NAMES if spec.situation_readout == "pointer" else ())
+    """The heads graph's outputs, in order, for this model (runtime.graphs.HeadsGraph)."""
+    if spec.situation_readout != "pointer":
+        return HEAD_NAMES
+    return (HEAD_NAMES + POINTER_HEAD_NAMES + (("pointer_query_second",) if spec.pointer_places == 2 else ())
+            + (("pos_relative",) if spec.relative_offset else ()))
 
 
 class Backend(Protocol):

@@ -70,6 +70,10 @@ class HeadsGraph(Graph):
                    m.ego_head(hidden), m.pos_head(hidden), m.ori_head(hidden))
         if m.pointer is not None:  # the order of runtime.backend.head_names
             outputs += (m.pointer.key(hidden), m.pointer.query(hidden))
+            if m.pointer.second_query is not None:
+                outputs += (m.pointer.second_query(hidden),)
+            if m.pointer.relative is not None:
+                outputs += (m.pointer.relative(hidden),)
         return tuple(output.float() for output in outputs)
 
 

@@ -30,6 +30,7 @@ from loc3r_core.readout import (
     circular_std,
     facing_bump,
     pointer_attention,
+    relative_offset,
     softmax,
     split_gaussian,
     widened_log_sigma,
@@ -263,15 +264,21 @@ class Session:
         if "pointer_query" in heads:  # the model's own points, pointed at over the whole memory (map frame)
             keys = np.concatenate([k.pointer_keys for k in self.memory])
             points = np.concatenate([k.points for k in self.memory])
-            weights = pointer_attention(heads["pointer_query"], keys)
-            at, faced = weights @ points
+            second = [heads["pointer_query_second"][0]] if "pointer_query_second" in heads else []
+            weights = pointer_attention(np.stack([heads["pointer_query"][0], *second, heads["pointer_query"][1]]), keys)
+            places = weights @ points
+            at, faced = places[:-1].mean(axis=0), places[-1]
             rotation = rot_z(anchor[2])[:2, :2]
             position = at + rotation @ mean  # the head's offset is in the anchor's frame
+            if "pos_relative" in heads:  # ... and this one in the frame of the direction to the faced place
+                position = position + relative_offset(heads["pos_relative"][0], faced - at)
             toward = faced - position
             logits = logits + facing_bump(len(logits), math.atan2(toward[1], toward[0]) - anchor[2],
                                           self.spec.pointer_kappa)
             mean = relative_planar(anchor, np.array([*position, 0.0]))[:2]
-            spread = weights[0] @ (((points - at) @ rotation) ** 2)  # per axis of the anchor's frame, as trained
+            # per axis of the anchor's frame, as trained: each <Pos> place's spread, averaged
+            spread = np.mean([w @ (((points - p) @ rotation) ** 2) for w, p in zip(weights[:-1], places[:-1],
+                                                                                    strict=True)], axis=0)
             _, sigma = split_gaussian(np.concatenate([mean, widened_log_sigma(heads["pos"][0, 2:4], spread)]))
         yaw, concentration = circular_soft_argmax(logits)
         x, y, heading = compose_planar(anchor, np.array([mean[0], mean[1], float(yaw)]))

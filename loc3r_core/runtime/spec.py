@@ -44,6 +44,8 @@ class ModelSpec:
     # Added with the pointer readout; exports written before it are "mlp" models.
     situation_readout: str = "mlp"  # or "pointer" (Loc3rConfig.situation_readout)
     pointer_kappa: float = 0.0  # the pointer's yaw-bump strength, a weight the session needs
+    pointer_places: int = 1  # Loc3rConfig.pointer_places: <Pos> points at this many places
+    relative_offset: bool = False  # Loc3rConfig.relative_offset
 
     @classmethod
     def from_checkpoint(cls, folder: Path) -> ModelSpec:
@@ -64,6 +66,7 @@ class ModelSpec:
             pos_token_id=config["pos_token_id"], ori_token_id=config["ori_token_id"],
             eos_token_id=text["eos_token_id"], label_names=tuple(PATCH_CLASSES[: config["num_patch_classes"]]),
             use_camera_prior=config["use_camera_prior"], situation_readout=readout, pointer_kappa=kappa,
+            pointer_places=config.get("pointer_places", 1), relative_offset=config.get("relative_offset", False),
             checkpoint_sha256=file_sha256(folder / "model.safetensors"),
         )
 
