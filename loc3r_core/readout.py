@@ -59,14 +59,18 @@ def pointer_attention(queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
     return softmax(scores)
 
 
-def relative_offset(offset: np.ndarray, direction: np.ndarray) -> np.ndarray:
-    """(2,) offset given as (along, left of) a direction (2,) -> the offset in the direction's axes.
+def relative_offsets(offset: np.ndarray, at: np.ndarray, faced: np.ndarray, viewer: np.ndarray) -> np.ndarray:
+    """(4,) offsets (along, left of) the directions from `at` to `faced` and to `viewer` -> (2,) in
+    their common axes (model.modeling_loc3r.relative_place).
 
-    A zero direction leaves the offset along the x axis (the model's rotate_towards does the same).
+    A zero direction leaves its offset along the x axis, as the model's rotate_towards does.
     """
-    heading = math.atan2(direction[1], direction[0])
-    cos, sin = math.cos(heading), math.sin(heading)
-    return np.array([cos * offset[0] - sin * offset[1], sin * offset[0] + cos * offset[1]])
+    total = np.zeros(2)
+    for part, direction in ((offset[:2], faced - at), (offset[2:4], viewer - at)):
+        heading = math.atan2(direction[1], direction[0])
+        cos, sin = math.cos(heading), math.sin(heading)
+        total += [cos * part[0] - sin * part[1], sin * part[0] + cos * part[1]]
+    return total
 
 
 def facing_bump(num_bins: int, heading: float, kappa: float) -> np.ndarray:

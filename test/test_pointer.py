@@ -12,12 +12,18 @@ from conftest import TINY_MODEL, overfit_one_batch, tiny_train_config
 from loc3r_core.data.dataset import SceneClipDataset
 from loc3r_core.model.checkpoint import save_model
 from loc3r_core.model.configuration_loc3r import Loc3rConfig
-from loc3r_core.model.modeling_loc3r import SituationPointer, grounding_loss, rotate_towards
+from loc3r_core.model.modeling_loc3r import (
+    SituationPointer,
+    grounding_loss,
+    relative_place,
+    rotate_towards,
+    viewer_place,
+)
 from loc3r_core.readout import (
     circular_soft_argmax,
     facing_bump,
     pointer_attention,
-    relative_offset,
+    relative_offsets,
     widened_log_sigma,
 )
 from loc3r_core.runtime.scenario import scene_frames
@@ -91,20 +97,22 @@ def test_two_place_grounding_sends_one_pointer_to_each_placing_object():
     assert grounding_loss(both_on_first, labels, torch.tensor([[5, -1, 3]])).item() == pytest.approx(0.0, abs=1e-5)
 
 
-def test_the_relative_offset_turns_with_the_direction_to_the_faced_place():
+def test_relative_offsets_turn_with_the_directions_to_the_faced_place_and_the_viewer():
     offsets = torch.tensor([[1.0, 0.0], [1.0, 0.5], [0.3, -0.2]])
     directions = torch.tensor([[0.0, 2.0], [-3.0, 0.0], [0.0, 0.0]])  # left, behind, none (both on one place)
     turned = rotate_towards(offsets, directions)
     np.testing.assert_allclose(turned.numpy(), [[0.0, 1.0], [-1.0, -0.5], [0.3, -0.2]], atol=1e-6)
-    for offset, direction, expected in zip(offsets.numpy(), directions.numpy(), turned.numpy(), strict=True):
-        np.testing.assert_allclose(relative_offset(offset, direction), expected, atol=1e-6)
-    # in the readout: the place moves by the turned offset, and the asker still faces the faced place
-    pointer = SituationPointer(hidden=8, dim=4, places=2, relative=True)
-    at, faced = torch.tensor([[1.0, 1.0]]), torch.tensor([[1.0, 4.0]])
-    pos, leaned = pointer.combine(torch.zeros(1, 4), torch.zeros(1, 36), at, faced, torch.tensor([[1.0, -0.5]]))
-    np.testing.assert_allclose(pos[0, :2].detach().numpy(), [1.5, 2.0], atol=1e-6)
-    heading = math.atan2(4.0 - 2.0, 1.0 - 1.5)
-    np.testing.assert_allclose(leaned[0].detach().numpy(), facing_bump(36, heading, math.e), atol=1e-4)
+    # the place moves 1 m towards the faced place (+y) and 0.5 m to the right of the way to the viewer (-x)
+    at, faced, viewer = torch.tensor([[1.0, 1.0]]), torch.tensor([[1.0, 4.0]]), torch.tensor([[-2.0, 1.0]])
+    offset = torch.tensor([[1.0, 0.0, 0.0, -0.5]])
+    moved = relative_place(offset, at, faced, viewer)
+    np.testing.assert_allclose(moved[0].numpy(), [0.0, 1.5], atol=1e-6)
+    np.testing.assert_allclose(relative_offsets(offset[0].numpy(), at[0].numpy(), faced[0].numpy(),
+                                                viewer[0].numpy()), moved[0].numpy(), atol=1e-6)
+    # the viewer is the mean of the frames' estimated positions, frame 0 at the origin by definition
+    ego = torch.zeros(1, 3, 40)
+    ego[0, :, :2] = torch.tensor([[5.0, 5.0], [1.0, 0.0], [2.0, 3.0]])
+    np.testing.assert_allclose(viewer_place(ego)[0].numpy(), [1.0, 1.0], atol=1e-6)
 
 
 def test_grounding_classes_are_what_places_and_what_is_faced(world_by_kind):

@@ -70,9 +70,10 @@ class Loc3rConfig(PreTrainedConfig):
     # stands at their midpoint ("between the bed and the desk"), and grounding sends one to each
     # placing object (both to the one object of a one-object relation).
     pointer_places: int = 1
-    # relative_offset: the position also moves by an offset the <Pos> state gives in the frame
-    # of the direction from the pointed place to the faced one ("next to the bed, facing the
-    # desk" stands on the bed's desk side), a frame the clip's axes cannot express.
+    # relative_offset: the position also moves by offsets the <Pos> state gives in two frames the
+    # clip's axes cannot express: along the direction from the pointed place to the faced one
+    # ("next to the bed, facing the desk" stands on the bed's desk side), and along the direction
+    # from it to the middle of the camera path ("in front of the shelf": fronts face the room).
     relative_offset: bool = False
     # Pointer models only: weight of -log(attention mass on the tokens of the objects the
     # situation names), <Pos> on what places it, <Ori> on what it faces (training only).

@@ -148,8 +148,10 @@ class Loc3rForSpatialQA(PreTrainedModel):
             weights = self.pointer.attention(self.pointer.queries(pos_state, ori_state), keys)
             places, spread = self.pointer.point(weights, heads["bev"][..., :2].flatten(1, 2))
             at, faced = places[:, :-1].mean(dim=1), places[:, -1]
-            heads["pos"], heads["ori_logits"] = self.pointer.combine(heads["pos"], heads["ori_logits"], at, faced,
-                                                                     self.pointer.relative_offset(pos_state))
+            offset = self.pointer.relative_offset(pos_state)
+            if offset is not None:
+                at = at + relative_place(offset.float(), at.detach(), faced.detach(), viewer_place(heads["ego"]))
+            heads["pos"], heads["ori_logits"] = self.pointer.combine(heads["pos"], heads["ori_logits"], at, faced)
             heads["pointer_weights"], heads["pointer_spread"] = weights, spread[:, :-1].mean(dim=1)
         return heads
 
@@ -234,14 +236,15 @@ class SituationPointer(nn.Module):
 
     The <Pos> state queries every vision token (once, or twice with `places=2`: the asker then
     stands at the midpoint of the two pointed places); that place plus the MLP head's offset
-    (and, with `relative=True`, an offset in the frame of the direction from the place to the
-    faced place) is the position, trained with the MLP's sigma; readouts widen that sigma by the
-    spread of the points it weighs, how sure the pointer is. The <Ori> state points at a second
-    place (what the asker faces) and the yaw logits gain kappa * cos(bin - heading from the
-    position to it), a von Mises bump. Keys and points are detached, so the readout cannot
-    bend the map. Keys (N, d), queries (d) and the relative offset (2) are plain functions of
-    one hidden state, so the runtime computes them in its heads graph and points itself, in
-    numpy (loc3r_core.readout.pointer_attention, relative_offset, facing_bump, widened_log_sigma).
+    (and, with `relative=True`, offsets along the directions from the place to the faced place
+    and to the middle of the camera path: relative_place) is the position, trained with the
+    MLP's sigma; readouts widen that sigma by the spread of the points it weighs, how sure the
+    pointer is. The <Ori> state points at a second place (what the asker faces) and the yaw
+    logits gain kappa * cos(bin - heading from the position to it), a von Mises bump. Keys and
+    points are detached, so the readout cannot bend the map. Keys (N, d), queries (d) and the
+    relative offsets (4) are plain functions of one hidden state, so the runtime computes them
+    in its heads graph and points itself, in numpy (loc3r_core.readout.pointer_attention,
+    relative_offsets, facing_bump, widened_log_sigma).
     """
 
     def __init__(self, hidden: int, dim: int, places: int = 1, relative: bool = False) -> None:
@@ -249,7 +252,7 @@ class SituationPointer(nn.Module):
         self.key = nn.Linear(hidden, dim)
         self.query = nn.Linear(hidden, dim)
         self.second_query = nn.Linear(hidden, dim) if places == 2 else None  # <Pos>'s second place
-        self.relative = mlp(hidden, hidden, 2) if relative else None
+        self.relative = mlp(hidden, hidden, 4) if relative else None  # (along, left) towards faced, viewer
         self.log_kappa = nn.Parameter(torch.ones(1))  # kappa e: a bump of about 40 degrees at first
 
     def keys(self, vision_states: torch.Tensor) -> torch.Tensor:
@@ -275,11 +278,10 @@ class SituationPointer(nn.Module):
         spread = torch.einsum("bqn,bqnc->bqc", weights, (points[:, None] - places[:, :, None]) ** 2)
         return places, spread
 
-    def combine(self, pos: torch.Tensor, ori_logits: torch.Tensor, at: torch.Tensor, faced: torch.Tensor,
-                relative: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """at, faced (B, 2): the pointed place and the faced place; relative (B, 2) or None."""
-        place = at if relative is None else at + rotate_towards(relative.float(), faced.detach() - at.detach())
-        pos = pos + F.pad(place.to(pos.dtype), (0, 2))
+    def combine(self, pos: torch.Tensor, ori_logits: torch.Tensor, at: torch.Tensor, faced: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """at, faced (B, 2): the pointed place and the faced place."""
+        pos = pos + F.pad(at.to(pos.dtype), (0, 2))
         toward = faced - pos[:, :2].detach().float()
         heading = torch.atan2(toward[:, 1], toward[:, 0])
         centres = bin_centres(ori_logits.shape[-1], ori_logits.device)
@@ -287,11 +289,23 @@ class SituationPointer(nn.Module):
         return pos, ori_logits + bump.to(ori_logits.dtype)
 
 
+def viewer_place(ego: torch.Tensor) -> torch.Tensor:
+    """(B, F, 4 + bins) ego head -> (B, 2) the mean of the frames' estimated positions (detached),
+    frame 0 at the origin by definition (as the runtime's map frame puts it)."""
+    return ego[:, 1:, :2].detach().float().sum(dim=1) / ego.shape[1]
+
+
+def relative_place(offset: torch.Tensor, at: torch.Tensor, faced: torch.Tensor, viewer: torch.Tensor
+                   ) -> torch.Tensor:
+    """(B, 4) offsets (along, left) towards the faced place, then towards the viewer -> (B, 2) in the
+    clip's axes; the torch twin of loc3r_core.readout.relative_offsets."""
+    return rotate_towards(offset[:, :2], faced - at) + rotate_towards(offset[:, 2:], viewer - at)
+
+
 def rotate_towards(offset: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
     """(B, 2) offsets given as (along, left of) a direction (B, 2) -> offsets in the clip's axes.
 
-    A zero direction (both pointers on one place) leaves the offset along the clip's x axis;
-    the torch twin of loc3r_core.readout.relative_offset.
+    A zero direction (both pointers on one place) leaves the offset along the clip's x axis.
     """
     heading = torch.atan2(direction[:, 1], direction[:, 0])
     cos, sin = torch.cos(heading), torch.sin(heading)

@@ -30,7 +30,7 @@ from loc3r_core.readout import (
     circular_std,
     facing_bump,
     pointer_attention,
-    relative_offset,
+    relative_offsets,
     softmax,
     split_gaussian,
     widened_log_sigma,
@@ -270,8 +270,9 @@ class Session:
             at, faced = places[:-1].mean(axis=0), places[-1]
             rotation = rot_z(anchor[2])[:2, :2]
             position = at + rotation @ mean  # the head's offset is in the anchor's frame
-            if "pos_relative" in heads:  # ... and this one in the frame of the direction to the faced place
-                position = position + relative_offset(heads["pos_relative"][0], faced - at)
+            if "pos_relative" in heads:  # ... and these along the directions to the faced place and the path
+                viewer = np.sum([k.map_pose[:2] for k in self.memory], axis=0) / len(self.memory)
+                position = position + relative_offsets(heads["pos_relative"][0], at, faced, viewer)
             toward = faced - position
             logits = logits + facing_bump(len(logits), math.atan2(toward[1], toward[0]) - anchor[2],
                                           self.spec.pointer_kappa)
