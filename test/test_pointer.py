@@ -10,6 +10,8 @@ import torch
 
 from conftest import TINY_MODEL, overfit_one_batch, tiny_train_config
 from loc3r_core.data.dataset import SceneClipDataset
+from loc3r_core.export.onnx_export import export_checkpoint
+from loc3r_core.export.parity import check_parity
 from loc3r_core.model.checkpoint import save_model
 from loc3r_core.model.configuration_loc3r import Loc3rConfig
 from loc3r_core.model.modeling_loc3r import (
@@ -26,6 +28,7 @@ from loc3r_core.readout import (
     relative_offsets,
     widened_log_sigma,
 )
+from loc3r_core.runtime.onnx_backend import OnnxBackend
 from loc3r_core.runtime.scenario import scene_frames
 from loc3r_core.runtime.session import Session
 from loc3r_core.runtime.torch_backend import TorchBackend
@@ -181,3 +184,23 @@ def test_the_session_points_like_the_model_forward(pointer_model, world_by_kind,
     sigma = np.exp(widened_log_sigma(out.pos[0, 2:].numpy(), out.pointer_spread[0].numpy()))
     np.testing.assert_allclose([located.sigma_x, located.sigma_y], sigma, rtol=5e-3)
     assert abs(math.remainder(located.yaw - float(yaw), 2 * math.pi)) < 2e-3
+
+
+def test_an_exported_pointer_model_points_like_its_checkpoint(pointer_model, world_by_kind, tmp_path):
+    """The heads graph carries every pointer output the session reads (two places, relative offsets)."""
+    model, tokenizer, _ = pointer_model
+    folder = save_model(model, tokenizer, tmp_path / "pointer-model")
+    export_checkpoint(folder, tmp_path / "onnx")
+    errors = check_parity(folder, tmp_path / "onnx")
+    assert max(errors.values()) < 1e-4, errors
+    scene = SceneFolder(sorted(world_by_kind["walk"].glob("scene_*"))[0])
+    sessions = [Session(TorchBackend(folder)), Session(OnnxBackend(tmp_path / "onnx", checkpoint=folder))]
+    frames = list(scene_frames(scene))
+    for i in np.linspace(0, len(frames) - 1, 4).round().astype(int):
+        for session in sessions:
+            session.push(frames[i].rgb, frames[i].stamp_ns, frames[i].intrinsics, frames[i].odometry,
+                         force_keyframe=True)
+    poses = [session.localize(scene.situations[1].text).pose for session in sessions]
+    np.testing.assert_allclose([poses[0].x, poses[0].y, poses[0].sigma_x], [poses[1].x, poses[1].y, poses[1].sigma_x],
+                               atol=1e-3)
+    assert abs(math.remainder(poses[0].yaw - poses[1].yaw, 2 * math.pi)) < 1e-3
