@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from loc3r_core.data.dataset import SceneClipDataset
 from loc3r_core.errors import DataError
 from loc3r_core.world.scene_io import SceneFolder
+from loc3r_core.world.situations import DIRECTIONS
 from loc3r_core.world.vocabulary import LABELS, PATCH_CLASSES, STRUCTURE_CLASSES
 
 
@@ -135,6 +136,24 @@ def test_situations_keep_their_meaning_in_the_clip_frame(walk):
         p, yaw = item["situation_position"].numpy(), float(item["situation_yaw"])
         off = math.atan2(target[1] - p[1], target[0] - p[0]) - yaw
         assert abs((off + math.pi) % (2 * math.pi) - math.pi) < math.radians(20)
+
+
+def test_the_asked_object_is_placed_in_the_askers_own_frame(walk):
+    """Direction answers follow from answer_xy: ahead is +x, left is +y (world.situations.DIRECTIONS)."""
+    ds = SceneClipDataset(walk, num_frames=4)
+    checked = 0
+    for index in range(len(ds)):
+        item = ds[index]
+        if not bool(item["answer_xy_valid"]):
+            assert item["question_type"] not in ("direction", "distance") or not item["has_situation"]
+            continue
+        if item["question_type"] == "direction":
+            ahead, left = item["answer_xy"].tolist()
+            bearing = math.degrees(math.atan2(left, ahead))
+            expected = DIRECTIONS[int(((bearing + 45.0) % 360.0) // 90.0)]
+            assert item["answer"] == expected, (item["question"], bearing)
+            checked += 1
+    assert checked >= 5
 
 
 def test_batches_collate_and_images_resize(walk):

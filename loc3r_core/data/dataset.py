@@ -13,6 +13,7 @@ anchored to the clip's first sampled camera (as METHOD.md's BEV frame is), with
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from loc3r_core.data.targets import PATCH_TARGETS, patch_targets
 from loc3r_core.errors import DataError
 from loc3r_core.geometry import anchor_frame, camera_yaw, invert_pose, transform_planar, transform_points
 from loc3r_core.runtime.preprocess import model_image
-from loc3r_core.world.scene import Scene, Situation, seen_object_ids, transform_situation
+from loc3r_core.world.scene import Question, Scene, Situation, seen_object_ids, transform_situation
 from loc3r_core.world.scene_io import SceneFolder, is_complete
 from loc3r_core.world.situations import placement_kind
 from loc3r_core.world.vocabulary import PATCH_CLASSES
@@ -157,6 +158,7 @@ class SceneClipDataset(Dataset):
             "named_classes": named_classes(scene, situation) if has_situation else None,
             "placement": placement_kind(scene, situation) if has_situation else None,
             "grounding_classes": torch.tensor(grounding_classes(scene, situation) if has_situation else (-1, -1, -1)),
+            **asked_object_target(scene, folder.situations[situation_index], question, has_situation),
         }
 
     def _image(self, rgb: np.ndarray) -> np.ndarray:
@@ -182,6 +184,23 @@ def grounding_classes(scene: Scene, situation: Situation) -> tuple[int, int, int
     faced = last["object_ids"][-1] if "object_ids" in last else last["object_id"]
     classes = [-1 if i is None else PATCH_CLASSES.index(scene.object(i).label) for i in placing]
     return classes[0], classes[1], PATCH_CLASSES.index(scene.object(faced).label)
+
+
+EGOCENTRIC_TYPES = ("direction", "distance", "nearest", "what_direction")  # about one object, from the asker
+
+
+def asked_object_target(scene: Scene, situation: Situation, question: Question, has_situation: bool
+                        ) -> dict[str, torch.Tensor]:
+    """answer_xy: the centre of the one object a situated question is about, in the asker's frame
+    (metres ahead, to the left; any frame the situation is given in gives the same), and whether
+    there is one (answer_xy_valid)."""
+    valid = has_situation and question.type in EGOCENTRIC_TYPES and len(question.object_ids) == 1
+    xy = np.zeros(2)
+    if valid:
+        offset = scene.object(question.object_ids[0]).center[:2] - np.asarray(situation.position)
+        cos, sin = math.cos(situation.yaw), math.sin(situation.yaw)
+        xy = np.array([cos * offset[0] + sin * offset[1], -sin * offset[0] + cos * offset[1]])
+    return {"answer_xy": torch.from_numpy(xy), "answer_xy_valid": torch.tensor(valid)}
 
 
 def named_classes(scene: Scene, situation: Situation) -> tuple[int, int]:

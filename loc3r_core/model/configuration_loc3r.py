@@ -56,6 +56,7 @@ class Loc3rConfig(PreTrainedConfig):
     frame_token_id: int = 0
     pos_token_id: int = 0
     ori_token_id: int = 0
+    answer_token_id: int = 0
     # Camera prior: one token per frame from its planar pose relative to the first frame.
     use_camera_prior: bool = True
     # Baseline (b) of the ablation: per-patch 3D points encoded and added to vision tokens.
@@ -78,6 +79,11 @@ class Loc3rConfig(PreTrainedConfig):
     # Pointer models only: weight of -log(attention mass on the tokens of the objects the
     # situation names), <Pos> on what places it, <Ori> on what it faces (training only).
     grounding_weight: float = 0.0
+    # Weight of an auxiliary Gaussian NLL on the <answer> token's hidden state: where the object
+    # a question asks about stands in the asker's own frame (metres ahead, to the left), so the
+    # state the answer is decoded from holds the egocentric geometry it depends on (training only;
+    # questions about one object: direction, distance, nearest, what_direction).
+    answer_geometry_weight: float = 0.0
     yaw_sigma_deg: float = 10.0  # width of the wrapped-Gaussian yaw target
     num_patch_classes: int = len(PATCH_CLASSES)
     ce_weight: float = 1.0

@@ -43,6 +43,7 @@ class Loc3rOutput:
     # (B, places + 1, F * P) where <Pos> (pointer_places queries) and <Ori> point (pointer readout)
     pointer_weights: torch.Tensor | None = None
     pointer_spread: torch.Tensor | None = None  # (B, 2) variance of the points <Pos> weighs, per axis
+    answer_geometry: torch.Tensor | None = None  # (B, 4) the asked object in the asker's frame, x, y, log sigmas
     loss: torch.Tensor | None = None
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
 
@@ -67,6 +68,8 @@ class Loc3rForSpatialQA(PreTrainedModel):
         self.pos_head = mlp(hidden, hidden, 4)
         self.ori_head = mlp(hidden, hidden, config.num_yaw_bins)
         self.ego_head = mlp(hidden, hidden, 4 + config.num_yaw_bins)
+        # training only: the runtime never reads it (answer_geometry_weight)
+        self.answer_geometry_head = mlp(hidden, hidden, 4) if config.answer_geometry_weight > 0 else None
         self.pointer = SituationPointer(hidden, config.pointer_dim, config.pointer_places, config.relative_offset) \
             if config.situation_readout == "pointer" else None
         self.post_init()
@@ -153,6 +156,9 @@ class Loc3rForSpatialQA(PreTrainedModel):
                 at = at + relative_place(offset.float(), at.detach(), faced.detach(), viewer_place(heads["ego"]))
             heads["pos"], heads["ori_logits"] = self.pointer.combine(heads["pos"], heads["ori_logits"], at, faced)
             heads["pointer_weights"], heads["pointer_spread"] = weights, spread[:, :-1].mean(dim=1)
+        if self.answer_geometry_head is not None and bool((input_ids == self.config.answer_token_id).any(dim=1).all()):
+            heads["answer_geometry"] = self.answer_geometry_head(
+                first_token_state(input_ids, hidden, self.config.answer_token_id))
         return heads
 
     def language_forward(self, inputs_embeds: torch.Tensor, **kwargs: object) -> tuple[torch.Tensor, object]:
@@ -200,6 +206,7 @@ class Loc3rForSpatialQA(PreTrainedModel):
             "ori": c.situation_weight * c.ori_factor, "ego_pos": c.ego_weight,
             "ego_yaw": c.ego_weight * c.ori_factor, "semantic": c.semantic_weight,
             "grounding": c.grounding_weight if self.pointer is not None else 0.0,
+            "answer_geometry": c.answer_geometry_weight,
         }
 
     def spatial_losses(self, out: Loc3rOutput, labels: torch.Tensor, targets: dict[str, torch.Tensor]) -> dict:
@@ -225,6 +232,9 @@ class Loc3rForSpatialQA(PreTrainedModel):
             placed = targets["has_situation"]  # the pseudo-situation has no place to learn
             losses["pos"] = gaussian_nll(out.pos.float(), targets["situation_position"].float(), placed)
             losses["ori"] = yaw_kl(out.ori_logits, targets["situation_yaw"], sigma, placed)
+        if weights["answer_geometry"]:
+            losses["answer_geometry"] = gaussian_nll(out.answer_geometry.float(), targets["answer_xy"].float(),
+                                                     targets["answer_xy_valid"])
         if weights["grounding"]:
             losses["grounding"] = grounding_loss(out.pointer_weights, targets["patch_label"].flatten(1),
                                                  targets["grounding_classes"])

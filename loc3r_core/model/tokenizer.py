@@ -52,7 +52,8 @@ def add_special_tokens(tokenizer: PreTrainedTokenizerFast) -> int:
 
 def special_ids(tokenizer: PreTrainedTokenizerFast) -> dict[str, int]:
     ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in
-           (("image_token_id", IMAGE), ("frame_token_id", FRAME), ("pos_token_id", POS), ("ori_token_id", ORI))}
+           (("image_token_id", IMAGE), ("frame_token_id", FRAME), ("pos_token_id", POS), ("ori_token_id", ORI),
+            ("answer_token_id", ANSWER))}
     if tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids.values():
         raise ValueError("the tokenizer lacks loc3r's special tokens; call add_special_tokens first")
     return ids

@@ -14,7 +14,7 @@ from loc3r_core.model.tokenizer import FRAME, IMAGE, answer_text, prompt_text
 META_KEYS = ("scene", "question_type", "answer", "situation_text", "question", "objects", "seen_object_ids",
              "named_classes", "placement")
 TARGET_KEYS = ("bev_target", "bev_valid", "patch_label", "ego_pose", "situation_position", "situation_yaw",
-               "grounding_classes")
+               "grounding_classes", "answer_xy", "answer_xy_valid")
 
 
 def video_ids(tokenizer: PreTrainedTokenizerFast, frames: int, patches: int) -> list[int]:
