@@ -181,7 +181,9 @@ class Loc3rBehaviour:
 
     def _reject(self, reason: str) -> None:
         self.last_rejection = reason
-        self.get_logger().warn(reason, throttle_duration_sec=5.0)
+        # warning(), not the deprecated warn(): warn's wrapper is the call site rclpy keys its log
+        # filters by, so every warn() in the node would share one and clash (throttled or not)
+        self.get_logger().warning(reason, throttle_duration_sec=5.0)
 
     # --- the worker -------------------------------------------------------------------------------
 
@@ -199,6 +201,8 @@ class Loc3rBehaviour:
                 self.stats["rejected"] += 1
                 self._reject(f"image rejected: {exc}")
             except Exception as exc:  # one bad frame must not kill the worker
+                if not self.context.ok():  # shut down mid-frame: the publishers are gone, not the frame's fault
+                    return
                 self.stats["rejected"] += 1
                 self._reject(f"image failed: {type(exc).__name__}: {exc}")
 
@@ -210,7 +214,7 @@ class Loc3rBehaviour:
         if self.intrinsics is None and not self.warned_no_intrinsics:
             # a flag, not rclpy's once=True: rclpy refuses different log filters from one logger
             self.warned_no_intrinsics = True
-            self.get_logger().warn(f"no camera_info on {self.resolve_topic_name('camera_info')} yet and no camera.* "
+            self.get_logger().warning(f"no camera_info on {self.resolve_topic_name('camera_info')} yet and no camera.* "
                                    "parameters: images are centre-cropped (the model itself needs no intrinsics)")
         with self.odometry_lock:
             odometry = self.odometry.pose_at(stamp)
