@@ -79,7 +79,7 @@ class Loc3rBehaviour:
         self.intrinsics = self._default_intrinsics()
         self.warned_no_intrinsics = False
         self.odometry = OdometryHistory("odometry on odom")
-        self.odometry_lock = threading.Lock()
+        self.odometry_lock = threading.Condition()  # notified on each odometry message
         self.latest_map_tf: list[tuple[str, str, np.ndarray]] = []
         self.layout_version = self.published_version = 0
         self.inputs: list = []  # subscriptions and timers that activate creates and deactivate destroys
@@ -175,6 +175,7 @@ class Loc3rBehaviour:
             with self.odometry_lock:
                 self.odometry.add(stamp_ns(msg.header.stamp), np.array([p.x, p.y, p.z]),
                                   np.array([o.x, o.y, o.z, o.w]))
+                self.odometry_lock.notify_all()
         except Loc3rError as exc:
             self.stats["odometry_rejected"] += 1
             self._reject(str(exc))
@@ -216,8 +217,7 @@ class Loc3rBehaviour:
             self.warned_no_intrinsics = True
             self.get_logger().warning(f"no camera_info on {self.resolve_topic_name('camera_info')} yet and no camera.* "
                                    "parameters: images are centre-cropped (the model itself needs no intrinsics)")
-        with self.odometry_lock:
-            odometry = self.odometry.pose_at(stamp)
+        odometry = self._odometry_at(stamp)
         started = time.perf_counter()
         with self.session_lock:
             estimate = self.session.push(rgb, stamp, self.intrinsics, odometry)
@@ -232,6 +232,20 @@ class Loc3rBehaviour:
             self._send_tf(self.latest_map_tf, dated)
             if odometry is None:
                 self.latest_map_tf = []  # map->base is a measurement of this instant: not re-sent later
+
+    def _odometry_at(self, stamp: int) -> np.ndarray | None:
+        """T_odom_base at the image's stamp; an image can overtake its odometry on another topic, so
+        while odometry is published it waits up to odometry.wait for a pose at or after the stamp."""
+        deadline = time.monotonic() + self.values["odometry.wait"]
+        with self.odometry_lock:
+            while (not self._odometry_reached(stamp) and time.monotonic() < deadline
+                   and self.count_publishers("odom") > 0):
+                self.odometry_lock.wait(timeout=deadline - time.monotonic())
+            return self.odometry.pose_at(stamp)
+
+    def _odometry_reached(self, stamp: int) -> bool:
+        latest = self.odometry.latest()
+        return latest is not None and latest >= stamp
 
     def _send_tf(self, chain: list[tuple[str, str, np.ndarray]], stamp: int) -> None:
         transforms = [msgs.transform_msg(pose, parent, child, stamp) for parent, child, pose in chain]

@@ -49,6 +49,9 @@ PARAMETERS = (
     Parameter("tf_tolerance", 0.1, "seconds map transforms are dated ahead, so lookups at 'now' never "
               "extrapolate (as AMCL's transform_tolerance)", lambda v: isinstance(v, float) and 0 <= v <= 2,
               "in [0, 2] s"),
+    Parameter("odometry.wait", 0.1, "seconds an image waits for odometry to reach its stamp while odometry is "
+              "published (as tf2's MessageFilter); then the nearest pose within 0.1 s, or none",
+              lambda v: isinstance(v, float) and 0 <= v <= 2, "in [0, 2] s"),
     Parameter("memory.max_keyframes", 8, "keyframes in memory (the model was trained on 8-frame clips)",
               lambda v: isinstance(v, int) and 2 <= v <= 256, "an integer in [2, 256]"),
     Parameter("keyframe.min_translation", 0.4, "metres moved before a frame becomes a keyframe", positive, "> 0"),

@@ -69,6 +69,11 @@ def node_and_probe(*parameters: str, ns: str = NS, process: subprocess.Popen | N
         if wait_ready:
             probe.wait_ready()
         yield process, probe
+    except AssertionError as failure:
+        if process.poll() is not None:  # the node died: its own words say why, not the probe's timeout
+            raise AssertionError(f"{failure}; the node exited {process.returncode}: "
+                                 f"{process.stderr.read()[-2000:]}") from failure
+        raise
     finally:
         if process.poll() is None:
             process.kill()
@@ -409,7 +414,8 @@ def test_lifecycle_variant_loads_in_configure_and_listens_only_while_active(fold
         get = probe.node.create_client(GetState, f"{ns}/loc3r_node/get_state")
 
         def transition(transition_id: int) -> None:
-            assert probe.call(change, ChangeState.Request(transition=Transition(id=transition_id))).success
+            request = ChangeState.Request(transition=Transition(id=transition_id))
+            assert probe.call(change, request, resend_after=TIMEOUT).success  # a transition is not idempotent
 
         def state() -> str:
             return probe.call(get, GetState.Request()).current_state.label
