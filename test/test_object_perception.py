@@ -49,6 +49,23 @@ def test_objects_first_marks_a_small_object_that_the_majority_label_misses(walk)
         SceneClipDataset(walk, patch_target="biggest")
 
 
+def test_centre_targets_put_object_patches_at_their_objects_centre_and_the_rest_on_their_points(walk):
+    ds = SceneClipDataset(walk, num_frames=8, patch_grid=(4, 4), patch_target="objects_first")
+    item = ds[0]
+    labels, valid = item["patch_label"].numpy(), item["bev_valid"].numpy()
+    centres, points = item["centre_target"].numpy(), item["bev_target"].numpy()
+    structure = valid & (labels < len(STRUCTURE_CLASSES))
+    np.testing.assert_allclose(centres[structure], points[structure])
+    objects = valid & (labels >= len(STRUCTURE_CLASSES))
+    assert objects.sum() > 3
+    clip_centres = {o["class"]: [] for o in item["objects"]}
+    for o in item["objects"]:
+        clip_centres[o["class"]].append(o["center"])
+    for centre, label in zip(centres[objects], labels[objects], strict=True):
+        # the centre of an object of the patch's class, wherever on the object the patch lies
+        assert min(np.linalg.norm(centre - c) for c in clip_centres[int(label)]) < 1e-6
+
+
 def _true_clip(ds: SceneClipDataset, index: int) -> tuple[dict, np.ndarray, np.ndarray]:
     item = ds[index]
     labels = np.where(item["bev_valid"].numpy(), item["patch_label"].numpy(), -1)

@@ -40,8 +40,10 @@ from loc3r_core.world.vocabulary import PATCH_CLASSES
 
 POINTER_MODEL = {**TINY_MODEL, "situation_readout": "pointer", "grounding_weight": 0.2}
 # <Pos> points at two places (their midpoint) and moves by offsets towards the faced place and the viewer;
-# the <answer> state also learns where the asked object stands from the asker (training only)
-RELATIONAL_MODEL = {**POINTER_MODEL, "pointer_places": 2, "relative_offset": True, "answer_geometry_weight": 0.1}
+# the <answer> state also learns where the asked object stands from the asker (training only); the
+# pointer averages the tokens' object centres
+RELATIONAL_MODEL = {**POINTER_MODEL, "pointer_places": 2, "relative_offset": True, "answer_geometry_weight": 0.1,
+                    "object_centre_weight": 0.1}
 
 
 def test_the_pointer_recovers_a_known_point_and_numpy_points_the_same_way():
@@ -154,7 +156,8 @@ def pointer_model(request, world_by_kind, tmp_path_factory):
 
 def test_a_pointer_model_learns_where_to_point(pointer_model):
     _, _, history = pointer_model
-    for term in ("grounding", "pos", "ori", *(("answer_geometry",) if "answer_geometry" in history[0] else ())):
+    optional = ("answer_geometry", "object_centre")
+    for term in ("grounding", "pos", "ori", *(t for t in optional if t in history[0])):
         first, last = history[0][term], np.mean([h[term] for h in history[-3:]])
         assert last < first - 0.05 * abs(first), f"{term}: {first:.3f} -> {last:.3f}"
 

@@ -4,7 +4,8 @@ One item is a clip of a scene: frames sampled in time order, re-expressed in the
 anchored to the clip's first sampled camera (as METHOD.md's BEV frame is), with
 - the pose prior: each frame's pose relative to the first sampled frame (what odometry gives),
 - the ego pose of every frame (x, y, yaw in the clip's BEV frame),
-- per-patch BEV targets (mean back-projected point of the patch) and per-patch labels,
+- per-patch BEV targets (mean back-projected point of the patch), per-patch labels and the
+  centre of the object each patch shows,
 - one situation with one of its questions, placed in the same frame (or, for a share of the
   questions whose answer does not depend on the asker, the pseudo-situation of METHOD.md),
 - for evaluation: the scene's objects in the same frame, which of them the clip's frames show,
@@ -145,6 +146,8 @@ class SceneClipDataset(Dataset):
             "patch_points": torch.from_numpy(points),
             "bev_target": torch.from_numpy(np.nan_to_num(points[..., :2])),
             "bev_valid": torch.from_numpy(np.stack([t["valid"] for t in targets])),
+            "centre_target": torch.from_numpy(np.nan_to_num(
+                transform_points(T_clip_world, np.stack([t["centres"] for t in targets]))[..., :2])),
             "patch_label": torch.from_numpy(np.stack([t["label"] for t in targets])),
             "has_situation": has_situation,
             "situation_text": situation.text if has_situation else PSEUDO_SITUATION,

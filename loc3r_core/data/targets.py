@@ -49,7 +49,9 @@ def patch_targets(
 
     points: (rows, cols, 3) world point of the patch (NaN if no pixel has depth); valid:
     (rows, cols) whether it has one; label: (rows, cols) its class (UNKNOWN_CLASS if none);
-    object_pixels: (max id + 1,) pixels of each instance id in the whole frame.
+    object_pixels: (max id + 1,) pixels of each instance id in the whole frame; centres:
+    (rows, cols, 3) the centre of the object the patch shows (the instance most of its chosen
+    pixels belong to), the patch's own point where it shows structure.
     """
     if mode not in PATCH_TARGETS:
         raise ValueError(f"patch targets must be one of {PATCH_TARGETS}, not {mode!r}")
@@ -78,5 +80,20 @@ def patch_targets(
     summed = np.where(chosen[..., None], np.nan_to_num(blocks), 0.0).sum(axis=2)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = summed / count[..., None]
+    instance_blocks = instance.reshape(rows, ph, cols, pw).transpose(0, 2, 1, 3).reshape(rows, cols, ph * pw)
     return {"points": mean, "valid": count > 0, "label": label,
-            "object_pixels": np.bincount(instance.ravel().astype(np.int64))}
+            "object_pixels": np.bincount(instance.ravel().astype(np.int64)),
+            "centres": object_centres(mean, label, chosen, instance_blocks, scene)}
+
+
+def object_centres(points: np.ndarray, label: np.ndarray, chosen: np.ndarray, instances: np.ndarray, scene: Scene
+                   ) -> np.ndarray:
+    """(rows, cols, 3): where a pointer at a patch's object should land, its box centre (a mean of
+    visible surface points sits on the near face, ~0.6 m off for a bed); points where no object."""
+    centres = points.copy()
+    by_id = {obj.id: obj.center for obj in scene.objects}
+    for r, c in zip(*np.nonzero(label >= len(STRUCTURE_CLASSES)), strict=True):
+        ids = instances[r, c][chosen[r, c] & (instances[r, c] > 0)]
+        if ids.size:
+            centres[r, c] = by_id[int(np.bincount(ids.astype(np.int64)).argmax())]
+    return centres

@@ -76,6 +76,10 @@ class Loc3rConfig(PreTrainedConfig):
     # ("next to the bed, facing the desk" stands on the bed's desk side), and along the direction
     # from it to the middle of the camera path ("in front of the shelf": fronts face the room).
     relative_offset: bool = False
+    # Pointer models only: weight of a Gaussian NLL on a per-token head (offset from the token's
+    # BEV point, log sigmas) to the centre of the object the token shows (its own point for
+    # structure); the pointer then averages these centres, not surface points (0: no head).
+    object_centre_weight: float = 0.0
     # Pointer models only: weight of -log(attention mass on the tokens of the objects the
     # situation names), <Pos> on what places it, <Ori> on what it faces (training only).
     grounding_weight: float = 0.0

@@ -43,6 +43,7 @@ class Loc3rOutput:
     # (B, places + 1, F * P) where <Pos> (pointer_places queries) and <Ori> point (pointer readout)
     pointer_weights: torch.Tensor | None = None
     pointer_spread: torch.Tensor | None = None  # (B, 2) variance of the points <Pos> weighs, per axis
+    object_centre: torch.Tensor | None = None  # (B, F, P, 4) centre of each token's object, x, y, log sigmas
     answer_geometry: torch.Tensor | None = None  # (B, 4) the asked object in the asker's frame, x, y, log sigmas
     loss: torch.Tensor | None = None
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -72,12 +73,18 @@ class Loc3rForSpatialQA(PreTrainedModel):
         self.answer_geometry_head = mlp(hidden, hidden, 4) if config.answer_geometry_weight > 0 else None
         self.pointer = SituationPointer(hidden, config.pointer_dim, config.pointer_places, config.relative_offset) \
             if config.situation_readout == "pointer" else None
+        # offset from each token's BEV point to its object's centre (object_centre_weight)
+        self.centre_head = nn.Linear(hidden, 4) if self.pointer is not None and config.object_centre_weight > 0 \
+            else None
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         if module is self:
             nn.init.normal_(self.no_prior, std=0.02)
+        if module is self.centre_head:  # every centre starts at the token's own point
+            nn.init.zeros_(module.weight)
+            nn.init.zeros_(module.bias)
         if isinstance(module, SituationPointer):
             nn.init.ones_(module.log_kappa)
             if module.relative is not None:  # no relative offset until the <Pos> state asks for one
@@ -147,9 +154,13 @@ class Loc3rForSpatialQA(PreTrainedModel):
             "ori_logits": self.ori_head(ori_state),
         }
         if self.pointer is not None:
+            pointed = heads["bev"][..., :2]
+            if self.centre_head is not None:
+                heads["object_centre"] = object_centre(heads["bev"], self.centre_head(vision))
+                pointed = heads["object_centre"][..., :2]
             keys = self.pointer.keys(vision.flatten(1, 2))
             weights = self.pointer.attention(self.pointer.queries(pos_state, ori_state), keys)
-            places, spread = self.pointer.point(weights, heads["bev"][..., :2].flatten(1, 2))
+            places, spread = self.pointer.point(weights, pointed.flatten(1, 2))
             at, faced = places[:, :-1].mean(dim=1), places[:, -1]
             offset = self.pointer.relative_offset(pos_state)
             if offset is not None:
@@ -207,6 +218,7 @@ class Loc3rForSpatialQA(PreTrainedModel):
             "ego_yaw": c.ego_weight * c.ori_factor, "semantic": c.semantic_weight,
             "grounding": c.grounding_weight if self.pointer is not None else 0.0,
             "answer_geometry": c.answer_geometry_weight,
+            "object_centre": c.object_centre_weight if self.centre_head is not None else 0.0,
         }
 
     def spatial_losses(self, out: Loc3rOutput, labels: torch.Tensor, targets: dict[str, torch.Tensor]) -> dict:
@@ -235,6 +247,9 @@ class Loc3rForSpatialQA(PreTrainedModel):
         if weights["answer_geometry"]:
             losses["answer_geometry"] = gaussian_nll(out.answer_geometry.float(), targets["answer_xy"].float(),
                                                      targets["answer_xy_valid"])
+        if weights["object_centre"]:
+            losses["object_centre"] = gaussian_nll(out.object_centre.float(), targets["centre_target"].float(),
+                                                   targets["bev_valid"])
         if weights["grounding"]:
             losses["grounding"] = grounding_loss(out.pointer_weights, targets["patch_label"].flatten(1),
                                                  targets["grounding_classes"])
@@ -297,6 +312,12 @@ class SituationPointer(nn.Module):
         centres = bin_centres(ori_logits.shape[-1], ori_logits.device)
         bump = self.log_kappa.exp() * torch.cos(centres[None] - heading[:, None])
         return pos, ori_logits + bump.to(ori_logits.dtype)
+
+
+def object_centre(bev: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """(..., 4) BEV points and centre-head outputs -> (..., 4) object centres (x, y, log sigmas):
+    the point (detached: the centre loss cannot bend the map) moved by the head's offset."""
+    return torch.cat([bev[..., :2].detach() + offset[..., :2], offset[..., 2:]], dim=-1)
 
 
 def viewer_place(ego: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,8 @@ def head_names(spec: ModelSpec) -> tuple[str, ...]:
     if spec.situation_readout != "pointer":
         return HEAD_NAMES
     return (HEAD_NAMES + POINTER_HEAD_NAMES + (("pointer_query_second",) if spec.pointer_places == 2 else ())
-            + (("pos_relative",) if spec.relative_offset else ()))
+            + (("pos_relative",) if spec.relative_offset else ())
+            + (("object_centre_offset",) if spec.object_centre else ()))
 
 
 class Backend(Protocol):

@@ -74,6 +74,8 @@ class HeadsGraph(Graph):
                 outputs += (m.pointer.second_query(hidden),)
             if m.pointer.relative is not None:
                 outputs += (m.pointer.relative(hidden),)
+            if m.centre_head is not None:
+                outputs += (m.centre_head(hidden),)
         return tuple(output.float() for output in outputs)
 
 

@@ -90,8 +90,9 @@ class Keyframe:
     tokens: np.ndarray  # (P, H) vision tokens, computed once
     map_pose: np.ndarray  # (3,) x, y, yaw in the map frame, as estimated when it was added
     odometry: np.ndarray | None  # (3,) planar odometry, if the robot gave it
-    points: np.ndarray | None = None  # (P, 2) its BEV points in the map frame, once fused
     pointer_keys: np.ndarray | None = None  # (P, d) its tokens' pointer keys (pointer-readout models)
+    # (P, 2) map-frame places the pointer averages, once fused: its BEV points, or its objects' centres
+    pointer_points: np.ndarray | None = None
 
 
 class Session:
@@ -198,11 +199,14 @@ class Session:
         """Add the keyframe's BEV points (its vision rows) to the map grid, in the map frame."""
         anchor_pose = self.memory[0].map_pose
         mean, sigma = split_gaussian(heads["bev"][1:])
-        points = mean @ rot_z(anchor_pose[2])[:2, :2].T + anchor_pose[:2]
+        to_map = rot_z(anchor_pose[2])[:2, :2].T
+        points = mean @ to_map + anchor_pose[:2]
         self.grid.add(points, sigma, softmax(heads["semantic_logits"][1:]), keyframe.map_pose[:2])
-        keyframe.points = points
+        keyframe.pointer_points = points
         if "pointer_key" in heads:
             keyframe.pointer_keys = heads["pointer_key"][1:]
+        if "object_centre_offset" in heads:  # model.object_centre: the token's point plus the head's offset
+            keyframe.pointer_points = points + heads["object_centre_offset"][1:, :2] @ to_map
 
     # --- map --------------------------------------------------------------------------------
 
@@ -263,7 +267,7 @@ class Session:
         logits = heads["ori_logits"][1]
         if "pointer_query" in heads:  # the model's own points, pointed at over the whole memory (map frame)
             keys = np.concatenate([k.pointer_keys for k in self.memory])
-            points = np.concatenate([k.points for k in self.memory])
+            points = np.concatenate([k.pointer_points for k in self.memory])
             second = [heads["pointer_query_second"][0]] if "pointer_query_second" in heads else []
             weights = pointer_attention(np.stack([heads["pointer_query"][0], *second, heads["pointer_query"][1]]), keys)
             places = weights @ points

@@ -46,6 +46,7 @@ class ModelSpec:
     pointer_kappa: float = 0.0  # the pointer's yaw-bump strength, a weight the session needs
     pointer_places: int = 1  # Loc3rConfig.pointer_places: <Pos> points at this many places
     relative_offset: bool = False  # Loc3rConfig.relative_offset
+    object_centre: bool = False  # the pointer averages object centres (Loc3rConfig.object_centre_weight > 0)
 
     @classmethod
     def from_checkpoint(cls, folder: Path) -> ModelSpec:
@@ -67,6 +68,7 @@ class ModelSpec:
             eos_token_id=text["eos_token_id"], label_names=tuple(PATCH_CLASSES[: config["num_patch_classes"]]),
             use_camera_prior=config["use_camera_prior"], situation_readout=readout, pointer_kappa=kappa,
             pointer_places=config.get("pointer_places", 1), relative_offset=config.get("relative_offset", False),
+            object_centre=readout == "pointer" and config.get("object_centre_weight", 0.0) > 0,
             checkpoint_sha256=file_sha256(folder / "model.safetensors"),
         )
 

@@ -13,8 +13,8 @@ from loc3r_core.model.tokenizer import FRAME, IMAGE, answer_text, prompt_text
 
 META_KEYS = ("scene", "question_type", "answer", "situation_text", "question", "objects", "seen_object_ids",
              "named_classes", "placement")
-TARGET_KEYS = ("bev_target", "bev_valid", "patch_label", "ego_pose", "situation_position", "situation_yaw",
-               "grounding_classes", "answer_xy", "answer_xy_valid")
+TARGET_KEYS = ("bev_target", "bev_valid", "centre_target", "patch_label", "ego_pose", "situation_position",
+               "situation_yaw", "grounding_classes", "answer_xy", "answer_xy_valid")
 
 
 def video_ids(tokenizer: PreTrainedTokenizerFast, frames: int, patches: int) -> list[int]:
@@ -57,7 +57,7 @@ def collate(items: list[dict], tokenizer: PreTrainedTokenizerFast, patches: int,
                                        [i["question"] for i in items],
                                        [i["answer"] for i in items] if with_answers else None)
     targets = {key: torch.stack([item[key] for item in items]) for key in TARGET_KEYS}
-    targets = {k: v.flatten(2, 3) if k in ("bev_target", "bev_valid", "patch_label") else v for k, v in targets.items()}
+    targets = {k: v.flatten(2, 3) if k in ("bev_target", "bev_valid", "centre_target", "patch_label") else v for k, v in targets.items()}
     targets["has_situation"] = torch.tensor([bool(i["has_situation"]) for i in items])
     return {
         "input_ids": ids,
