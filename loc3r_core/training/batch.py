@@ -57,7 +57,8 @@ def collate(items: list[dict], tokenizer: PreTrainedTokenizerFast, patches: int,
                                        [i["question"] for i in items],
                                        [i["answer"] for i in items] if with_answers else None)
     targets = {key: torch.stack([item[key] for item in items]) for key in TARGET_KEYS}
-    targets = {k: v.flatten(2, 3) if k in ("bev_target", "bev_valid", "centre_target", "patch_label") else v for k, v in targets.items()}
+    per_patch = ("bev_target", "bev_valid", "centre_target", "patch_label")
+    targets = {k: v.flatten(2, 3) if k in per_patch else v for k, v in targets.items()}
     targets["has_situation"] = torch.tensor([bool(i["has_situation"]) for i in items])
     return {
         "input_ids": ids,
