@@ -20,6 +20,13 @@ def split_gaussian(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return raw[..., :2], np.exp(np.clip(raw[..., 2:4], *LOG_SIGMA_RANGE))
 
 
+def split_map_head(raw: np.ndarray, subpatches: int) -> tuple[np.ndarray, np.ndarray]:
+    """(N, s^2 * (4 + C)) map-head rows -> (N * s^2, 4) sub-patch points and (N * s^2, C) label
+    logits (numpy twin of modeling_loc3r.split_map_head, flattened token by token)."""
+    per_sub = raw.reshape(raw.shape[0] * subpatches, -1)
+    return per_sub[:, :4], per_sub[:, 4:]
+
+
 def bin_centres(num_bins: int) -> np.ndarray:
     """Centres of num_bins equal bins covering [-pi, pi)."""
     width = 2.0 * math.pi / num_bins

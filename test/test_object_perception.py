@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from loc3r_core.data.dataset import SceneClipDataset
-from loc3r_core.data.targets import PRESENT_SHARE, patch_targets
+from loc3r_core.data.targets import PRESENT_SHARE, patch_targets, subdivide
 from loc3r_core.evaluation.objects import ObjectAccumulator, semantic_pointer
 from loc3r_core.model.spatial import focal_cross_entropy
 from loc3r_core.world.vocabulary import PATCH_CLASSES, STRUCTURE_CLASSES
@@ -64,6 +64,23 @@ def test_centre_targets_put_object_patches_at_their_objects_centre_and_the_rest_
     for centre, label in zip(centres[objects], labels[objects], strict=True):
         # the centre of an object of the patch's class, wherever on the object the patch lies
         assert min(np.linalg.norm(centre - c) for c in clip_centres[int(label)]) < 1e-6
+
+
+def test_sub_patch_targets_are_each_tokens_cells_of_the_finer_grid(walk):
+    fine = np.arange(8 * 12 * 2).reshape(8, 12, 2)  # a 4 x 6 token grid, each token 2 x 2 cells
+    tokens = subdivide(fine, (4, 6), 2)
+    assert tokens.shape == (24, 4, 2)
+    for r, c, i, j in np.ndindex(4, 6, 2, 2):
+        np.testing.assert_array_equal(tokens[r * 6 + c, i * 2 + j], fine[r * 2 + i, c * 2 + j])
+    item = SceneClipDataset(walk, num_frames=4, patch_grid=(4, 4), patch_target="majority", map_subdivision=4)[0]
+    assert item["map_target"].shape == (4, 16, 16, 2) and item["map_label"].shape == (4, 16, 16)
+    # a token's point is the mean of its pixels' points, so of its sub-patches' points (weighted by
+    # their pixels with depth; the walk's rooms leave none without): the same place, 16 points
+    sub, valid = item["map_target"].numpy(), item["map_valid"].numpy()
+    whole = item["bev_target"].numpy().reshape(4, 16, 2)
+    full = valid.all(axis=2)
+    assert full.mean() > 0.9
+    np.testing.assert_allclose(sub[full].mean(axis=1), whole[full], atol=1e-4)
 
 
 def _true_clip(ds: SceneClipDataset, index: int) -> tuple[dict, np.ndarray, np.ndarray]:

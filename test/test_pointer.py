@@ -26,8 +26,11 @@ from loc3r_core.readout import (
     facing_bump,
     pointer_attention,
     relative_offsets,
+    softmax,
+    split_gaussian,
     widened_log_sigma,
 )
+from loc3r_core.runtime.mapping import LayoutGrid
 from loc3r_core.runtime.onnx_backend import OnnxBackend
 from loc3r_core.runtime.scenario import scene_frames
 from loc3r_core.runtime.session import Session
@@ -41,9 +44,9 @@ from loc3r_core.world.vocabulary import PATCH_CLASSES
 POINTER_MODEL = {**TINY_MODEL, "situation_readout": "pointer", "grounding_weight": 0.2}
 # <Pos> points at two places (their midpoint) and moves by offsets towards the faced place and the viewer;
 # the <answer> state also learns where the asked object stands from the asker (training only); the
-# pointer averages the tokens' object centres
+# pointer averages the tokens' object centres; the map gets 2 x 2 sub-patch points per token
 RELATIONAL_MODEL = {**POINTER_MODEL, "pointer_places": 2, "relative_offset": True, "answer_geometry_weight": 0.1,
-                    "object_centre_weight": 0.1}
+                    "object_centre_weight": 0.1, "map_subdivision": 2}
 
 
 def test_the_pointer_recovers_a_known_point_and_numpy_points_the_same_way():
@@ -146,7 +149,8 @@ def pointer_model(request, world_by_kind, tmp_path_factory):
                                                      model=request.param, patch_targets="objects_first"))
     probe = Loc3rConfig(**TINY_MODEL)
     dataset = SceneClipDataset(world_by_kind["walk"], num_frames=4, patch_grid=probe.patch_grid,
-                               image_size=probe.vision_config.image_size, patch_target="objects_first")
+                               image_size=probe.vision_config.image_size, patch_target="objects_first",
+                               map_subdivision=request.param.get("map_subdivision", 1))
     torch.manual_seed(0)
     model, tokenizer = create_model(config, dataset)
     batch = collate([dataset[i] for i in range(0, 32, 4)], tokenizer, model.config.patches_per_frame)
@@ -156,7 +160,7 @@ def pointer_model(request, world_by_kind, tmp_path_factory):
 
 def test_a_pointer_model_learns_where_to_point(pointer_model):
     _, _, history = pointer_model
-    optional = ("answer_geometry", "object_centre")
+    optional = ("answer_geometry", "object_centre", "map_bev", "map_semantic")
     for term in ("grounding", "pos", "ori", *(t for t in optional if t in history[0])):
         first, last = history[0][term], np.mean([h[term] for h in history[-3:]])
         assert last < first - 0.05 * abs(first), f"{term}: {first:.3f} -> {last:.3f}"
@@ -188,6 +192,16 @@ def test_the_session_points_like_the_model_forward(pointer_model, world_by_kind,
     sigma = np.exp(widened_log_sigma(out.pos[0, 2:].numpy(), out.pointer_spread[0].numpy()))
     np.testing.assert_allclose([located.sigma_x, located.sigma_y], sigma, rtol=5e-3)
     assert abs(math.remainder(located.yaw - float(yaw), 2 * math.pi)) < 2e-3
+    # the map: each keyframe's points, as the forward pass gives them for its frame (sub-patch
+    # points where the model has a map head), fused into a fresh grid, make the session's grid
+    bev, logits = (out.map_bev, out.map_semantic_logits) if out.map_bev is not None else \
+        (out.bev[:, :, :, None], out.semantic_logits[:, :, :, None])
+    expected = LayoutGrid(session.config.grid, session.spec.label_names)
+    for f, keyframe in enumerate(session.memory):
+        mean, sigma = split_gaussian(bev[0, f].reshape(-1, 4).numpy())
+        expected.add(mean, sigma, softmax(logits[0, f].reshape(-1, logits.shape[-1]).numpy()), keyframe.map_pose[:2])
+    assert session.grid.votes.sum() == pytest.approx(expected.votes.sum(), rel=1e-3)
+    assert np.mean(np.abs(session.grid.votes - expected.votes).sum(axis=2) < 1e-3) > 0.999
 
 
 def test_an_exported_pointer_model_points_like_its_checkpoint(pointer_model, world_by_kind, tmp_path):

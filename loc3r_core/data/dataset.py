@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from loc3r_core.data.targets import PATCH_TARGETS, patch_targets
+from loc3r_core.data.targets import PATCH_TARGETS, patch_targets, subdivide
 from loc3r_core.errors import DataError
 from loc3r_core.geometry import anchor_frame, camera_yaw, invert_pose, transform_planar, transform_points
 from loc3r_core.runtime.preprocess import model_image
@@ -54,6 +54,7 @@ class SceneClipDataset(Dataset):
         seed: int = 0,
         cached_frames: int = 50_000,
         patch_target: str = "majority",
+        map_subdivision: int = 1,
     ) -> None:
         if sampling not in SAMPLING:
             raise ValueError(f"sampling must be one of {SAMPLING}, not {sampling!r}")
@@ -70,6 +71,7 @@ class SceneClipDataset(Dataset):
         self.image_size = image_size
         self.sampling = sampling
         self.patch_target = patch_target
+        self.map_subdivision = map_subdivision  # > 1: also s x s sub-patch targets per token (the map head)
         self.pseudo_situation_share = pseudo_situation_share
         self.seed = seed
         self.epoch = 0
@@ -108,8 +110,13 @@ class SceneClipDataset(Dataset):
             return self._frame_cache[key]
         folder = self.scenes[scene_index]
         scene = folder.scene
-        targets = patch_targets(folder.depth(frame), folder.instance(frame), scene.intrinsics,
-                                scene.frames[frame].T_world_camera, scene, self.patch_grid, self.patch_target)
+        args = (folder.depth(frame), folder.instance(frame), scene.intrinsics, scene.frames[frame].T_world_camera,
+                scene)
+        targets = patch_targets(*args, self.patch_grid, self.patch_target)
+        if self.map_subdivision > 1:
+            s, (rows, cols) = self.map_subdivision, self.patch_grid
+            fine = patch_targets(*args, (rows * s, cols * s), self.patch_target)
+            targets |= {f"map_{key}": subdivide(fine[key], self.patch_grid, s) for key in ("points", "valid", "label")}
         self._frame_cache[key] = targets
         if len(self._frame_cache) > self._cached_frames:
             self._frame_cache.popitem(last=False)
@@ -162,11 +169,21 @@ class SceneClipDataset(Dataset):
             "placement": placement_kind(scene, situation) if has_situation else None,
             "grounding_classes": torch.tensor(grounding_classes(scene, situation) if has_situation else (-1, -1, -1)),
             **asked_object_target(scene, folder.situations[situation_index], question, has_situation),
+            **({} if self.map_subdivision == 1 else map_targets(targets, T_clip_world)),
         }
 
     def _image(self, rgb: np.ndarray) -> np.ndarray:
         """(3, S, S) float32 in [0, 1], resized if asked: what the runtime feeds the model too."""
         return model_image(rgb, self.image_size or rgb.shape[0])
+
+
+def map_targets(targets: list[dict[str, np.ndarray]], T_clip_world: np.ndarray) -> dict[str, torch.Tensor]:
+    """The map head's sub-patch targets of a clip's frames: (F, P, s^2, 2) points in the clip's
+    frame, whether each has one, and its class."""
+    points = transform_points(T_clip_world, np.stack([t["map_points"] for t in targets]))[..., :2]
+    return {"map_target": torch.from_numpy(np.nan_to_num(points)),
+            "map_valid": torch.from_numpy(np.stack([t["map_valid"] for t in targets])),
+            "map_label": torch.from_numpy(np.stack([t["map_label"] for t in targets]))}
 
 
 def clip_objects(scene: Scene, T_clip_world: np.ndarray) -> list[dict]:

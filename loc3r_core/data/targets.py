@@ -86,6 +86,16 @@ def patch_targets(
             "centres": object_centres(mean, label, chosen, instance_blocks, scene)}
 
 
+def subdivide(fine: np.ndarray, grid: tuple[int, int], subdivision: int) -> np.ndarray:
+    """(rows * s, cols * s, ...) targets of a finer grid -> (rows * cols, s * s, ...): each token's
+    s x s sub-patches, tokens row-major, sub-patches row-major within the token."""
+    rows, cols = grid
+    s = subdivision
+    rest = fine.shape[2:]
+    order = (0, 2, 1, 3, *range(4, 4 + len(rest)))
+    return fine.reshape(rows, s, cols, s, *rest).transpose(order).reshape(rows * cols, s * s, *rest)
+
+
 def object_centres(points: np.ndarray, label: np.ndarray, chosen: np.ndarray, instances: np.ndarray, scene: Scene
                    ) -> np.ndarray:
     """(rows, cols, 3): where a pointer at a patch's object should land, its box centre (a mean of

@@ -2,8 +2,9 @@
 
 The oracle ("oracle fusion") feeds a fresh `LayoutGrid` through `LayoutGrid.add`, the entry
 point the session uses, at the keyframes the session chose, with the true per-patch points
-and labels (one per model patch, `majority` targets, a small fixed sigma) and the true
-camera positions. Its score is the fusion's own ceiling at the model's patch resolution, so
+and labels (one per point the model gives the map: per patch, or per sub-patch with a map
+head; `majority` targets, a small fixed sigma) and the true camera positions. Its score is the
+fusion's own ceiling at the model's map resolution, so
 the gap between the two says how much of the map's error is the model's and how much the
 fusion's.
 """
@@ -68,6 +69,12 @@ def patch_grid(spec: ModelSpec) -> tuple[int, int]:
     return side, side
 
 
+def map_grid(spec: ModelSpec) -> tuple[int, int]:
+    """Rows x cols of the points a keyframe gives the map: the patch grid, subdivided by a map head."""
+    rows, cols = patch_grid(spec)
+    return rows * spec.map_subdivision, cols * spec.map_subdivision
+
+
 def stream_scene(session: Session, folder: SceneFolder) -> tuple[int, ...]:
     """Push every frame (with perfect odometry, as a robot gives it); the keyframes' frame indices."""
     session.reset()
@@ -128,7 +135,7 @@ def map_scene(session: Session, folder: SceneFolder, oracle_targets: str = "majo
     scene = folder.scene
     T_world_map = map_frame(scene)
     names = session.spec.label_names
-    oracle = fuse(true_observations(folder, keyframes, names, patch_grid(session.spec), T_world_map,
+    oracle = fuse(true_observations(folder, keyframes, names, map_grid(session.spec), T_world_map,
                                     mode=oracle_targets), session.config.grid, names)
     return SceneMaps(folder.path.name, scene, T_world_map, session.layout(), oracle, keyframes, seen_ids(folder),
                      seconds)

@@ -88,6 +88,10 @@ class Loc3rConfig(PreTrainedConfig):
     # state the answer is decoded from holds the egocentric geometry it depends on (training only;
     # questions about one object: direction, distance, nearest, what_direction).
     answer_geometry_weight: float = 0.0
+    # Map readout: each vision token also gives s x s sub-patch BEV points and labels (s =
+    # map_subdivision; 1: none), trained like the BEV and semantic heads on a finer patch grid,
+    # so the runtime's map gets s^2 points per token instead of one (the other heads unchanged).
+    map_subdivision: int = 1
     yaw_sigma_deg: float = 10.0  # width of the wrapped-Gaussian yaw target
     num_patch_classes: int = len(PATCH_CLASSES)
     ce_weight: float = 1.0
@@ -105,6 +109,8 @@ class Loc3rConfig(PreTrainedConfig):
             raise ValueError(f"situation_readout must be one of {SITUATION_READOUTS}, not {self.situation_readout!r}")
         if self.pointer_places not in (1, 2):
             raise ValueError(f"pointer_places must be 1 or 2, not {self.pointer_places}")
+        if not 1 <= self.map_subdivision <= 8:
+            raise ValueError(f"map_subdivision must lie in [1, 8], not {self.map_subdivision}")
 
     @property
     def patches_per_frame(self) -> int:

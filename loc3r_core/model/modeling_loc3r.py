@@ -44,6 +44,8 @@ class Loc3rOutput:
     pointer_weights: torch.Tensor | None = None
     pointer_spread: torch.Tensor | None = None  # (B, 2) variance of the points <Pos> weighs, per axis
     object_centre: torch.Tensor | None = None  # (B, F, P, 4) centre of each token's object, x, y, log sigmas
+    map_bev: torch.Tensor | None = None  # (B, F, P, s^2, 4) sub-patch BEV points (map_subdivision s > 1)
+    map_semantic_logits: torch.Tensor | None = None  # (B, F, P, s^2, classes) their labels
     answer_geometry: torch.Tensor | None = None  # (B, 4) the asked object in the asker's frame, x, y, log sigmas
     loss: torch.Tensor | None = None
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -66,6 +68,9 @@ class Loc3rForSpatialQA(PreTrainedModel):
         self.language_model = AutoModelForCausalLM.from_config(config.text_config)
         self.bev_head = nn.Linear(hidden, 4)  # METHOD.md: a single linear layer
         self.semantic_head = nn.Linear(hidden, config.num_patch_classes)
+        # s^2 sub-patch points and labels per vision token, for the map (map_subdivision)
+        self.map_head = nn.Linear(hidden, config.map_subdivision ** 2 * (4 + config.num_patch_classes)) \
+            if config.map_subdivision > 1 else None
         self.pos_head = mlp(hidden, hidden, 4)
         self.ori_head = mlp(hidden, hidden, config.num_yaw_bins)
         self.ego_head = mlp(hidden, hidden, 4 + config.num_yaw_bins)
@@ -153,6 +158,9 @@ class Loc3rForSpatialQA(PreTrainedModel):
             "pos": self.pos_head(pos_state),
             "ori_logits": self.ori_head(ori_state),
         }
+        if self.map_head is not None:
+            heads["map_bev"], heads["map_semantic_logits"] = split_map_head(self.map_head(vision),
+                                                                               self.config.map_subdivision ** 2)
         if self.pointer is not None:
             pointed = heads["bev"][..., :2]
             if self.centre_head is not None:
@@ -219,6 +227,8 @@ class Loc3rForSpatialQA(PreTrainedModel):
             "grounding": c.grounding_weight if self.pointer is not None else 0.0,
             "answer_geometry": c.answer_geometry_weight,
             "object_centre": c.object_centre_weight if self.centre_head is not None else 0.0,
+            "map_bev": c.bev_weight if self.map_head is not None else 0.0,
+            "map_semantic": c.semantic_weight if self.map_head is not None else 0.0,
         }
 
     def spatial_losses(self, out: Loc3rOutput, labels: torch.Tensor, targets: dict[str, torch.Tensor]) -> dict:
@@ -247,6 +257,10 @@ class Loc3rForSpatialQA(PreTrainedModel):
         if weights["answer_geometry"]:
             losses["answer_geometry"] = gaussian_nll(out.answer_geometry.float(), targets["answer_xy"].float(),
                                                      targets["answer_xy_valid"])
+        if weights["map_bev"]:
+            losses["map_bev"] = gaussian_nll(out.map_bev.float(), targets["map_target"].float(), targets["map_valid"])
+            losses["map_semantic"] = focal_cross_entropy(out.map_semantic_logits, targets["map_label"],
+                                                         self.config.semantic_focal_gamma)
         if weights["object_centre"]:
             losses["object_centre"] = gaussian_nll(out.object_centre.float(), targets["centre_target"].float(),
                                                    targets["bev_valid"])
@@ -312,6 +326,14 @@ class SituationPointer(nn.Module):
         centres = bin_centres(ori_logits.shape[-1], ori_logits.device)
         bump = self.log_kappa.exp() * torch.cos(centres[None] - heading[:, None])
         return pos, ori_logits + bump.to(ori_logits.dtype)
+
+
+def split_map_head(raw: torch.Tensor, subpatches: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(..., s^2 * (4 + C)) map-head output -> (..., s^2, 4) sub-patch points and (..., s^2, C) label
+    logits, sub-patches row-major within the token (as data.targets.subdivide orders them; the
+    runtime's numpy twin is readout.split_map_head)."""
+    per_sub = raw.unflatten(-1, (subpatches, -1))
+    return per_sub[..., :4], per_sub[..., 4:]
 
 
 def object_centre(bev: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:

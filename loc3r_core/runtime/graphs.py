@@ -76,6 +76,8 @@ class HeadsGraph(Graph):
                 outputs += (m.pointer.relative(hidden),)
             if m.centre_head is not None:
                 outputs += (m.centre_head(hidden),)
+        if m.map_head is not None:
+            outputs += (m.map_head(hidden),)
         return tuple(output.float() for output in outputs)
 
 

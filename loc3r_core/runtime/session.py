@@ -33,6 +33,7 @@ from loc3r_core.readout import (
     relative_offsets,
     softmax,
     split_gaussian,
+    split_map_head,
     widened_log_sigma,
 )
 from loc3r_core.runtime.backend import Backend, KVCache, empty_cache
@@ -196,12 +197,16 @@ class Session:
         return self.backend.heads(hidden[-self.tokens_per_frame:])
 
     def _fuse(self, keyframe: Keyframe, heads: dict[str, np.ndarray]) -> None:
-        """Add the keyframe's BEV points (its vision rows) to the map grid, in the map frame."""
+        """Add the keyframe's BEV points (its vision rows; their sub-patch points where the model has
+        a map head) to the map grid, in the map frame."""
         anchor_pose = self.memory[0].map_pose
-        mean, sigma = split_gaussian(heads["bev"][1:])
         to_map = rot_z(anchor_pose[2])[:2, :2].T
-        points = mean @ to_map + anchor_pose[:2]
-        self.grid.add(points, sigma, softmax(heads["semantic_logits"][1:]), keyframe.map_pose[:2])
+        bev, logits = heads["bev"][1:], heads["semantic_logits"][1:]
+        if "map_head" in heads:
+            bev, logits = split_map_head(heads["map_head"][1:], self.spec.map_subdivision ** 2)
+        mean, sigma = split_gaussian(bev)
+        self.grid.add(mean @ to_map + anchor_pose[:2], sigma, softmax(logits), keyframe.map_pose[:2])
+        points = split_gaussian(heads["bev"][1:])[0] @ to_map + anchor_pose[:2]
         keyframe.pointer_points = points
         if "pointer_key" in heads:
             keyframe.pointer_keys = heads["pointer_key"][1:]

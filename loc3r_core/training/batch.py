@@ -16,6 +16,8 @@ META_KEYS = ("scene", "question_type", "answer", "situation_text", "question", "
 TARGET_KEYS = ("bev_target", "bev_valid", "centre_target", "patch_label", "ego_pose", "situation_position",
                "situation_yaw", "grounding_classes", "answer_xy", "answer_xy_valid")
 
+MAP_TARGET_KEYS = ("map_target", "map_valid", "map_label")
+
 
 def video_ids(tokenizer: PreTrainedTokenizerFast, frames: int, patches: int) -> list[int]:
     frame, image = tokenizer.convert_tokens_to_ids([FRAME, IMAGE])
@@ -59,6 +61,8 @@ def collate(items: list[dict], tokenizer: PreTrainedTokenizerFast, patches: int,
     targets = {key: torch.stack([item[key] for item in items]) for key in TARGET_KEYS}
     per_patch = ("bev_target", "bev_valid", "centre_target", "patch_label")
     targets = {k: v.flatten(2, 3) if k in per_patch else v for k, v in targets.items()}
+    if "map_target" in items[0]:  # map_subdivision > 1: (B, F, P, s^2, ...)
+        targets |= {key: torch.stack([item[key] for item in items]) for key in MAP_TARGET_KEYS}
     targets["has_situation"] = torch.tensor([bool(i["has_situation"]) for i in items])
     return {
         "input_ids": ids,

@@ -131,11 +131,11 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     saved = checkpoints(run) if resume else []
     if resume and not saved:
         raise UsageError(f"{run} has no checkpoint to resume from")
-    patch_grid, image_size = _shape_from(config, init_dir if saved else None)
-    dataset = SceneClipDataset(config.train_data, num_frames=config.num_frames, patch_grid=patch_grid,
-                               image_size=image_size, sampling=config.frame_sampling,
+    shapes = _model_config(config, init_dir if saved else None)
+    dataset = SceneClipDataset(config.train_data, num_frames=config.num_frames, patch_grid=shapes.patch_grid,
+                               image_size=shapes.vision_config.image_size, sampling=config.frame_sampling,
                                pseudo_situation_share=config.pseudo_situation_share, seed=config.seed,
-                               patch_target=config.patch_targets)
+                               patch_target=config.patch_targets, map_subdivision=shapes.map_subdivision)
     if config.max_train_scenes:
         _keep_first_scenes(dataset, config.max_train_scenes)
 
@@ -219,10 +219,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     return final
 
 
-def _shape_from(config: TrainConfig, init_dir: Path | None) -> tuple[tuple[int, int], int]:
-    """Patch grid and image size the vision tower needs (from the saved run config on resume)."""
-    model_config = Loc3rConfig.from_pretrained(init_dir) if init_dir else Loc3rConfig(**model_kwargs(config))
-    return model_config.patch_grid, model_config.vision_config.image_size
+def _model_config(config: TrainConfig, init_dir: Path | None) -> Loc3rConfig:
+    """The model's config, for the shapes its targets need: patch grid, image size, map subdivision
+    (from the saved run config on resume)."""
+    return Loc3rConfig.from_pretrained(init_dir) if init_dir else Loc3rConfig(**model_kwargs(config))
 
 
 def model_kwargs(config: TrainConfig) -> dict:
