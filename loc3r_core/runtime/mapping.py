@@ -29,7 +29,7 @@ class GridConfig:
     max_point_sigma: float = 0.6  # points the model is less sure of (metres) are left out
     min_evidence: float = 0.5  # summed votes before a cell stops being unknown
     ray_step: float = 0.5  # free-space votes along camera rays, in cells
-    free_weight: float = 0.5  # a ray through a cell outweighs this much of one solid point's label vote
+    free_weight: float = 0.5  # each ray through a cell counts this much against its solid label votes
     min_object_cells: int = 1  # the tiny model gives 16 points a frame: one cell can be a whole object
     min_object_confidence: float = 0.4  # drops objects resting on one weak point (tuned on val: best object F1)
     object_gap_cells: int = 2  # cells of one label this close belong to one object (points are sparse)
