@@ -27,6 +27,14 @@ def split_map_head(raw: np.ndarray, subpatches: int) -> tuple[np.ndarray, np.nda
     return per_sub[:, :4], per_sub[:, 4:]
 
 
+def without_eos(logits: np.ndarray, eos_token_id: int) -> np.ndarray:
+    """The first answer token's logits with <eos> ruled out: every trained answer has a token, so
+    an empty one is never right (transformers' min_new_tokens=1; evaluation.predict does the same)."""
+    logits = logits.copy()
+    logits[..., eos_token_id] = -np.inf
+    return logits
+
+
 def bin_centres(num_bins: int) -> np.ndarray:
     """Centres of num_bins equal bins covering [-pi, pi)."""
     width = 2.0 * math.pi / num_bins

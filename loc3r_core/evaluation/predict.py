@@ -38,8 +38,10 @@ def greedy_answers(
         if step == 0:
             frames = frame_tokens.shape[1] // (1 + model.config.patches_per_frame)
             heads = model.read_heads(ids[:, :width], hidden, frames)
-        last = hidden[rows, lengths - 1]
-        token = model.language_model.get_output_embeddings()(last).argmax(dim=-1)
+        logits = model.language_model.get_output_embeddings()(hidden[rows, lengths - 1])
+        if step == 0:  # every answer has a token (readout.without_eos)
+            logits[:, eos] = -torch.inf
+        token = logits.argmax(dim=-1)
         for row in torch.nonzero(~done).flatten().tolist():
             if int(token[row]) == eos:
                 done[row] = True

@@ -27,11 +27,11 @@ class GridConfig:
     resolution: float = 0.1  # metres per cell
     size: float = 16.0  # metres per side, centred on the map origin
     max_point_sigma: float = 0.6  # points the model is less sure of (metres) are left out
-    min_evidence: float = 0.5  # summed votes before a cell stops being unknown
+    min_evidence: float = 2.0  # summed votes before a cell stops being unknown (val, 256 points a keyframe)
     ray_step: float = 0.5  # free-space votes along camera rays, in cells
-    free_weight: float = 0.5  # each ray through a cell counts this much against its solid label votes
+    free_weight: float = 0.25  # each ray through a cell counts this much against its solid label votes
     min_object_cells: int = 1  # the tiny model gives 16 points a frame: one cell can be a whole object
-    min_object_confidence: float = 0.4  # drops objects resting on one weak point (tuned on val: best object F1)
+    min_object_confidence: float = 0.3  # drops objects resting on one weak point (tuned on val: best object F1)
     object_gap_cells: int = 2  # cells of one label this close belong to one object (points are sparse)
     object_merge_m: float = 1.0  # same-label clusters this close are one object: a large object's points leave gaps
 

@@ -35,6 +35,7 @@ from loc3r_core.readout import (
     split_gaussian,
     split_map_head,
     widened_log_sigma,
+    without_eos,
 )
 from loc3r_core.runtime.backend import Backend, KVCache, empty_cache
 from loc3r_core.runtime.keyframes import KeyframePolicy
@@ -239,7 +240,7 @@ class Session:
                                 f"at most {self.config.placeable_sigma} m) to answer from it")
         generated: list[int] = []
         log_probs: list[float] = []
-        logits = self.backend.heads(hidden[-1:])["logits"][0]
+        logits = without_eos(self.backend.heads(hidden[-1:])["logits"][0], self.spec.eos_token_id)
         for _ in range(self.config.max_answer_tokens):
             token = int(np.argmax(logits))
             log_probs.append(float(np.log(softmax(logits)[token])))
