@@ -112,7 +112,7 @@ class SceneClipDataset(Dataset):
         scene = folder.scene
         args = (folder.depth(frame), folder.instance(frame), scene.intrinsics, scene.frames[frame].T_world_camera,
                 scene)
-        targets = patch_targets(*args, self.patch_grid, self.patch_target)
+        targets = patch_targets(*args, self.patch_grid, self.patch_target, centres=True)
         if self.map_subdivision > 1:
             s, (rows, cols) = self.map_subdivision, self.patch_grid
             fine = patch_targets(*args, (rows * s, cols * s), self.patch_target)

@@ -44,6 +44,7 @@ def patch_targets(
     scene: Scene,
     grid: tuple[int, int],
     mode: str = "majority",
+    centres: bool = False,
 ) -> dict[str, np.ndarray]:
     """Targets for a grid of rows x cols image patches (see PATCH_TARGETS for `mode`).
 
@@ -51,7 +52,7 @@ def patch_targets(
     (rows, cols) whether it has one; label: (rows, cols) its class (UNKNOWN_CLASS if none);
     object_pixels: (max id + 1,) pixels of each instance id in the whole frame; centres:
     (rows, cols, 3) the centre of the object the patch shows (the instance most of its chosen
-    pixels belong to), the patch's own point where it shows structure.
+    pixels belong to), the patch's own point where it shows structure (only with `centres`).
     """
     if mode not in PATCH_TARGETS:
         raise ValueError(f"patch targets must be one of {PATCH_TARGETS}, not {mode!r}")
@@ -80,10 +81,12 @@ def patch_targets(
     summed = np.where(chosen[..., None], np.nan_to_num(blocks), 0.0).sum(axis=2)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = summed / count[..., None]
-    instance_blocks = instance.reshape(rows, ph, cols, pw).transpose(0, 2, 1, 3).reshape(rows, cols, ph * pw)
-    return {"points": mean, "valid": count > 0, "label": label,
-            "object_pixels": np.bincount(instance.ravel().astype(np.int64)),
-            "centres": object_centres(mean, label, chosen, instance_blocks, scene)}
+    targets = {"points": mean, "valid": count > 0, "label": label,
+               "object_pixels": np.bincount(instance.ravel().astype(np.int64))}
+    if centres:
+        instance_blocks = instance.reshape(rows, ph, cols, pw).transpose(0, 2, 1, 3).reshape(rows, cols, ph * pw)
+        targets["centres"] = object_centres(mean, label, chosen, instance_blocks, scene)
+    return targets
 
 
 def subdivide(fine: np.ndarray, grid: tuple[int, int], subdivision: int) -> np.ndarray:

@@ -22,12 +22,11 @@ POINTER_HEAD_NAMES = ("pointer_key", "pointer_query")  # and after them, for poi
 
 def head_names(spec: ModelSpec) -> tuple[str, ...]:
     """The heads graph's outputs, in order, for this model (runtime.graphs.HeadsGraph)."""
-    if spec.situation_readout != "pointer":
-        return HEAD_NAMES + (("map_head",) if spec.map_subdivision > 1 else ())
-    return (HEAD_NAMES + POINTER_HEAD_NAMES + (("pointer_query_second",) if spec.pointer_places == 2 else ())
-            + (("pos_relative",) if spec.relative_offset else ())
-            + (("object_centre_offset",) if spec.object_centre else ())
-            + (("map_head",) if spec.map_subdivision > 1 else ()))
+    pointer = () if spec.situation_readout != "pointer" else (
+        POINTER_HEAD_NAMES + (("pointer_query_second",) if spec.pointer_places == 2 else ())
+        + (("pos_relative",) if spec.relative_offset else ())
+        + (("object_centre_offset",) if spec.object_centre else ()))
+    return HEAD_NAMES + pointer + (("map_head",) if spec.map_subdivision > 1 else ())
 
 
 class Backend(Protocol):

@@ -202,12 +202,14 @@ class Session:
         a map head) to the map grid, in the map frame."""
         anchor_pose = self.memory[0].map_pose
         to_map = rot_z(anchor_pose[2])[:2, :2].T
-        bev, logits = heads["bev"][1:], heads["semantic_logits"][1:]
+        mean, sigma = split_gaussian(heads["bev"][1:])
+        points = mean @ to_map + anchor_pose[:2]
         if "map_head" in heads:
-            bev, logits = split_map_head(heads["map_head"][1:], self.spec.map_subdivision ** 2)
-        mean, sigma = split_gaussian(bev)
-        self.grid.add(mean @ to_map + anchor_pose[:2], sigma, softmax(logits), keyframe.map_pose[:2])
-        points = split_gaussian(heads["bev"][1:])[0] @ to_map + anchor_pose[:2]
+            sub, logits = split_map_head(heads["map_head"][1:], self.spec.map_subdivision ** 2)
+            sub_mean, sub_sigma = split_gaussian(sub)
+            self.grid.add(sub_mean @ to_map + anchor_pose[:2], sub_sigma, softmax(logits), keyframe.map_pose[:2])
+        else:
+            self.grid.add(points, sigma, softmax(heads["semantic_logits"][1:]), keyframe.map_pose[:2])
         keyframe.pointer_points = points
         if "pointer_key" in heads:
             keyframe.pointer_keys = heads["pointer_key"][1:]
