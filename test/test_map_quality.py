@@ -137,16 +137,46 @@ def box_points(center: tuple[float, float], size: tuple[float, float], yaw: floa
     return local @ np.array([[c, s], [-s, c]]) + np.asarray(center)
 
 
-def fused(*parts: tuple[str, np.ndarray], weight: float = 1.0) -> Layout:
+def fused(*parts: tuple[str, np.ndarray], weight: float = 1.0, config: GridConfig | None = None,
+          sigma: float = 0.05) -> Layout:
     """A fresh grid fed labelled points (one-hot, or `weight` of the label), the camera at the origin."""
     names = tuple(PATCH_CLASSES)
-    grid = LayoutGrid(GridConfig(), names)
+    grid = LayoutGrid(config or GridConfig(), names)
     for label, points in parts:
         probs = np.zeros((len(points), len(names)), dtype=np.float32)
         probs[:, names.index(label)] = weight
         probs[:, names.index("floor")] = 1.0 - weight
-        grid.add(points, np.full_like(points, 0.05), probs, np.zeros(2))
+        grid.add(points, np.full_like(points, sigma), probs, np.zeros(2))
     return grid.layout()
+
+
+def cells_in(layout: Layout, center: tuple[float, float], half: float) -> np.ndarray:
+    """Occupancy of the cells whose centres lie within `half` of `center` on both axes."""
+    xs = layout.origin[0] + (np.arange(layout.occupancy.shape[1]) + 0.5) * layout.resolution
+    ys = layout.origin[1] + (np.arange(layout.occupancy.shape[0]) + 0.5) * layout.resolution
+    return layout.occupancy[np.ix_(np.abs(ys - center[1]) < half, np.abs(xs - center[0]) < half)]
+
+
+def test_rays_over_a_low_object_do_not_free_the_floor_under_it() -> None:
+    # A 1 m table seen as two strips of its top with a gap between, and the floor beyond it
+    # seen over it: the rays to the floor cross the gap.
+    top = np.concatenate([box_points((2.0, 0.35), (1.0, 0.3), 0.0), box_points((2.0, -0.35), (1.0, 0.3), 0.0)])
+    floor = np.stack([np.full(40, 3.5), np.linspace(-0.5, 0.5, 40)], axis=1)
+    parts = [("table", top), ("floor", floor)]
+    open_gap = cells_in(fused(*parts, config=GridConfig(fill_objects=False)), (2.0, 0.0), 0.15)
+    closed = fused(*parts)
+    assert (open_gap == FREE).any()  # without the closing, the rays free the table's middle
+    assert (cells_in(closed, (2.0, 0.0), 0.15) == OCCUPIED).all()
+    assert [o.label for o in closed.objects] == ["table"]
+    assert (cells_in(closed, (2.0, 1.0), 0.15) != OCCUPIED).all()  # no halo: beside the table stays as it was
+
+
+def test_rays_stop_short_of_an_uncertain_point() -> None:
+    wall = np.stack([np.full(21, 3.0), np.linspace(-1.0, 1.0, 21)], axis=1)
+    sure, unsure = fused(("wall", wall), sigma=0.05), fused(("wall", wall), sigma=0.5)
+    assert (cells_in(sure, (2.6, 0.0), 0.15) == FREE).all()  # carved up to the point's own cell
+    assert (cells_in(unsure, (2.7, 0.0), 0.12) == UNKNOWN).all()  # within a sigma of it: not known free
+    assert (cells_in(unsure, (1.5, 0.0), 0.15) == FREE).all()
 
 
 def test_object_extraction_recovers_known_oriented_boxes() -> None:

@@ -5,7 +5,8 @@ A cell's evidence is the summed label probabilities of the points that fall in i
 "free" votes from the rays between the camera and those points (what the camera saw
 through is empty). The grid's size is fixed, so memory stays flat however long the stream.
 Objects are clusters of occupied cells of one label, each an oriented box with a confidence
-from its label evidence (results/map_quality_fusion.md has what was tried and measured).
+from its label evidence; the gaps between an object's cells are closed, since rays over a low
+object free the floor under it (results/map_quality_fusion.md has what was tried and measured).
 """
 
 from __future__ import annotations
@@ -27,19 +28,24 @@ class GridConfig:
     resolution: float = 0.1  # metres per cell
     size: float = 16.0  # metres per side, centred on the map origin
     max_point_sigma: float = 0.6  # points the model is less sure of (metres) are left out
-    min_evidence: float = 2.0  # summed votes before a cell stops being unknown (val, 256 points a keyframe)
+    min_evidence: float = 1.0  # summed votes before a cell stops being unknown (val, 256 points a keyframe)
     ray_step: float = 0.5  # free-space votes along camera rays, in cells
+    carve_margin_sigma: float = 1.0  # rays stop this many of their point's sigmas short of it (val)
     free_weight: float = 0.25  # each ray through a cell counts this much against its solid label votes
     min_object_cells: int = 1  # the tiny model gives 16 points a frame: one cell can be a whole object
     min_object_confidence: float = 0.3  # drops objects resting on one weak point (tuned on val: best object F1)
     object_gap_cells: int = 2  # cells of one label this close belong to one object (points are sparse)
     object_merge_m: float = 1.0  # same-label clusters this close are one object: a large object's points leave gaps
+    fill_objects: bool = True  # an object is an obstacle: the gaps between its cells are occupied too
+    fill_reach_cells: int = 3  # gaps up to twice this wide, inside its box, are closed (val)
 
     def validate(self) -> None:
         if not (0.01 <= self.resolution <= 1.0 and 1.0 <= self.size <= 200.0):
             raise ValueError("grid resolution must lie in [0.01, 1] m and size in [1, 200] m")
         if self.size / self.resolution > 4000:
             raise ValueError(f"a {self.size} m grid at {self.resolution} m is over 4000 cells a side")
+        if self.carve_margin_sigma < 0 or self.fill_reach_cells < 0:
+            raise ValueError("carve_margin_sigma and fill_reach_cells must be >= 0")
 
 
 class LayoutGrid:
@@ -67,24 +73,27 @@ class LayoutGrid:
         keep = np.all(np.isfinite(points), axis=1) & (sigma.max(axis=1) <= self.config.max_point_sigma)
         if self.ceiling >= 0:  # ceiling points lie above everything: they say nothing about the floor plan
             keep &= probs.argmax(axis=1) != self.ceiling
-        points, probs = points[keep], probs[keep]
+        points, sigma, probs = points[keep], sigma[keep], probs[keep]
         row, col, inside = self.cell_of(points)
         np.add.at(self.votes, (row[inside], col[inside]), probs[inside].astype(np.float32))
-        self._carve(points, np.asarray(camera_xy, dtype=np.float64))
+        self._carve(points, sigma, np.asarray(camera_xy, dtype=np.float64))
 
-    def _carve(self, points: np.ndarray, camera_xy: np.ndarray) -> None:
-        """Free votes on the cells between the camera and each point (not the point's own cell)."""
+    def _carve(self, points: np.ndarray, sigma: np.ndarray, camera_xy: np.ndarray) -> None:
+        """Free votes on the cells between the camera and each point (not the point's own cell),
+        stopping carve_margin_sigma of the point's sigma short of it: it may lie beyond the truth."""
         if len(points) == 0:
             return
-        length = np.linalg.norm(points - camera_xy, axis=1).max()
-        steps = max(int(length / (self.config.resolution * self.config.ray_step)), 1)
+        lengths = np.linalg.norm(points - camera_xy, axis=1)
+        steps = max(int(lengths.max() / (self.config.resolution * self.config.ray_step)), 1)
         fractions = np.linspace(0.0, 1.0, steps, endpoint=False)
+        reach = 1.0 - self.config.carve_margin_sigma * sigma.max(axis=1) / np.maximum(lengths, 1e-6)
         samples = camera_xy + fractions[None, :, None] * (points - camera_xy)[:, None, :]
         row, col, inside = self.cell_of(samples)
         end_row, end_col, _ = self.cell_of(points)
-        inside &= (row != end_row[:, None]) | (col != end_col[:, None])
-        cells = np.unique(row[inside] * self.cells + col[inside])
-        self.free.reshape(-1)[cells] += 1.0
+        inside &= ((row != end_row[:, None]) | (col != end_col[:, None])) & (fractions[None, :] < reach[:, None])
+        crossed = np.zeros(self.cells * self.cells, dtype=bool)
+        crossed[row[inside] * self.cells + col[inside]] = True  # each cell once per keyframe
+        self.free.reshape(-1)[crossed] += 1.0
 
     def layout(self, stamp_ns: int = 0) -> Layout:
         support = self.votes.sum(axis=2)
@@ -97,9 +106,42 @@ class LayoutGrid:
         occupancy[known] = np.where(occupied[known], OCCUPIED, FREE)
         labels[~known] = -1
         labels[known & ~occupied & (support == 0)] = self.floor  # seen through: floor
+        objects = self._objects(occupancy, labels)
+        if self.config.fill_objects:
+            self._fill(occupancy, labels, objects)
         return Layout(occupancy=occupancy, labels=labels, label_names=self.label_names,
                       resolution=self.config.resolution, origin=self.origin,
-                      objects=tuple(self._objects(occupancy, labels)), stamp_ns=stamp_ns)
+                      objects=tuple(objects), stamp_ns=stamp_ns)
+
+    def _fill(self, occupancy: np.ndarray, labels: np.ndarray, objects: list[MapObject]) -> None:
+        """Close the gaps between an object's own cells, inside its box: occupied, with its label.
+
+        The camera sees the floor beyond a bed or a table over its top, so rays free cells under
+        it; its own points say it is one obstacle. A closing fills holes without a halo around it.
+        One closing per label over the whole grid, kept inside that label's boxes.
+        """
+        boxes: dict[int, np.ndarray] = {}
+        for obj in objects:
+            label = self.label_names.index(obj.label)
+            rows, cols = self.box_cells(obj)
+            boxes.setdefault(label, np.zeros(occupancy.shape, dtype=bool))[rows, cols] = True
+        for label, inside in boxes.items():
+            own = (occupancy == OCCUPIED) & (labels == label)
+            reach = self.config.fill_reach_cells
+            inside &= ~dilate(~dilate(own, reach), reach)
+            occupancy[inside] = OCCUPIED
+            labels[inside] = label
+
+    def box_cells(self, obj: MapObject) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, cols) of the grid cells whose centres lie in an object's oriented box."""
+        r, half = self.config.resolution, 0.5 * np.hypot(*obj.size[:2])
+        (r0, c0, _), (r1, c1, _) = (self.cell_of(obj.center[:2] + d) for d in (-half, half))
+        rows, cols = np.mgrid[max(r0, 0):min(r1, self.cells - 1) + 1, max(c0, 0):min(c1, self.cells - 1) + 1]
+        dx = self.origin[0] + (cols + 0.5) * r - obj.center[0]
+        dy = self.origin[1] + (rows + 0.5) * r - obj.center[1]
+        cos, sin = np.cos(obj.yaw), np.sin(obj.yaw)
+        inside = (np.abs(dx * cos + dy * sin) <= obj.size[0] / 2) & (np.abs(dy * cos - dx * sin) <= obj.size[1] / 2)
+        return rows[inside], cols[inside]
 
     def _objects(self, occupancy: np.ndarray, labels: np.ndarray) -> list[MapObject]:
         """One object per cluster of occupied cells with the same object label.
@@ -163,6 +205,18 @@ class LayoutGrid:
                                      size=np.array([*size, height]), yaw=float(yaw[k]),
                                      confidence=round(float(confidence[k]), 3)))
         return objects
+
+
+def dilate(mask: np.ndarray, reach: int) -> np.ndarray:
+    """Cells within `reach` cells (Chebyshev distance) of a true cell."""
+    for _ in range(reach):
+        grown = mask.copy()
+        grown[1:] |= mask[:-1]
+        grown[:-1] |= mask[1:]
+        mask = grown.copy()
+        mask[:, 1:] |= grown[:, :-1]
+        mask[:, :-1] |= grown[:, 1:]
+    return mask
 
 
 def compact(ids: np.ndarray) -> np.ndarray:
