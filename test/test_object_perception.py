@@ -11,7 +11,7 @@ import torch
 from loc3r_core.data.dataset import SceneClipDataset
 from loc3r_core.data.targets import PRESENT_SHARE, patch_targets, subdivide
 from loc3r_core.evaluation.objects import ObjectAccumulator, semantic_pointer
-from loc3r_core.model.spatial import focal_cross_entropy
+from loc3r_core.model.spatial import balanced_class_weights, focal_cross_entropy
 from loc3r_core.world.vocabulary import PATCH_CLASSES, STRUCTURE_CLASSES
 
 
@@ -146,6 +146,18 @@ def test_focal_loss_is_cross_entropy_at_gamma_zero_and_favours_hard_items():
     easy_ce, hard_ce = (float(focal_cross_entropy(logits[i:i + 1], labels[i:i + 1])) for i in (0, 1))
     assert easy / easy_ce < 0.01 < 0.3 < hard / hard_ce
     assert float(focal_cross_entropy(logits[2:], labels[2:], gamma=2.0)) == 0.0
+
+
+def test_class_weights_are_torchs_weighted_cross_entropy_and_balance_rare_classes():
+    counts = np.array([900, 90, 10, 0])
+    weights = balanced_class_weights(counts, 0.5)
+    assert float((weights[:3].double() * torch.tensor(counts[:3])).sum()) == pytest.approx(counts.sum())  # mean 1
+    assert float(weights[2] / weights[0]) == pytest.approx(math.sqrt(90))  # (900 / 10)^0.5
+    assert float(weights[3]) == pytest.approx(float(weights[2]))  # unseen: the rarest seen class's
+    assert torch.equal(balanced_class_weights(counts, 0.0)[:3], torch.ones(3))
+    logits, labels = torch.randn(6, 4, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 0, 0, 1, 2, -1])
+    expected = torch.nn.functional.cross_entropy(logits[:5], labels[:5], weight=weights)
+    assert float(focal_cross_entropy(logits, labels, class_weights=weights)) == pytest.approx(float(expected), rel=1e-6)
 
 
 def test_mirrored_frames_flip_image_patch_columns_and_camera_x_together():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
 
@@ -58,15 +59,33 @@ def yaw_kl(logits: torch.Tensor, yaw: torch.Tensor, sigma: float, valid: torch.T
 
 
 def focal_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, gamma: float = 0.0,
-                        ignore_index: int = -1) -> torch.Tensor:
+                        ignore_index: int = -1, class_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Mean focal loss (Lin et al., 2017) over labelled items: CE scaled by (1 - p_true)^gamma.
 
     gamma 0 is plain cross-entropy. Larger gamma turns the loss away from the easy, abundant
     classes (floor, wall) towards the hard ones (small objects) without class counts.
+    class_weights (C,), if given, scale each item's loss by its true class's weight (a weighted
+    mean, as F.cross_entropy's `weight`).
     """
     logits, labels = logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1).long()
     keep = labels != ignore_index
     if not bool(keep.any()):
         return logits.sum() * 0.0
     log_p = F.log_softmax(logits[keep], dim=-1).gather(1, labels[keep, None])[:, 0]
-    return (-((1.0 - log_p.exp()) ** gamma) * log_p).mean() if gamma else -log_p.mean()
+    loss = -((1.0 - log_p.exp()) ** gamma) * log_p if gamma else -log_p
+    if class_weights is None:
+        return loss.mean()
+    weights = class_weights.to(loss)[labels[keep]]
+    return (weights * loss).sum() / weights.sum()
+
+
+def balanced_class_weights(counts: np.ndarray, power: float) -> torch.Tensor:
+    """(C,) weights proportional to count^-power (0: all 1), normalised so the mean weight over the
+    counted items is 1; classes never seen get the largest weight of those seen."""
+    counts = np.asarray(counts, dtype=np.float64)
+    seen = counts > 0
+    weights = np.ones_like(counts)
+    weights[seen] = counts[seen] ** -power
+    weights[~seen] = weights[seen].max() if seen.any() else 1.0
+    weights /= (weights * counts).sum() / max(counts.sum(), 1.0)
+    return torch.tensor(weights, dtype=torch.float32)

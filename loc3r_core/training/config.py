@@ -122,6 +122,7 @@ class VisionPretrainConfig(YamlConfig):
     vision_config: dict[str, Any] = field(default_factory=dict)
     patch_targets: str = "objects_first"  # see TrainConfig.patch_targets
     focal_gamma: float = 0.0  # 0: cross-entropy on patch classes; > 0: focal loss
+    class_balance: float = 0.0  # patch classes weighted by (training count)^-class_balance; 0: unweighted
     geometry_weight: float = 1.0  # weight of the camera-frame point loss (Huber, metres)
     mirror: bool = False  # mirror half of the frames left-right (image, patch columns, camera x)
     batch_size: int = 64  # frames per step
@@ -137,7 +138,8 @@ class VisionPretrainConfig(YamlConfig):
     def checks(self) -> list[tuple[bool, str]]:
         return [
             (self.patch_targets in PATCH_TARGETS, f"patch_targets must be one of {', '.join(PATCH_TARGETS)}"),
-            (self.focal_gamma >= 0 and self.geometry_weight >= 0, "focal_gamma and geometry_weight must be >= 0"),
+            (self.focal_gamma >= 0 and self.geometry_weight >= 0 and 0 <= self.class_balance <= 1,
+             "focal_gamma and geometry_weight must be >= 0, class_balance in [0, 1]"),
             (self.batch_size >= 1 and self.max_steps >= 1 and self.workers >= 1,
              "batch_size, max_steps and workers must be at least 1"),
             (self.learning_rate > 0, "learning_rate must be positive"),

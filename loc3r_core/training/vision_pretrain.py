@@ -26,7 +26,7 @@ from loc3r_core.atomic import atomic_path
 from loc3r_core.data.frames import FrameArrays, load_frames
 from loc3r_core.errors import UsageError
 from loc3r_core.model.configuration_loc3r import Loc3rConfig, config_kwargs
-from loc3r_core.model.spatial import focal_cross_entropy
+from loc3r_core.model.spatial import balanced_class_weights, focal_cross_entropy
 from loc3r_core.training.config import VisionPretrainConfig
 from loc3r_core.training.curves import plot_curves
 from loc3r_core.training.loop import learning_rate_factor
@@ -73,6 +73,9 @@ def pretrain_vision(config: VisionPretrainConfig, progress: bool = True) -> Path
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(learning_rate_factor, config=config))
     generator = torch.Generator().manual_seed(config.seed)
     tensors = {name: torch.from_numpy(getattr(frames, name)) for name in ("images", "labels", "points", "valid")}
+    labels = frames.labels[frames.labels >= 0]
+    class_weights = balanced_class_weights(np.bincount(labels, minlength=len(PATCH_CLASSES)),
+                                           config.class_balance) if config.class_balance else None
     log = run / "metrics.jsonl"
     window: dict[str, float] = {}
     started = time.perf_counter()
@@ -82,7 +85,8 @@ def pretrain_vision(config: VisionPretrainConfig, progress: bool = True) -> Path
         if config.mirror:
             batch = mirrored(batch, torch.rand(config.batch_size, generator=generator) < 0.5, side)
         logits, points = model(batch["images"])
-        losses = patch_losses(logits, points, batch["labels"], batch["points"], batch["valid"], config.focal_gamma)
+        losses = patch_losses(logits, points, batch["labels"], batch["points"], batch["valid"], config.focal_gamma,
+                              class_weights)
         loss = losses["semantic"] + config.geometry_weight * losses["geometry"]
         optimizer.zero_grad()
         loss.backward()
@@ -124,10 +128,12 @@ def mirrored(batch: dict[str, torch.Tensor], flip: torch.Tensor, side: int) -> d
 
 
 def patch_losses(logits: torch.Tensor, points: torch.Tensor, labels: torch.Tensor, target: torch.Tensor,
-                 valid: torch.Tensor, focal_gamma: float) -> dict[str, torch.Tensor]:
+                 valid: torch.Tensor, focal_gamma: float, class_weights: torch.Tensor | None = None
+                 ) -> dict[str, torch.Tensor]:
     mask = valid.float()[..., None]
     geometry = (F.huber_loss(points, target, reduction="none", delta=0.5) * mask).sum() / (3 * mask.sum()).clamp(min=1)
-    return {"semantic": focal_cross_entropy(logits, labels, focal_gamma), "geometry": geometry}
+    return {"semantic": focal_cross_entropy(logits, labels, focal_gamma, class_weights=class_weights),
+            "geometry": geometry}
 
 
 @torch.no_grad()
