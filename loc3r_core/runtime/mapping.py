@@ -106,56 +106,44 @@ class LayoutGrid:
         occupancy[known] = np.where(occupied[known], OCCUPIED, FREE)
         labels[~known] = -1
         labels[known & ~occupied & (support == 0)] = self.floor  # seen through: floor
-        objects = self._objects(occupancy, labels)
+        objects, object_cells = self._objects(occupancy, labels)
         if self.config.fill_objects:
-            self._fill(occupancy, labels, objects)
+            self._fill(occupancy, labels, object_cells)
         return Layout(occupancy=occupancy, labels=labels, label_names=self.label_names,
                       resolution=self.config.resolution, origin=self.origin,
                       objects=tuple(objects), stamp_ns=stamp_ns)
 
-    def _fill(self, occupancy: np.ndarray, labels: np.ndarray, objects: list[MapObject]) -> None:
-        """Close the gaps between an object's own cells, inside its box: occupied, with its label.
+    def _fill(self, occupancy: np.ndarray, labels: np.ndarray, object_cells: np.ndarray) -> None:
+        """Close the gaps between the cells of the map's objects: occupied, with their label.
 
         The camera sees the floor beyond a bed or a table over its top, so rays free cells under
-        it; its own points say it is one obstacle. A closing fills holes without a halo around it.
-        One closing per label over the whole grid, kept inside that label's boxes.
+        it; its own points say it is one obstacle. A closing (per label) fills holes without a
+        halo, and cannot bridge two objects: those closer than object_merge_m are one already.
         """
-        boxes: dict[int, np.ndarray] = {}
-        for obj in objects:
-            label = self.label_names.index(obj.label)
-            rows, cols = self.box_cells(obj)
-            boxes.setdefault(label, np.zeros(occupancy.shape, dtype=bool))[rows, cols] = True
-        for label, inside in boxes.items():
-            own = (occupancy == OCCUPIED) & (labels == label)
-            reach = self.config.fill_reach_cells
-            inside &= ~dilate(~dilate(own, reach), reach)
-            occupancy[inside] = OCCUPIED
-            labels[inside] = label
+        reach = self.config.fill_reach_cells
+        for label in np.unique(labels[object_cells]):
+            own = object_cells & (labels == label)
+            closed = ~dilate(~dilate(own, reach), reach)
+            occupancy[closed] = OCCUPIED
+            labels[closed] = label
 
-    def box_cells(self, obj: MapObject) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, cols) of the grid cells whose centres lie in an object's oriented box."""
-        r, half = self.config.resolution, 0.5 * np.hypot(*obj.size[:2])
-        (r0, c0, _), (r1, c1, _) = (self.cell_of(obj.center[:2] + d) for d in (-half, half))
-        rows, cols = np.mgrid[max(r0, 0):min(r1, self.cells - 1) + 1, max(c0, 0):min(c1, self.cells - 1) + 1]
-        dx = self.origin[0] + (cols + 0.5) * r - obj.center[0]
-        dy = self.origin[1] + (rows + 0.5) * r - obj.center[1]
-        cos, sin = np.cos(obj.yaw), np.sin(obj.yaw)
-        inside = (np.abs(dx * cos + dy * sin) <= obj.size[0] / 2) & (np.abs(dy * cos - dx * sin) <= obj.size[1] / 2)
-        return rows[inside], cols[inside]
-
-    def _objects(self, occupancy: np.ndarray, labels: np.ndarray) -> list[MapObject]:
-        """One object per cluster of occupied cells with the same object label.
+    def _objects(self, occupancy: np.ndarray, labels: np.ndarray) -> tuple[list[MapObject], np.ndarray]:
+        """One object per cluster of occupied cells with the same object label; also the mask of
+        the cells of the clusters kept as objects.
 
         Cells join within object_gap_cells of each other; then clusters of one label whose boxes
         lie within object_merge_m join too: a large object's sparse points leave wider gaps.
         """
         rows, cols = np.nonzero((occupancy == OCCUPIED) & np.isin(labels, self.object_classes))
+        object_cells = np.zeros(occupancy.shape, dtype=bool)
         if len(rows) == 0:
-            return []
+            return [], object_cells
         label = labels[rows, cols].astype(np.int64)
         cluster = compact(components(rows, cols, label, self.config.object_gap_cells, occupancy.shape))
         cluster = compact(self._merge(cluster, rows, cols, label))
-        return self._boxes(cluster, rows, cols, label)
+        objects, kept = self._boxes(cluster, rows, cols, label)
+        object_cells[rows[kept[cluster]], cols[kept[cluster]]] = True
+        return objects, object_cells
 
     def _merge(self, cluster: np.ndarray, rows: np.ndarray, cols: np.ndarray, label: np.ndarray) -> np.ndarray:
         """Cluster index per cell after joining same-label clusters whose cell boxes lie within object_merge_m."""
@@ -173,7 +161,8 @@ class LayoutGrid:
             b.append(ids[j])
         return union(count, np.concatenate(a), np.concatenate(b))[cluster]
 
-    def _boxes(self, cluster: np.ndarray, rows: np.ndarray, cols: np.ndarray, label: np.ndarray) -> list[MapObject]:
+    def _boxes(self, cluster: np.ndarray, rows: np.ndarray, cols: np.ndarray, label: np.ndarray
+               ) -> tuple[list[MapObject], np.ndarray]:
         """An oriented box per cluster: yaw along the principal axis of its cells (weighted by their
         label evidence), size from their extent along it, floored by the category's smallest side."""
         r, count = self.config.resolution, int(cluster.max()) + 1
@@ -204,7 +193,7 @@ class LayoutGrid:
             objects.append(MapObject(id=len(objects) + 1, label=name, center=np.array([cx[k], cy[k], height / 2]),
                                      size=np.array([*size, height]), yaw=float(yaw[k]),
                                      confidence=round(float(confidence[k]), 3)))
-        return objects
+        return objects, keep
 
 
 def dilate(mask: np.ndarray, reach: int) -> np.ndarray:
