@@ -100,8 +100,10 @@ def test_ctrl_c_stops_a_parallel_run_at_once_and_it_resumes(reference, tmp_path)
     out = tmp_path / "interrupted"
     cmd = [sys.executable, "-m", "loc3r_core.cli.main", "data", "generate", "--out", str(out), "--scenes", "60",
            "--seed", "7", "--workers", "2", *TINY]
+    # As from a terminal: a shell's background job (nohup make test &) inherits SIGINT ignored,
+    # and Python then installs no KeyboardInterrupt handler, so give the child the default back.
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while len(list(out.glob("scene_*/scene.json"))) < 2:
         assert proc.poll() is None and time.monotonic() < deadline, "generation ended or stalled early"
