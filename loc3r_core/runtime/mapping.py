@@ -76,11 +76,13 @@ class LayoutGrid:
         points, sigma, probs = points[keep], sigma[keep], probs[keep]
         row, col, inside = self.cell_of(points)
         np.add.at(self.votes, (row[inside], col[inside]), probs[inside].astype(np.float32))
-        self._carve(points, sigma, np.asarray(camera_xy, dtype=np.float64))
+        self._carve(points, sigma, np.asarray(camera_xy, dtype=np.float64), row, col)
 
-    def _carve(self, points: np.ndarray, sigma: np.ndarray, camera_xy: np.ndarray) -> None:
-        """Free votes on the cells between the camera and each point (not the point's own cell),
-        stopping carve_margin_sigma of the point's sigma short of it: it may lie beyond the truth."""
+    def _carve(self, points: np.ndarray, sigma: np.ndarray, camera_xy: np.ndarray, end_row: np.ndarray,
+               end_col: np.ndarray) -> None:
+        """Free votes on the cells between the camera and each point (not the point's own cell,
+        end_row/end_col), stopping carve_margin_sigma of the point's sigma short of it: it may lie
+        beyond the truth."""
         if len(points) == 0:
             return
         lengths = np.linalg.norm(points - camera_xy, axis=1)
@@ -89,7 +91,6 @@ class LayoutGrid:
         reach = 1.0 - self.config.carve_margin_sigma * sigma.max(axis=1) / np.maximum(lengths, 1e-6)
         samples = camera_xy + fractions[None, :, None] * (points - camera_xy)[:, None, :]
         row, col, inside = self.cell_of(samples)
-        end_row, end_col, _ = self.cell_of(points)
         inside &= ((row != end_row[:, None]) | (col != end_col[:, None])) & (fractions[None, :] < reach[:, None])
         crossed = np.zeros(self.cells * self.cells, dtype=bool)
         crossed[row[inside] * self.cells + col[inside]] = True  # each cell once per keyframe

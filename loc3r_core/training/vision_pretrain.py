@@ -73,9 +73,10 @@ def pretrain_vision(config: VisionPretrainConfig, progress: bool = True) -> Path
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(learning_rate_factor, config=config))
     generator = torch.Generator().manual_seed(config.seed)
     tensors = {name: torch.from_numpy(getattr(frames, name)) for name in ("images", "labels", "points", "valid")}
-    labels = frames.labels[frames.labels >= 0]
-    class_weights = balanced_class_weights(np.bincount(labels, minlength=len(PATCH_CLASSES)),
-                                           config.class_balance) if config.class_balance else None
+    class_weights = None
+    if config.class_balance:
+        counts = np.bincount(frames.labels[frames.labels >= 0], minlength=len(PATCH_CLASSES))
+        class_weights = balanced_class_weights(counts, config.class_balance)
     log = run / "metrics.jsonl"
     window: dict[str, float] = {}
     started = time.perf_counter()
