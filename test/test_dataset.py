@@ -9,8 +9,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from loc3r_core.data.dataset import SceneClipDataset
+from loc3r_core.data.dataset import PackedClipDataset, SceneClipDataset
 from loc3r_core.errors import DataError
+from loc3r_core.geometry import anchor_frame, transform_planar
 from loc3r_core.world.scene_io import SceneFolder
 from loc3r_core.world.situations import DIRECTIONS
 from loc3r_core.world.vocabulary import LABELS, PATCH_CLASSES, STRUCTURE_CLASSES
@@ -168,3 +169,36 @@ def test_a_folder_without_scenes_is_a_clear_error(tmp_path):
         SceneClipDataset(tmp_path)
     with pytest.raises(ValueError, match="sampling"):
         SceneClipDataset(tmp_path, sampling="every-other")
+
+
+def test_packed_clips_ask_every_question_once_an_epoch_in_new_company(walk):
+    plain = SceneClipDataset(walk, num_frames=4)
+    packed = PackedClipDataset(walk, 5, num_frames=4)
+    by_scene: dict[int, list] = {}
+    for scene_index, situation_index, question_index in plain.items:
+        by_scene.setdefault(scene_index, []).append((situation_index, question_index))
+    chunks = []
+    for epoch in (0, 1):
+        packed.set_epoch(epoch)
+        asked: dict[int, list] = {}
+        for index, (scene_index, _) in enumerate(packed.items):
+            rows = packed.rows(index)
+            assert 1 <= len(rows) <= 5
+            asked.setdefault(scene_index, []).extend(rows)
+        assert {k: sorted(v) for k, v in asked.items()} == {k: sorted(v) for k, v in by_scene.items()}
+        chunks.append([packed.rows(i) for i in range(len(packed))])
+    assert chunks[0] != chunks[1]  # reshuffled every epoch
+
+    item = packed[0]
+    scene_index = packed.items[0][0]
+    assert len(item["rows"]) == len(packed.rows(0))
+    for row, (situation_index, question_index) in zip(item["rows"], packed.rows(0), strict=True):
+        question = plain.scenes[scene_index].situations[situation_index].questions[question_index]
+        assert row["question"] == question.question and row["answer"] == question.answer
+        # every row is placed in the clip's own frame, as a plain item of that clip would be
+        position = np.asarray(plain.scenes[scene_index].situations[situation_index].position)
+        first = plain.scenes[scene_index].scene.frames[int(item["frame_indices"][0])].T_world_camera
+        expected, _ = transform_planar(anchor_frame(first), position, 0.0)
+        assert np.allclose(row["situation_position"].numpy(), expected)
+    with pytest.raises(ValueError, match="questions_per_clip"):
+        PackedClipDataset(walk, 0)

@@ -10,7 +10,7 @@ import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig, SiglipVisionModel
 
 from conftest import TINY_MODEL, overfit_one_batch, tiny_train_config
-from loc3r_core.data.dataset import SceneClipDataset
+from loc3r_core.data.dataset import PackedClipDataset, SceneClipDataset
 from loc3r_core.model.checkpoint import CheckpointError, load_model, save_model
 from loc3r_core.model.configuration_loc3r import Loc3rConfig
 from loc3r_core.model.modeling_loc3r import build_model
@@ -18,7 +18,7 @@ from loc3r_core.model.prior import drifted
 from loc3r_core.model.spatial import bin_centres, gaussian_nll, wrapped_gaussian_target, yaw_kl
 from loc3r_core.model.tokenizer import POS, SPECIAL_TOKENS, answer_text, prompt_text, train_tokenizer
 from loc3r_core.readout import circular_soft_argmax
-from loc3r_core.training.batch import collate, model_inputs
+from loc3r_core.training.batch import collate, collate_packed, model_inputs
 from loc3r_core.training.config import TrainConfig
 from loc3r_core.training.loop import create_model
 
@@ -153,3 +153,34 @@ def test_missing_and_damaged_checkpoints_are_clear_errors(tiny, tmp_path):
     (folder / "config.json").unlink()
     with pytest.raises(CheckpointError, match=r"missing config\.json"):
         load_model(folder)
+
+
+def test_packed_rows_read_their_clip_like_a_plain_batch_and_never_each_other(world_by_kind, tiny):
+    model, tokenizer, _ = tiny
+    model.eval()
+    config = model.config
+    dataset = PackedClipDataset(world_by_kind["walk"], 3, num_frames=4, patch_grid=config.patch_grid,
+                                image_size=config.vision_config.image_size)
+    items = [dataset[0], dataset[1]]
+    packed = collate_packed(items, tokenizer, config.patches_per_frame)
+    flat = collate([{k: v for k, v in item.items() if k != "rows"} | row for item in items for row in item["rows"]],
+                   tokenizer, config.patches_per_frame)
+    assert packed["row_clip"].tolist() == [0] * len(items[0]["rows"]) + [1] * len(items[1]["rows"])
+    with torch.no_grad():
+        a = model(**model_inputs(packed), labels=packed["labels"], targets=packed["targets"])
+        b = model(**model_inputs(flat), labels=flat["labels"], targets=flat["targets"])
+    video = packed["input_ids"].shape[1]
+    width = packed["row_ids"].shape[1]
+    assert torch.allclose(a.logits, b.logits[:, video:video + width], atol=1e-4)
+    assert torch.allclose(a.pos, b.pos, atol=1e-5) and torch.allclose(a.ori_logits, b.ori_logits, atol=1e-5)
+    for name in a.losses:  # the clip terms average the same clips, the row terms the same rows
+        assert a.losses[name].item() == pytest.approx(b.losses[name].item(), rel=1e-4, abs=1e-5), name
+
+    # a row whose situation says something else moves only itself
+    changed = {**packed, "row_ids": packed["row_ids"].clone()}
+    words = int((packed["row_ids"][0] == config.pos_token_id).int().argmax())  # the situation's tokens
+    changed["row_ids"][0, :words] = packed["row_ids"][0, :words].roll(1)
+    with torch.no_grad():
+        c = model(**model_inputs(changed))
+    assert not torch.allclose(c.pos[0], a.pos[0])
+    assert torch.equal(c.pos[1:], a.pos[1:]) and torch.equal(c.logits[1:], a.logits[1:])

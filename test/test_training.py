@@ -30,14 +30,16 @@ def same_weights(a: Path, b: Path) -> bool:
     return left.keys() == right.keys() and all((left[k] == right[k]).all() for k in left)
 
 
-def test_a_killed_run_resumes_to_exactly_the_uninterrupted_result(world_by_kind, tmp_path):
+@pytest.mark.parametrize("recipe", [{}, {"questions_per_clip": 3, "class_balance": 0.5, "class_count_frames": 30}],
+                         ids=["one-question-a-clip", "packed-and-class-balanced"])
+def test_a_killed_run_resumes_to_exactly_the_uninterrupted_result(world_by_kind, tmp_path, recipe):
     steps = 40
     reference = write_config(tmp_path / "ref.yaml", tiny_train_config(world_by_kind["walk"], tmp_path / "ref",
-                                                                       max_steps=steps))
+                                                                       max_steps=steps, **recipe))
     run_cli("train", "--config", reference, "--no-progress", check=True)
 
     config = write_config(tmp_path / "cut.yaml", tiny_train_config(world_by_kind["walk"], tmp_path / "cut",
-                                                                    max_steps=steps))
+                                                                    max_steps=steps, **recipe))
     process = subprocess.Popen([sys.executable, "-m", "loc3r_core.cli.main", "train", "--config", str(config),
                                 "--no-progress"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first_checkpoint = tmp_path / "cut" / "checkpoints" / "step_0000004"
@@ -58,6 +60,8 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_result(world_by_kind,
     ref_log, cut_log = log("ref"), log("cut")
     assert [r["step"] for r in cut_log] == [r["step"] for r in ref_log]
     assert [r["loss"] for r in cut_log] == [r["loss"] for r in ref_log]
+    rows_per_clip = ref_log[-1]["rows_per_s"] / ref_log[-1]["samples_per_s"]
+    assert rows_per_clip == pytest.approx(recipe.get("questions_per_clip", 1), rel=0.2)
     assert (tmp_path / "cut" / "curves.png").stat().st_size > 10_000
 
 

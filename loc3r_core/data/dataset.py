@@ -122,8 +122,33 @@ class SceneClipDataset(Dataset):
             self._frame_cache.popitem(last=False)
         return targets
 
+    def class_counts(self, frames: int, seed: int = 0) -> dict[str, np.ndarray]:
+        """Patch-class counts of the token labels ("semantic") and, with map_subdivision > 1, of the
+        sub-patch labels ("map_semantic"), over `frames` frames drawn evenly at random from the split."""
+        rng = np.random.default_rng([seed, 17])
+        scene_indices = sorted({item[0] for item in self.items})
+        counts = {"semantic": np.zeros(len(PATCH_CLASSES), np.int64)}
+        if self.map_subdivision > 1:
+            counts["map_semantic"] = np.zeros(len(PATCH_CLASSES), np.int64)
+        for _ in range(frames):
+            scene_index = scene_indices[rng.integers(len(scene_indices))]
+            targets = self.frame_targets(scene_index, int(rng.integers(len(self.scenes[scene_index].scene.frames))))
+            for name, key in (("semantic", "label"), ("map_semantic", "map_label")):
+                if name in counts:
+                    labels = targets[key][targets[key] >= 0]
+                    counts[name] += np.bincount(labels, minlength=len(PATCH_CLASSES))
+        return counts
+
     def __getitem__(self, index: int) -> dict:
         scene_index, situation_index, question_index = self.items[index]
+        clip, T_clip_world = self.clip(index)
+        draw = float(self._rng(index).random())
+        return clip | self.situation_fields(scene_index, situation_index, question_index, T_clip_world, draw)
+
+    def clip(self, index: int) -> tuple[dict, np.ndarray]:
+        """Item `index`'s clip: its frames and per-frame targets in the clip's frame, the scene's
+        objects, which of them the frames show; and the clip's anchor transform T_clip_world."""
+        scene_index = self.items[index][0]
         folder = self.scenes[scene_index]
         scene = folder.scene
         picks = self.frame_indices(index)
@@ -132,12 +157,6 @@ class SceneClipDataset(Dataset):
         poses = T_clip_world @ poses_world
         targets = [self.frame_targets(scene_index, int(i)) for i in picks]
         points = transform_points(T_clip_world, np.stack([t["points"] for t in targets]))
-
-        situation = transform_situation(folder.situations[situation_index], T_clip_world)
-        question = situation.questions[question_index]
-        # METHOD.md: questions asked without a situation get a pseudo-situation; only answers
-        # that do not depend on where the asker is may lose theirs.
-        has_situation = question.situated or self._rng(index).random() >= self.pseudo_situation_share
         pixels: dict[int, int] = {}
         for t in targets:
             for object_id in np.flatnonzero(t["object_pixels"]):
@@ -156,6 +175,23 @@ class SceneClipDataset(Dataset):
             "centre_target": torch.from_numpy(np.nan_to_num(
                 transform_points(T_clip_world, np.stack([t["centres"] for t in targets]))[..., :2])),
             "patch_label": torch.from_numpy(np.stack([t["label"] for t in targets])),
+            "objects": clip_objects(scene, T_clip_world),
+            "seen_object_ids": sorted(seen_object_ids(pixels, scene.intrinsics.width * scene.intrinsics.height)),
+            **({} if self.map_subdivision == 1 else map_targets(targets, T_clip_world)),
+        }, T_clip_world
+
+    def situation_fields(self, scene_index: int, situation_index: int, question_index: int,
+                         T_clip_world: np.ndarray, draw: float) -> dict:
+        """One situation and one of its questions in a clip's frame, with their targets. draw in
+        [0, 1) decides whether a question that allows it loses its situation (pseudo_situation_share)."""
+        scene = self.scenes[scene_index].scene
+        stored = self.scenes[scene_index].situations[situation_index]
+        situation = transform_situation(stored, T_clip_world)
+        question = situation.questions[question_index]
+        # METHOD.md: questions asked without a situation get a pseudo-situation; only answers
+        # that do not depend on where the asker is may lose theirs.
+        has_situation = question.situated or draw >= self.pseudo_situation_share
+        return {
             "has_situation": has_situation,
             "situation_text": situation.text if has_situation else PSEUDO_SITUATION,
             "situation_position": torch.from_numpy(np.asarray(situation.position, dtype=np.float64)),
@@ -163,18 +199,51 @@ class SceneClipDataset(Dataset):
             "question": question.question,
             "question_type": question.type,
             "answer": question.answer,
-            "objects": clip_objects(scene, T_clip_world),
-            "seen_object_ids": sorted(seen_object_ids(pixels, scene.intrinsics.width * scene.intrinsics.height)),
             "named_classes": named_classes(scene, situation) if has_situation else None,
             "placement": placement_kind(scene, situation) if has_situation else None,
             "grounding_classes": torch.tensor(grounding_classes(scene, situation) if has_situation else (-1, -1, -1)),
-            **asked_object_target(scene, folder.situations[situation_index], question, has_situation),
-            **({} if self.map_subdivision == 1 else map_targets(targets, T_clip_world)),
+            **asked_object_target(scene, stored, question, has_situation),
         }
 
     def _image(self, rgb: np.ndarray) -> np.ndarray:
         """(3, S, S) float32 in [0, 1], resized if asked: what the runtime feeds the model too."""
         return model_image(rgb, self.image_size or rgb.shape[0])
+
+
+class PackedClipDataset(SceneClipDataset):
+    """Items are (scene, chunk): one clip of a scene with up to `questions_per_clip` of its
+    (situation, question) pairs, which share the clip's frames (the model encodes them once).
+
+    Every epoch each scene's pairs are shuffled and cut into chunks again, so every pair is asked
+    once an epoch, with other companions and other frames each time. Item keys: the clip's
+    (SceneClipDataset.clip) plus "rows", a list of SceneClipDataset.situation_fields dicts.
+    """
+
+    def __init__(self, root: str | Path, questions_per_clip: int, **kwargs: object) -> None:
+        super().__init__(root, **kwargs)
+        if questions_per_clip < 1:
+            raise ValueError(f"questions_per_clip must be at least 1, not {questions_per_clip}")
+        self.questions_per_clip = questions_per_clip
+        self.pairs: list[list[tuple[int, int]]] = [[] for _ in self.scenes]
+        for scene_index, situation_index, question_index in self.items:
+            self.pairs[scene_index].append((situation_index, question_index))
+        self.items = [(scene_index, chunk) for scene_index, pairs in enumerate(self.pairs)
+                      for chunk in range(math.ceil(len(pairs) / questions_per_clip))]
+
+    def rows(self, index: int) -> list[tuple[int, int]]:
+        """The (situation, question) pairs item `index` asks in this epoch."""
+        scene_index, chunk = self.items[index]
+        pairs = self.pairs[scene_index]
+        order = np.random.default_rng([self.seed, self.epoch, scene_index, 1]).permutation(len(pairs))
+        return [pairs[i] for i in order[chunk * self.questions_per_clip:(chunk + 1) * self.questions_per_clip]]
+
+    def __getitem__(self, index: int) -> dict:
+        clip, T_clip_world = self.clip(index)
+        draws = np.random.default_rng([self.seed, self.epoch, index, 2]).random(self.questions_per_clip)
+        scene_index = self.items[index][0]
+        rows = [self.situation_fields(scene_index, situation_index, question_index, T_clip_world, float(draw))
+                for (situation_index, question_index), draw in zip(self.rows(index), draws, strict=False)]
+        return clip | {"rows": rows}
 
 
 def map_targets(targets: list[dict[str, np.ndarray]], T_clip_world: np.ndarray) -> dict[str, torch.Tensor]:

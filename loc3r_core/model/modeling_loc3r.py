@@ -47,6 +47,7 @@ class Loc3rOutput:
     map_bev: torch.Tensor | None = None  # (B, F, P, s^2, 4) sub-patch BEV points (map_subdivision s > 1)
     map_semantic_logits: torch.Tensor | None = None  # (B, F, P, s^2, classes) their labels
     answer_geometry: torch.Tensor | None = None  # (B, 4) the asked object in the asker's frame, x, y, log sigmas
+    row_clip: torch.Tensor | None = None  # packed: (R,) the clip of each text row; pos, ori, logits are per row
     loss: torch.Tensor | None = None
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
 
@@ -144,40 +145,49 @@ class Loc3rForSpatialQA(PreTrainedModel):
             raise ValueError(f"{int(placeholders.sum())} frame/image placeholders for {expected} frame tokens")
         return embeddings.masked_scatter(placeholders[..., None], frame_tokens.to(embeddings.dtype))
 
-    def read_heads(self, input_ids: torch.Tensor, hidden: torch.Tensor, frames: int) -> dict[str, torch.Tensor]:
-        """Spatial readouts from last-layer hidden states (B, L, H)."""
+    def read_heads(self, input_ids: torch.Tensor, hidden: torch.Tensor, frames: int,
+                   rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Spatial readouts from last-layer hidden states (B, L, H).
+
+        rows (packed training): (row_ids (R, L'), row_hidden (R, L', H), row_clip (R,)), text rows
+        that continue clip row_clip[r]'s sequence; the situation readouts then come from them.
+        """
         batch, patches = input_ids.shape[0], self.config.patches_per_frame
         vision = hidden[input_ids == self.config.image_token_id].view(batch, frames, patches, -1)
         camera = hidden[input_ids == self.config.frame_token_id].view(batch, frames, -1)
-        pos_state = first_token_state(input_ids, hidden, self.config.pos_token_id)
-        ori_state = first_token_state(input_ids, hidden, self.config.ori_token_id)
         heads = {
             "bev": self.bev_head(vision),
             "semantic_logits": self.semantic_head(vision),
             "ego": self.ego_head(camera),
-            "pos": self.pos_head(pos_state),
-            "ori_logits": self.ori_head(ori_state),
         }
         if self.map_head is not None:
             heads["map_bev"], heads["map_semantic_logits"] = split_map_head(self.map_head(vision),
                                                                                self.config.map_subdivision ** 2)
+        if self.centre_head is not None:
+            heads["object_centre"] = object_centre(heads["bev"], self.centre_head(vision))
+        row_ids, row_hidden, row_clip = rows if rows is not None else (input_ids, hidden, None)
+
+        def on_rows(clip_value: torch.Tensor) -> torch.Tensor:
+            return clip_value if row_clip is None else clip_value[row_clip]
+
+        pos_state = first_token_state(row_ids, row_hidden, self.config.pos_token_id)
+        ori_state = first_token_state(row_ids, row_hidden, self.config.ori_token_id)
+        heads["pos"], heads["ori_logits"] = self.pos_head(pos_state), self.ori_head(ori_state)
         if self.pointer is not None:
-            pointed = heads["bev"][..., :2]
-            if self.centre_head is not None:
-                heads["object_centre"] = object_centre(heads["bev"], self.centre_head(vision))
-                pointed = heads["object_centre"][..., :2]
-            keys = self.pointer.keys(vision.flatten(1, 2))
+            pointed = on_rows(heads["object_centre" if "object_centre" in heads else "bev"][..., :2])
+            keys = self.pointer.keys(on_rows(vision).flatten(1, 2))
             weights = self.pointer.attention(self.pointer.queries(pos_state, ori_state), keys)
             places, spread = self.pointer.point(weights, pointed.flatten(1, 2))
             at, faced = places[:, :-1].mean(dim=1), places[:, -1]
             offset = self.pointer.relative_offset(pos_state)
             if offset is not None:
-                at = at + relative_place(offset.float(), at.detach(), faced.detach(), viewer_place(heads["ego"]))
+                viewer = viewer_place(on_rows(heads["ego"]))
+                at = at + relative_place(offset.float(), at.detach(), faced.detach(), viewer)
             heads["pos"], heads["ori_logits"] = self.pointer.combine(heads["pos"], heads["ori_logits"], at, faced)
             heads["pointer_weights"], heads["pointer_spread"] = weights, spread[:, :-1].mean(dim=1)
-        if self.answer_geometry_head is not None and bool((input_ids == self.config.answer_token_id).any(dim=1).all()):
+        if self.answer_geometry_head is not None and bool((row_ids == self.config.answer_token_id).any(dim=1).all()):
             heads["answer_geometry"] = self.answer_geometry_head(
-                first_token_state(input_ids, hidden, self.config.answer_token_id))
+                first_token_state(row_ids, row_hidden, self.config.answer_token_id))
         return heads
 
     def language_forward(self, inputs_embeds: torch.Tensor, **kwargs: object) -> tuple[torch.Tensor, object]:
@@ -196,11 +206,20 @@ class Loc3rForSpatialQA(PreTrainedModel):
         geometry: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         targets: dict[str, torch.Tensor] | None = None,
+        class_weights: dict[str, torch.Tensor] | None = None,
+        row_ids: torch.Tensor | None = None,
+        row_clip: torch.Tensor | None = None,
     ) -> Loc3rOutput:
         """images (B, F, 3, S, S); prior (B, F, 4); prior_valid (B,); geometry (B, F, P, 3).
 
         With labels (B, L; IGNORE_INDEX off the answer) and targets (see `spatial_losses`),
-        the output carries the weighted total loss and each term.
+        the output carries the weighted total loss and each term; class_weights ("semantic",
+        "map_semantic": (classes,)) weight the label losses' classes (training's class_balance).
+
+        Packed (training): input_ids (B, L) hold each clip's video only, and row_ids (R, L') the
+        text rows that continue clip row_clip (R,): the clip is encoded once and each row reads
+        its cached keys and values, so rows never see each other. logits and labels are then the
+        rows', and the situation readouts are per row.
         """
         batch, frames = images.shape[:2]
         frame_tokens = self.encode_frames(
@@ -209,11 +228,21 @@ class Loc3rForSpatialQA(PreTrainedModel):
             None if prior_valid is None else prior_valid[:, None].expand(batch, frames).flatten(),
             None if geometry is None else geometry.flatten(0, 1),
         )
-        hidden, _ = self.language_forward(self.embed(input_ids, frame_tokens.view(batch, -1, frame_tokens.shape[-1])))
-        output = Loc3rOutput(logits=self.language_model.get_output_embeddings()(hidden),
-                             **self.read_heads(input_ids, hidden, frames))
+        embeddings = self.embed(input_ids, frame_tokens.view(batch, -1, frame_tokens.shape[-1]))
+        if row_ids is None:
+            hidden, _ = self.language_forward(embeddings)
+            text_hidden, rows = hidden, None
+        else:
+            hidden, outputs = self.language_forward(embeddings, use_cache=True)
+            cache = outputs.past_key_values
+            cache.batch_select_indices(row_clip)  # each row gets its clip's keys and values
+            text_hidden, _ = self.language_forward(self.language_model.get_input_embeddings()(row_ids),
+                                                   past_key_values=cache, use_cache=False)
+            rows = (row_ids, text_hidden, row_clip)
+        output = Loc3rOutput(logits=self.language_model.get_output_embeddings()(text_hidden), row_clip=row_clip,
+                             **self.read_heads(input_ids, hidden, frames, rows))
         if labels is not None:
-            output.losses = self.spatial_losses(output, labels, targets or {})
+            output.losses = self.spatial_losses(output, labels, targets or {}, class_weights or {})
             weights = self.loss_weights()
             output.loss = sum(weights[name] * value for name, value in output.losses.items())
         return output
@@ -231,13 +260,14 @@ class Loc3rForSpatialQA(PreTrainedModel):
             "map_semantic": c.semantic_weight if self.map_head is not None else 0.0,
         }
 
-    def spatial_losses(self, out: Loc3rOutput, labels: torch.Tensor, targets: dict[str, torch.Tensor]) -> dict:
+    def spatial_losses(self, out: Loc3rOutput, labels: torch.Tensor, targets: dict[str, torch.Tensor],
+                       class_weights: dict[str, torch.Tensor] | None = None) -> dict:
         """Each loss term whose weight is not zero (unweighted).
 
         targets: bev_target (B, F, P, 2), bev_valid (B, F, P), patch_label (B, F, P; -1 unknown),
         ego_pose (B, F, 3), situation_position (B, 2), situation_yaw (B,), has_situation (B,).
         """
-        weights = self.loss_weights()
+        weights, class_weights = self.loss_weights(), class_weights or {}
         sigma = torch.deg2rad(torch.tensor(self.config.yaw_sigma_deg)).item()
         losses = {"ce": F.cross_entropy(out.logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
                                         ignore_index=IGNORE_INDEX)}
@@ -245,7 +275,8 @@ class Loc3rForSpatialQA(PreTrainedModel):
             losses["bev"] = gaussian_nll(out.bev.float(), targets["bev_target"].float(), targets["bev_valid"])
         if weights["semantic"]:
             losses["semantic"] = focal_cross_entropy(out.semantic_logits, targets["patch_label"],
-                                                     self.config.semantic_focal_gamma)
+                                                     self.config.semantic_focal_gamma,
+                                                     class_weights=class_weights.get("semantic"))
         if weights["ego_pos"]:
             ego = targets["ego_pose"].float()
             losses["ego_pos"] = gaussian_nll(out.ego[..., :4].float(), ego[..., :2])
@@ -260,13 +291,15 @@ class Loc3rForSpatialQA(PreTrainedModel):
         if weights["map_bev"]:
             losses["map_bev"] = gaussian_nll(out.map_bev.float(), targets["map_target"].float(), targets["map_valid"])
             losses["map_semantic"] = focal_cross_entropy(out.map_semantic_logits, targets["map_label"],
-                                                         self.config.semantic_focal_gamma)
+                                                         self.config.semantic_focal_gamma,
+                                                         class_weights=class_weights.get("map_semantic"))
         if weights["object_centre"]:
             losses["object_centre"] = gaussian_nll(out.object_centre.float(), targets["centre_target"].float(),
                                                    targets["bev_valid"])
         if weights["grounding"]:
-            losses["grounding"] = grounding_loss(out.pointer_weights, targets["patch_label"].flatten(1),
-                                                 targets["grounding_classes"])
+            patch_labels = targets["patch_label"].flatten(1)
+            losses["grounding"] = grounding_loss(out.pointer_weights, patch_labels if out.row_clip is None
+                                                 else patch_labels[out.row_clip], targets["grounding_classes"])
         return losses
 
 

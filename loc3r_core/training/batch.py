@@ -11,11 +11,10 @@ from loc3r_core.model.modeling_loc3r import IGNORE_INDEX
 from loc3r_core.model.prior import drifted, prior_features
 from loc3r_core.model.tokenizer import FRAME, IMAGE, answer_text, prompt_text
 
-META_KEYS = ("scene", "question_type", "answer", "situation_text", "question", "objects", "seen_object_ids",
-             "named_classes", "placement")
-TARGET_KEYS = ("bev_target", "bev_valid", "centre_target", "patch_label", "ego_pose", "situation_position",
-               "situation_yaw", "grounding_classes", "answer_xy", "answer_xy_valid")
-
+CLIP_META_KEYS = ("scene", "objects", "seen_object_ids")
+ROW_META_KEYS = ("question_type", "answer", "situation_text", "question", "named_classes", "placement")
+CLIP_TARGET_KEYS = ("bev_target", "bev_valid", "centre_target", "patch_label", "ego_pose")
+ROW_TARGET_KEYS = ("situation_position", "situation_yaw", "grounding_classes", "answer_xy", "answer_xy_valid")
 MAP_TARGET_KEYS = ("map_target", "map_valid", "map_label")
 
 
@@ -53,27 +52,53 @@ def encode_text(
 
 
 def collate(items: list[dict], tokenizer: PreTrainedTokenizerFast, patches: int, with_answers: bool = True) -> dict:
-    """Stack a list of SceneClipDataset items into one batch (clean prior, no corruption)."""
+    """Stack a list of SceneClipDataset items into one batch (clean prior, no corruption): one row
+    per item, its clip's video placeholders first."""
     frames = items[0]["images"].shape[0]
     ids, labels, lengths = encode_text(tokenizer, frames, patches, [i["situation_text"] for i in items],
                                        [i["question"] for i in items],
                                        [i["answer"] for i in items] if with_answers else None)
-    targets = {key: torch.stack([item[key] for item in items]) for key in TARGET_KEYS}
+    clips, rows = clip_batch(items), row_batch(items)
+    return {**clips, "input_ids": ids, "labels": labels, "lengths": lengths,
+            "targets": clips["targets"] | rows["targets"],
+            "meta": [clip | row for clip, row in zip(clips["meta"], rows["meta"], strict=True)]}
+
+
+def collate_packed(items: list[dict], tokenizer: PreTrainedTokenizerFast, patches: int) -> dict:
+    """Stack PackedClipDataset items: input_ids hold each clip's video placeholders only, row_ids
+    the text rows (situation, question, answer) that continue them, row_clip each row's clip."""
+    frames = items[0]["images"].shape[0]
+    rows = [row for item in items for row in item["rows"]]
+    ids, labels, lengths = encode_text(tokenizer, 0, patches, [r["situation_text"] for r in rows],
+                                       [r["question"] for r in rows], [r["answer"] for r in rows])
+    clips, row_fields = clip_batch(items), row_batch(rows)
+    return {**clips, "input_ids": torch.tensor(video_ids(tokenizer, frames, patches)).repeat(len(items), 1),
+            "row_ids": ids, "labels": labels, "lengths": lengths,
+            "row_clip": torch.tensor([clip for clip, item in enumerate(items) for _ in item["rows"]]),
+            "targets": clips["targets"] | row_fields["targets"], "meta": row_fields["meta"]}
+
+
+def clip_batch(items: list[dict]) -> dict:
+    """Images, clean prior, geometry and the per-frame targets of the items' clips."""
+    targets = {key: torch.stack([item[key] for item in items]) for key in CLIP_TARGET_KEYS}
     per_patch = ("bev_target", "bev_valid", "centre_target", "patch_label")
     targets = {k: v.flatten(2, 3) if k in per_patch else v for k, v in targets.items()}
     if "map_target" in items[0]:  # map_subdivision > 1: (B, F, P, s^2, ...)
         targets |= {key: torch.stack([item[key] for item in items]) for key in MAP_TARGET_KEYS}
-    targets["has_situation"] = torch.tensor([bool(i["has_situation"]) for i in items])
     return {
-        "input_ids": ids,
-        "labels": labels,
-        "lengths": lengths,
         "images": torch.stack([i["images"] for i in items]),
         "planar_prior": targets["ego_pose"].clone(),  # odometry relative to frame 0, before corruption
         "geometry": torch.stack([i["patch_points"] for i in items]).flatten(2, 3),
         "targets": targets,
-        "meta": [{k: i[k] for k in META_KEYS} for i in items],
+        "meta": [{k: i[k] for k in CLIP_META_KEYS} for i in items],
     }
+
+
+def row_batch(rows: list[dict]) -> dict:
+    """The situation targets of text rows (SceneClipDataset.situation_fields dicts)."""
+    targets = {key: torch.stack([row[key] for row in rows]) for key in ROW_TARGET_KEYS}
+    targets["has_situation"] = torch.tensor([bool(row["has_situation"]) for row in rows])
+    return {"targets": targets, "meta": [{k: row[k] for k in ROW_META_KEYS} for row in rows]}
 
 
 def model_inputs(batch: dict, generator: torch.Generator | None = None, prior_dropout: float = 0.0,
@@ -87,5 +112,6 @@ def model_inputs(batch: dict, generator: torch.Generator | None = None, prior_dr
     if generator is not None:
         planar = drifted(planar, generator, drift_per_m, yaw_drift_deg)
         valid &= torch.rand(planar.shape[0], generator=generator) >= prior_dropout
+    packed = {key: batch[key] for key in ("row_ids", "row_clip") if key in batch}  # collate_packed's
     return {"input_ids": batch["input_ids"], "images": batch["images"], "prior": prior_features(planar),
-            "prior_valid": valid, "geometry": batch["geometry"]}
+            "prior_valid": valid, "geometry": batch["geometry"], **packed}

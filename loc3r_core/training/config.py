@@ -62,10 +62,17 @@ class TrainConfig(YamlConfig):
     frame_sampling: str = "random"  # random (augmentation) or uniform; evaluation always uses uniform
     pseudo_situation_share: float = 0.3  # situation-free questions that get "I am standing in the room."
     max_train_scenes: int | None = None  # use only the first N scenes (tiny runs, tests)
+    # > 1: each clip carries up to this many of its scene's (situation, question) rows, encoded
+    # once for all of them (packed; batch_size then counts clips); 1: one clip per question
+    questions_per_clip: int = 1
     # per-patch map targets: majority (label and mean point of the whole patch) or objects_first
     # (an object covering >= 10 % of the patch wins, with the mean point of its own pixels);
     # see loc3r_core/data/targets.py. Evaluation always scores against majority targets.
     patch_targets: str = "majority"
+    # the semantic and map-label losses weight patch classes by (training count)^-class_balance
+    # (0: unweighted), counted over class_count_frames frames drawn from the training split
+    class_balance: float = 0.0
+    class_count_frames: int = 2000
     # --- model: keyword arguments of Loc3rConfig (vision_config/text_config dicts, loss weights, ...) ---
     model: dict[str, Any] = field(default_factory=dict)
     tokenizer_vocab_size: int = 512  # tokenizer trained on the training text when no LM path is given
@@ -100,7 +107,10 @@ class TrainConfig(YamlConfig):
             (self.patch_targets in PATCH_TARGETS, f"patch_targets must be one of {', '.join(PATCH_TARGETS)}"),
             (0.0 <= self.prior_dropout <= 1.0, "prior_dropout must lie in [0, 1]"),
             (0.0 <= self.pseudo_situation_share <= 1.0, "pseudo_situation_share must lie in [0, 1]"),
+            (0.0 <= self.class_balance <= 1.0 and self.class_count_frames >= 1,
+             "class_balance must lie in [0, 1] and class_count_frames be at least 1"),
             (self.batch_size >= 1 and self.grad_accum >= 1, "batch_size and grad_accum must be at least 1"),
+            (self.questions_per_clip >= 1, "questions_per_clip must be at least 1"),
             (self.max_steps >= 1, "max_steps must be at least 1"),
             (self.learning_rate > 0, "learning_rate must be positive"),
             (self.mixed_precision in ("no", "fp16", "bf16"), "mixed_precision must be no, fp16 or bf16"),

@@ -27,14 +27,15 @@ from tqdm import tqdm
 from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerFast
 
 from loc3r_core.atomic import TMP_PREFIX, atomic_path
-from loc3r_core.data.dataset import SceneClipDataset
+from loc3r_core.data.dataset import PackedClipDataset, SceneClipDataset
 from loc3r_core.errors import UsageError
 from loc3r_core.evaluation.evaluate import evaluate, evaluation_dataset
 from loc3r_core.model.checkpoint import save_model
 from loc3r_core.model.configuration_loc3r import Loc3rConfig, config_kwargs
 from loc3r_core.model.modeling_loc3r import Loc3rForSpatialQA, apply_freezing, build_model
+from loc3r_core.model.spatial import balanced_class_weights
 from loc3r_core.model.tokenizer import add_special_tokens, special_ids, train_tokenizer
-from loc3r_core.training.batch import collate, model_inputs
+from loc3r_core.training.batch import collate, collate_packed, model_inputs
 from loc3r_core.training.config import TrainConfig, VisionPretrainConfig
 from loc3r_core.training.curves import plot_curves
 
@@ -132,10 +133,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     if resume and not saved:
         raise UsageError(f"{run} has no checkpoint to resume from")
     shapes = _model_config(config, init_dir if saved else None)
-    dataset = SceneClipDataset(config.train_data, num_frames=config.num_frames, patch_grid=shapes.patch_grid,
-                               image_size=shapes.vision_config.image_size, sampling=config.frame_sampling,
-                               pseudo_situation_share=config.pseudo_situation_share, seed=config.seed,
-                               patch_target=config.patch_targets, map_subdivision=shapes.map_subdivision)
+    dataset = training_dataset(config, shapes)
     if config.max_train_scenes:
         _keep_first_scenes(dataset, config.max_train_scenes)
 
@@ -154,9 +152,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate,
                                   weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(learning_rate_factor, config=config))
+    collate_fn = collate_packed if config.questions_per_clip > 1 else collate
     loader = DataLoader(EpochIndexed(dataset), batch_size=config.batch_size,
                         sampler=EpochShuffle(len(dataset), config.seed),
-                        collate_fn=partial(collate, tokenizer=tokenizer, patches=model.config.patches_per_frame),
+                        collate_fn=partial(collate_fn, tokenizer=tokenizer, patches=model.config.patches_per_frame),
                         num_workers=config.num_workers, persistent_workers=config.num_workers > 0)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     if saved:
@@ -166,12 +165,16 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     loader = accelerator.prepare(loader)
     batches = iter(accelerator.skip_first_batches(loader, start_step * config.grad_accum) if start_step else loader)
 
+    class_weights = None
+    if config.class_balance:  # counted again on resume: the draw is a function of the seed
+        class_weights = {name: balanced_class_weights(counts, config.class_balance)
+                         for name, counts in dataset.class_counts(config.class_count_frames, config.seed).items()}
     validation = evaluation_dataset(config.val_data, model, config.num_frames) if config.val_data else None
     log_path = run / "metrics.jsonl"
     bar = tqdm(total=config.max_steps, initial=start_step, desc="train", unit="step",
                disable=not (progress and accelerator.is_main_process))
     window: dict[str, float] = {}
-    window_steps, window_start = 0, time.perf_counter()
+    window_steps, window_rows, window_start = 0, 0, time.perf_counter()
     for step in range(start_step, config.max_steps):
         for _ in range(config.grad_accum):
             batch = next(batches)
@@ -179,7 +182,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
             inputs = model_inputs(batch, generator, config.prior_dropout, config.prior_drift_per_m,
                                   config.prior_yaw_drift_deg)
             with accelerator.accumulate(model):
-                output = model(**inputs, labels=batch["labels"], targets=batch["targets"])
+                output = model(**inputs, labels=batch["labels"], targets=batch["targets"],
+                               class_weights=class_weights)
                 accelerator.backward(output.loss)
                 if accelerator.sync_gradients and config.grad_clip:
                     accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -188,6 +192,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
                 optimizer.zero_grad()
             for name, value in {"loss": output.loss, **output.losses}.items():
                 window[name] = window.get(name, 0.0) + float(value.detach()) / config.grad_accum
+            window_rows += batch["labels"].shape[0]
         window_steps += 1
         done = step + 1
         bar.update(1)
@@ -195,11 +200,13 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
             elapsed = time.perf_counter() - window_start
             record = {"step": done, "split": "train", "lr": scheduler.get_last_lr()[0],
                       "samples_per_s": round(window_steps * config.batch_size * config.grad_accum
-                                             * accelerator.num_processes / elapsed, 2),
+                                             * accelerator.num_processes / elapsed, 2),  # clips
+                      # (situation, question) rows: the localization and QA targets a second
+                      "rows_per_s": round(window_rows * accelerator.num_processes / elapsed, 2),
                       **{k: round(v / window_steps, 5) for k, v in window.items()}}
             bar.set_postfix(loss=f"{record['loss']:.3f}", ce=f"{record['ce']:.3f}")
             _log(accelerator, log_path, record)
-            window, window_steps, window_start = {}, 0, time.perf_counter()
+            window, window_steps, window_rows, window_start = {}, 0, 0, time.perf_counter()
         validate = validation is not None and (done % config.eval_every == 0 or done == config.max_steps)
         if validate and accelerator.is_main_process:
             result = evaluate(accelerator.unwrap_model(model), tokenizer, validation, config.eval_samples,
@@ -217,6 +224,17 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
         save_model(accelerator.unwrap_model(model), tokenizer, final)
         plot_curves(log_path, run / "curves.png")
     return final
+
+
+def training_dataset(config: TrainConfig, shapes: Loc3rConfig) -> SceneClipDataset:
+    """The training split as the config asks: one clip per question, or packed clips."""
+    kwargs = {"num_frames": config.num_frames, "patch_grid": shapes.patch_grid,
+              "image_size": shapes.vision_config.image_size, "sampling": config.frame_sampling,
+              "pseudo_situation_share": config.pseudo_situation_share, "seed": config.seed,
+              "patch_target": config.patch_targets, "map_subdivision": shapes.map_subdivision}
+    if config.questions_per_clip > 1:
+        return PackedClipDataset(config.train_data, config.questions_per_clip, **kwargs)
+    return SceneClipDataset(config.train_data, **kwargs)
 
 
 def _model_config(config: TrainConfig, init_dir: Path | None) -> Loc3rConfig:
