@@ -43,6 +43,7 @@ from loc3r_core.runtime.frames import tf_chain
 from loc3r_core.runtime.open import open_backend
 from loc3r_core.runtime.session import Session
 from loc3r_ros.convert import map_objects_msg, message_from_dict, pose_with_covariance, stamp_ns, time_msg
+from loc3r_ros.interrupt import init_stopping_on_sigint, spin_until_stopped
 from loc3r_ros.parameters import PARAMETERS, check, session_config
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -412,7 +413,7 @@ def status(name: str, level: bytes, message: str, values: dict[str, str], hardwa
 
 
 def main(args: list[str] | None = None, lifecycle: bool = False) -> int:
-    rclpy.init(args=args)
+    stop = init_stopping_on_sigint(args)
     try:
         node = Loc3rLifecycleNode() if lifecycle else Loc3rNode()
     except StartupError as exc:
@@ -422,8 +423,8 @@ def main(args: list[str] | None = None, lifecycle: bool = False) -> int:
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+        spin_until_stopped(executor, stop)
+    except ExternalShutdownException:
         pass
     finally:
         node.stop()

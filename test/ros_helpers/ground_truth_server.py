@@ -13,7 +13,7 @@ import math
 import sys
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from tf2_msgs.msg import TFMessage
@@ -22,6 +22,7 @@ from loc3r.msg import SceneObjectArray
 from loc3r.srv import Localize, SpatialQuery
 from loc3r_core.world.scene_io import SceneFolder
 from loc3r_ros.convert import planar_pose_msg, scene_object_array_msg, scene_object_msg, transform_msg
+from loc3r_ros.interrupt import init_stopping_on_sigint, spin_until_stopped
 
 SIGMA_XY = (0.1, 0.2)  # what the oracle reports as its standard deviations, m
 SIGMA_YAW = math.radians(5)
@@ -77,13 +78,16 @@ class GroundTruthServer(Node):
 
 
 def main() -> int:
-    rclpy.init()
+    stop = init_stopping_on_sigint()
     node = GroundTruthServer(sys.argv[1])
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
     try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
+        spin_until_stopped(executor, stop)
+    except ExternalShutdownException:
         pass
     finally:
+        executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
