@@ -74,6 +74,9 @@ def test_train_refuses_to_overwrite_and_rejects_bad_configs(world_by_kind, tmp_p
     typo = write_config(tmp_path / "t.yaml", {"max_step": 3})
     bad = run_cli("train", "--config", typo)
     assert bad.returncode == 2 and "unknown field(s) max_step" in bad.stderr
+    (tmp_path / "empty.yaml").write_text("")
+    empty = run_cli("train", "--config", tmp_path / "empty.yaml")
+    assert empty.returncode == 2 and "empty.yaml is empty" in empty.stderr and len(empty.stderr.splitlines()) == 1
     missing = run_cli("train", "--config", tmp_path / "absent.yaml")
     assert missing.returncode == 2 and "config file not found" in missing.stderr
     fresh = run_cli("train", "--config", config, "--set", f"output_dir={tmp_path / 'none'}", "--resume")

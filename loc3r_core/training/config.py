@@ -22,11 +22,13 @@ class YamlConfig:
         import yaml
 
         try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
+            raw = yaml.safe_load(Path(path).read_text())
         except FileNotFoundError:
             raise UsageError(f"config file not found: {path}") from None
         except yaml.YAMLError as exc:
             raise UsageError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        if raw is None:  # more likely a failed write than a wish for every default
+            raise UsageError(f"{path} is empty: write the fields to set ({{}} takes every default)")
         if not isinstance(raw, dict):
             raise UsageError(f"{path} must hold a mapping of config fields")
         return cls.from_dict({**raw, **(overrides or {})}, source=str(path))
