@@ -33,7 +33,7 @@ class GridConfig:
     carve_margin_sigma: float = 1.0  # rays stop this many of their point's sigmas short of it (val)
     free_weight: float = 0.25  # each ray through a cell counts this much against its solid label votes
     min_object_cells: int = 1  # the tiny model gives 16 points a frame: one cell can be a whole object
-    min_object_confidence: float = 0.5  # drops objects resting on weak evidence (best object F1 on val for the shipped model)
+    min_object_confidence: float = 0.5  # drops objects resting on weak evidence (best object F1 on val)
     object_gap_cells: int = 2  # cells of one label this close belong to one object (points are sparse)
     object_merge_m: float = 1.0  # same-label clusters this close are one object: a large object's points leave gaps
     fill_objects: bool = True  # an object is an obstacle: the gaps between its cells are occupied too
