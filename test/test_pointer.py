@@ -44,9 +44,10 @@ from loc3r_core.world.vocabulary import PATCH_CLASSES
 POINTER_MODEL = {**TINY_MODEL, "situation_readout": "pointer", "grounding_weight": 0.2}
 # <Pos> points at two places (their midpoint) and moves by offsets towards the faced place and the viewer;
 # the <answer> state also learns where the asked object stands from the asker (training only); the
-# pointer averages the tokens' object centres; the map gets 2 x 2 sub-patch points per token
+# pointer averages the tokens' object centres; the map gets 2 x 2 sub-patch points per token, each
+# given in its own frame's camera axes
 RELATIONAL_MODEL = {**POINTER_MODEL, "pointer_places": 2, "relative_offset": True, "answer_geometry_weight": 0.1,
-                    "object_centre_weight": 0.1, "map_subdivision": 2}
+                    "object_centre_weight": 0.1, "map_subdivision": 2, "bev_frame": "camera"}
 
 
 def test_the_pointer_recovers_a_known_point_and_numpy_points_the_same_way():
@@ -154,7 +155,7 @@ def pointer_model(request, world_by_kind, tmp_path_factory):
     torch.manual_seed(0)
     model, tokenizer = create_model(config, dataset)
     batch = collate([dataset[i] for i in range(0, 32, 4)], tokenizer, model.config.patches_per_frame)
-    history = overfit_one_batch(model, batch, steps=30)
+    history = overfit_one_batch(model, batch, steps=40)
     return model.eval(), tokenizer, history
 
 

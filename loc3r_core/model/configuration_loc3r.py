@@ -16,6 +16,7 @@ from transformers.configuration_utils import SubConfigSpec
 from loc3r_core.world.vocabulary import PATCH_CLASSES
 
 SITUATION_READOUTS = ("mlp", "pointer")
+BEV_FRAMES = ("clip", "camera")
 
 
 @strict
@@ -92,6 +93,12 @@ class Loc3rConfig(PreTrainedConfig):
     # map_subdivision; 1: none), trained like the BEV and semantic heads on a finer patch grid,
     # so the runtime's map gets s^2 points per token instead of one (the other heads unchanged).
     map_subdivision: int = 1
+    # Where the BEV heads (per token and sub-patch) put their points: "clip" (METHOD.md: a linear
+    # layer gives clip-frame coordinates) or "camera" (the layer gives the point in the axes of
+    # its own frame's camera, placed in the clip by that frame's estimated ego pose, detached).
+    # A clip-frame layer cannot reach coordinates it never saw (bigger rooms); a camera-frame
+    # point depends on what the image shows, not on where the clip began. Sigmas stay per clip axis.
+    bev_frame: str = "clip"
     yaw_sigma_deg: float = 10.0  # width of the wrapped-Gaussian yaw target
     num_patch_classes: int = len(PATCH_CLASSES)
     ce_weight: float = 1.0
@@ -109,6 +116,8 @@ class Loc3rConfig(PreTrainedConfig):
             raise ValueError(f"situation_readout must be one of {SITUATION_READOUTS}, not {self.situation_readout!r}")
         if self.pointer_places not in (1, 2):
             raise ValueError(f"pointer_places must be 1 or 2, not {self.pointer_places}")
+        if self.bev_frame not in BEV_FRAMES:
+            raise ValueError(f"bev_frame must be one of {BEV_FRAMES}, not {self.bev_frame!r}")
         if not 1 <= self.map_subdivision <= 8:
             raise ValueError(f"map_subdivision must lie in [1, 8], not {self.map_subdivision}")
 

@@ -20,7 +20,7 @@ from transformers import AutoModel, AutoModelForCausalLM, PreTrainedModel
 
 from loc3r_core.model.configuration_loc3r import Loc3rConfig
 from loc3r_core.model.prior import PRIOR_FEATURES
-from loc3r_core.model.spatial import bin_centres, focal_cross_entropy, gaussian_nll, yaw_kl
+from loc3r_core.model.spatial import bin_centres, focal_cross_entropy, gaussian_nll, soft_argmax_yaw, yaw_kl
 
 IGNORE_INDEX = -100
 
@@ -163,6 +163,11 @@ class Loc3rForSpatialQA(PreTrainedModel):
         if self.map_head is not None:
             heads["map_bev"], heads["map_semantic_logits"] = split_map_head(self.map_head(vision),
                                                                                self.config.map_subdivision ** 2)
+        if self.config.bev_frame == "camera":
+            poses = frame_poses(heads["ego"])
+            heads["bev"] = camera_to_clip(heads["bev"], poses)
+            if "map_bev" in heads:
+                heads["map_bev"] = camera_to_clip(heads["map_bev"], poses)
         if self.centre_head is not None:
             heads["object_centre"] = object_centre(heads["bev"], self.centre_head(vision))
         row_ids, row_hidden, row_clip = rows if rows is not None else (input_ids, hidden, None)
@@ -373,6 +378,25 @@ def object_centre(bev: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
     """(..., 4) BEV points and centre-head outputs -> (..., 4) object centres (x, y, log sigmas):
     the point (detached: the centre loss cannot bend the map) moved by the head's offset."""
     return torch.cat([bev[..., :2].detach() + offset[..., :2], offset[..., 2:]], dim=-1)
+
+
+def frame_poses(ego: torch.Tensor) -> torch.Tensor:
+    """(B, F, 4 + bins) ego head -> (B, F, 3) each frame's estimated (x, y, yaw) in the clip (detached:
+    the map cannot bend the ego pose), frame 0 at the origin by definition (as in the runtime)."""
+    ego = ego.detach().float()
+    poses = torch.cat([ego[..., :2], soft_argmax_yaw(ego[..., 4:])[..., None]], dim=-1)
+    return torch.cat([torch.zeros_like(poses[:, :1]), poses[:, 1:]], dim=1)
+
+
+def camera_to_clip(raw: torch.Tensor, poses: torch.Tensor) -> torch.Tensor:
+    """(B, F, ..., 4) points in their frame's camera axes (x, y, log sigmas) and (B, F, 3) frame poses
+    -> the points in the clip's axes, log sigmas unchanged (bev_frame "camera"; the runtime's numpy
+    twin is Session._fuse, which places a keyframe's points by its map pose)."""
+    poses = poses.view(*poses.shape[:2], *([1] * (raw.dim() - 3)), 3).to(raw.dtype)
+    cos, sin = torch.cos(poses[..., 2]), torch.sin(poses[..., 2])
+    x, y = raw[..., 0], raw[..., 1]
+    placed = torch.stack([poses[..., 0] + cos * x - sin * y, poses[..., 1] + sin * x + cos * y], dim=-1)
+    return torch.cat([placed, raw[..., 2:]], dim=-1)
 
 
 def viewer_place(ego: torch.Tensor) -> torch.Tensor:

@@ -32,6 +32,13 @@ def gaussian_nll(raw: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | 
     return (per_item * valid).sum() / valid.sum().clamp(min=1.0)
 
 
+def soft_argmax_yaw(logits: torch.Tensor) -> torch.Tensor:
+    """(..., bins) yaw logits -> (...) yaw: the torch twin of readout.circular_soft_argmax."""
+    probs = torch.softmax(logits.float(), dim=-1)
+    centres = bin_centres(logits.shape[-1], logits.device)
+    return torch.atan2((probs * torch.sin(centres)).sum(dim=-1), (probs * torch.cos(centres)).sum(dim=-1))
+
+
 def bin_centres(num_bins: int, device: torch.device | None = None) -> torch.Tensor:
     """Centres of num_bins equal bins covering [-pi, pi) (those the readout uses)."""
     return torch.from_numpy(readout.bin_centres(num_bins)).float().to(device)

@@ -201,20 +201,22 @@ class Session:
         """Add the keyframe's BEV points (its vision rows; their sub-patch points where the model has
         a map head) to the map grid, in the map frame."""
         anchor_pose = self.memory[0].map_pose
-        to_map = rot_z(anchor_pose[2])[:2, :2].T
+        # the heads' points are in the anchor's axes, or (bev_frame "camera") in the keyframe's own
+        frame = keyframe.map_pose if self.spec.bev_frame == "camera" else anchor_pose
+        to_map = rot_z(frame[2])[:2, :2].T
         mean, sigma = split_gaussian(heads["bev"][1:])
-        points = mean @ to_map + anchor_pose[:2]
+        points = mean @ to_map + frame[:2]
         if "map_head" in heads:
             sub, logits = split_map_head(heads["map_head"][1:], self.spec.map_subdivision ** 2)
             sub_mean, sub_sigma = split_gaussian(sub)
-            self.grid.add(sub_mean @ to_map + anchor_pose[:2], sub_sigma, softmax(logits), keyframe.map_pose[:2])
+            self.grid.add(sub_mean @ to_map + frame[:2], sub_sigma, softmax(logits), keyframe.map_pose[:2])
         else:
             self.grid.add(points, sigma, softmax(heads["semantic_logits"][1:]), keyframe.map_pose[:2])
         keyframe.pointer_points = points
         if "pointer_key" in heads:
             keyframe.pointer_keys = heads["pointer_key"][1:]
         if "object_centre_offset" in heads:  # model.object_centre: the token's point plus the head's offset
-            keyframe.pointer_points = points + heads["object_centre_offset"][1:, :2] @ to_map
+            keyframe.pointer_points = points + heads["object_centre_offset"][1:, :2] @ rot_z(anchor_pose[2])[:2, :2].T
 
     # --- map --------------------------------------------------------------------------------
 

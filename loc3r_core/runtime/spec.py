@@ -48,6 +48,7 @@ class ModelSpec:
     relative_offset: bool = False  # Loc3rConfig.relative_offset
     object_centre: bool = False  # the pointer averages object centres (Loc3rConfig.object_centre_weight > 0)
     map_subdivision: int = 1  # Loc3rConfig.map_subdivision: the map gets s^2 points per token
+    bev_frame: str = "clip"  # Loc3rConfig.bev_frame: "camera" points are placed by their keyframe's pose
 
     @classmethod
     def from_checkpoint(cls, folder: Path) -> ModelSpec:
@@ -70,7 +71,7 @@ class ModelSpec:
             use_camera_prior=config["use_camera_prior"], situation_readout=readout, pointer_kappa=kappa,
             pointer_places=config.get("pointer_places", 1), relative_offset=config.get("relative_offset", False),
             object_centre=readout == "pointer" and config.get("object_centre_weight", 0.0) > 0,
-            map_subdivision=config.get("map_subdivision", 1),
+            map_subdivision=config.get("map_subdivision", 1), bev_frame=config.get("bev_frame", "clip"),
             checkpoint_sha256=file_sha256(folder / "model.safetensors"),
         )
 
