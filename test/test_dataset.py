@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -169,6 +170,17 @@ def test_a_folder_without_scenes_is_a_clear_error(tmp_path):
         SceneClipDataset(tmp_path)
     with pytest.raises(ValueError, match="sampling"):
         SceneClipDataset(tmp_path, sampling="every-other")
+
+
+def test_several_folders_read_as_one_training_set_and_an_empty_one_is_named(world_by_kind, tmp_path):
+    walk, complex_ = world_by_kind["walk"], world_by_kind["complex"]
+    both = SceneClipDataset([walk, complex_], num_frames=4)
+    assert [f.path for f in both.scenes] == sorted(walk.glob("scene_*")) + sorted(complex_.glob("scene_*"))
+    assert len(both) == len(SceneClipDataset(walk, num_frames=4)) + len(SceneClipDataset(complex_, num_frames=4))
+    with pytest.raises(DataError, match=f"{re.escape(str(tmp_path))} holds no complete scene folders"):
+        SceneClipDataset([walk, tmp_path])
+    with pytest.raises(DataError, match="listed twice"):
+        SceneClipDataset([walk, complex_, walk])
 
 
 def test_packed_clips_ask_every_question_once_an_epoch_in_new_company(walk):

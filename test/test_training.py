@@ -74,6 +74,9 @@ def test_train_refuses_to_overwrite_and_rejects_bad_configs(world_by_kind, tmp_p
     typo = write_config(tmp_path / "t.yaml", {"max_step": 3})
     bad = run_cli("train", "--config", typo)
     assert bad.returncode == 2 and "unknown field(s) max_step" in bad.stderr
+    no_folders = write_config(tmp_path / "n.yaml", {"train_data": []})
+    bad = run_cli("train", "--config", no_folders)
+    assert bad.returncode == 2 and "train_data must be a folder or a non-empty list" in bad.stderr
     (tmp_path / "empty.yaml").write_text("")
     empty = run_cli("train", "--config", tmp_path / "empty.yaml")
     assert empty.returncode == 2 and "empty.yaml is empty" in empty.stderr and len(empty.stderr.splitlines()) == 1
@@ -137,7 +140,7 @@ def test_ablate_trains_each_variant_and_writes_the_table(world_by_kind, tmp_path
 def test_pretrained_vision_tower_is_learned_then_used_frozen_by_train(world_by_kind, tmp_path):
     vision = {k: v for k, v in TINY_MODEL["vision_config"].items() if k != "model_type"}
     stage1 = write_config(tmp_path / "vision.yaml", {
-        "train_data": str(world_by_kind["walk"]), "val_data": str(world_by_kind["loop"]),
+        "train_data": [str(world_by_kind["walk"]), str(world_by_kind["turn"])], "val_data": str(world_by_kind["loop"]),
         "output_dir": str(tmp_path / "vision"), "vision_config": vision, "batch_size": 16, "max_steps": 60,
         "warmup_steps": 5, "learning_rate": 3e-3, "workers": 1, "log_every": 10})
     result = run_cli("pretrain-vision", "--config", stage1, "--no-progress", check=True)

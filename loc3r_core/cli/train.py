@@ -43,8 +43,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("--reference", nargs="+", choices=REFERENCE_CHOICES, metavar="NAME",
                     help="score non-learned references instead of a model, on the same questions: "
                          f"{', '.join(REFERENCE_CHOICES)} (all of them)")
-    ev.add_argument("--train-data", type=Path,
-                    help="training split the majority reference counts answers in (default DATA/../train)")
+    ev.add_argument("--train-data", type=Path, nargs="+",
+                    help="training folder(s) the majority reference counts answers in (default DATA/../train)")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     ev.set_defaults(handler=_eval)
 

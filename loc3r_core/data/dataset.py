@@ -16,18 +16,16 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from loc3r_core.data.targets import PATCH_TARGETS, patch_targets, subdivide
-from loc3r_core.errors import DataError
 from loc3r_core.geometry import anchor_frame, camera_yaw, invert_pose, transform_planar, transform_points
 from loc3r_core.runtime.preprocess import model_image
 from loc3r_core.world.scene import Question, Scene, Situation, seen_object_ids, transform_situation
-from loc3r_core.world.scene_io import SceneFolder, is_complete
+from loc3r_core.world.scene_io import SceneFolder, SceneRoots, scene_folders
 from loc3r_core.world.situations import placement_kind
 from loc3r_core.world.vocabulary import PATCH_CLASSES
 
@@ -45,7 +43,7 @@ class SceneClipDataset(Dataset):
 
     def __init__(
         self,
-        root: str | Path,
+        roots: SceneRoots,
         num_frames: int = 8,
         patch_grid: tuple[int, int] = (8, 8),
         image_size: int | None = None,
@@ -62,10 +60,7 @@ class SceneClipDataset(Dataset):
             raise ValueError(f"patch_target must be one of {PATCH_TARGETS}, not {patch_target!r}")
         if not 0.0 <= pseudo_situation_share <= 1.0:
             raise ValueError(f"pseudo_situation_share must lie in [0, 1], not {pseudo_situation_share}")
-        self.root = Path(root)
-        self.scenes = [SceneFolder(p) for p in sorted(self.root.glob("scene_*")) if is_complete(p)]
-        if not self.scenes:
-            raise DataError(f"{self.root} holds no complete scene folders (scene_NNNNN/scene.json)")
+        self.scenes = [SceneFolder(p) for p in scene_folders(roots)]
         self.num_frames = num_frames
         self.patch_grid = patch_grid
         self.image_size = image_size
@@ -219,8 +214,8 @@ class PackedClipDataset(SceneClipDataset):
     (SceneClipDataset.clip) plus "rows", a list of SceneClipDataset.situation_fields dicts.
     """
 
-    def __init__(self, root: str | Path, questions_per_clip: int, **kwargs: object) -> None:
-        super().__init__(root, **kwargs)
+    def __init__(self, roots: SceneRoots, questions_per_clip: int, **kwargs: object) -> None:
+        super().__init__(roots, **kwargs)
         if questions_per_clip < 1:
             raise ValueError(f"questions_per_clip must be at least 1, not {questions_per_clip}")
         self.questions_per_clip = questions_per_clip

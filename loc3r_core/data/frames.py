@@ -15,10 +15,9 @@ import numpy as np
 from tqdm import tqdm
 
 from loc3r_core.data.targets import patch_targets
-from loc3r_core.errors import DataError
 from loc3r_core.geometry import invert_pose, transform_points
 from loc3r_core.runtime.preprocess import model_image
-from loc3r_core.world.scene_io import SceneFolder, is_complete
+from loc3r_core.world.scene_io import SceneFolder, SceneRoots, scene_folders
 
 
 @dataclass
@@ -30,13 +29,6 @@ class FrameArrays:
 
     def __len__(self) -> int:
         return len(self.labels)
-
-
-def scene_folders(root: str | Path, max_scenes: int | None = None) -> list[Path]:
-    folders = [p for p in sorted(Path(root).glob("scene_*")) if is_complete(p)]
-    if not folders:
-        raise DataError(f"{root} holds no complete scene folders (scene_NNNNN/scene.json)")
-    return folders[:max_scenes] if max_scenes else folders
 
 
 def _scene_arrays(job: tuple[Path, int, tuple[int, int], str]) -> tuple[np.ndarray, ...]:
@@ -56,11 +48,12 @@ def _scene_arrays(job: tuple[Path, int, tuple[int, int], str]) -> tuple[np.ndarr
     return np.stack(images), np.stack(labels), np.stack(points), np.stack(valid)
 
 
-def load_frames(root: str | Path, image_size: int, grid: tuple[int, int], mode: str,
-                max_scenes: int | None = None, workers: int = 1, progress: bool = True) -> FrameArrays:
-    """Every frame of every complete scene under root (the first max_scenes), in scene order."""
-    jobs = [(path, image_size, grid, mode) for path in scene_folders(root, max_scenes)]
-    bar = tqdm(total=len(jobs), desc=f"frames of {Path(root).name}", unit="scene", disable=not progress,
+def load_frames(roots: SceneRoots, image_size: int, grid: tuple[int, int], mode: str,
+                max_scenes: int | None = None, workers: int = 1, progress: bool = True,
+                desc: str = "training frames") -> FrameArrays:
+    """Every frame of every complete scene under roots (the first max_scenes), in scene order."""
+    jobs = [(path, image_size, grid, mode) for path in scene_folders(roots, max_scenes)]
+    bar = tqdm(total=len(jobs), desc=desc, unit="scene", disable=not progress,
                leave=False)
     parts = []
     with bar:

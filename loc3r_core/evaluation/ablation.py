@@ -89,12 +89,13 @@ def run_ablation(base: TrainConfig, data_root: Path, splits: list[str], out: Pat
 
 def markdown_table(results: dict, variants: list[Variant], base: TrainConfig, eval_samples: int | None,
                    command: str) -> str:
+    data = base.train_data if isinstance(base.train_data, str) else ", ".join(base.train_data)
     lines = [
         "# Ablation: spatial objectives vs geometric input",
         "",
         f"Command: `{command}`" if command else "",
         "",
-        f"Same backbone, data ({base.train_data}), seed ({base.seed}) and budget ({base.max_steps} steps of "
+        f"Same backbone, data ({data}), seed ({base.seed}) and budget ({base.max_steps} steps of "
         f"{base.batch_size} clips of {base.num_frames} frames) for every variant; evaluated on "
         f"{'all' if eval_samples is None else eval_samples} questions per split (evenly spread).",
         "Accuracies in %, errors in metres or degrees; `sigma_error_spearman` is the rank correlation "

@@ -31,7 +31,7 @@ from loc3r_core.runtime.session import Session, SessionConfig
 from loc3r_core.runtime.spec import ModelSpec
 from loc3r_core.types import Layout
 from loc3r_core.world.scene import Scene, seen_object_ids
-from loc3r_core.world.scene_io import SceneFolder, is_complete
+from loc3r_core.world.scene_io import SceneFolder, scene_folders
 
 ORACLE_SIGMA_M = 0.05  # true points are exact; well under the grid's max_point_sigma
 
@@ -147,9 +147,7 @@ def split_scenes(root: Path, max_scenes: int | None = None) -> list[Path]:
         raise UsageError("--max-scenes must be at least 1")
     if not root.is_dir():
         raise DataError(f"{root} is not a directory (make one with `loc3r data generate --out {root}`)")
-    folders = [p for p in sorted(root.glob("scene_*")) if is_complete(p)]
-    if not folders:
-        raise DataError(f"{root} holds no complete scene folders (scene_NNNNN/scene.json)")
+    folders = scene_folders(root)
     if max_scenes is None or max_scenes >= len(folders):
         return folders
     return [folders[i] for i in np.unique(np.linspace(0, len(folders) - 1, max_scenes).round().astype(int))]

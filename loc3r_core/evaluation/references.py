@@ -18,7 +18,6 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -29,7 +28,7 @@ from loc3r_core.evaluation.metrics import LOCALIZATION_KEYS, PLACEMENT_KEYS, Met
 from loc3r_core.geometry import camera_yaw, heading_to
 from loc3r_core.world.polygon import from_box_frame, to_box_frame
 from loc3r_core.world.scene import Question, Scene, SceneObject, Situation
-from loc3r_core.world.scene_io import SceneFolder, is_complete
+from loc3r_core.world.scene_io import SceneFolder, SceneRoots, scene_folders
 from loc3r_core.world.situations import (
     DIRECTIONS,
     DOOR_STEP_M,
@@ -165,11 +164,12 @@ def oracle_answer(question: Question, scene: Scene, position: np.ndarray, yaw: f
     raise ValueError(f"no rule answers questions of type {question.type!r}")
 
 
-def majority_answers(train_data: str | Path) -> dict[str, str]:
-    """Per question type, the most frequent answer in a training split."""
-    folders = [SceneFolder(p) for p in sorted(Path(train_data).glob("scene_*")) if is_complete(p)]
-    if not folders:
-        raise DataError(f"{train_data} holds no complete scene folders: the majority reference needs a training split")
+def majority_answers(train_data: SceneRoots) -> dict[str, str]:
+    """Per question type, the most frequent answer in a training split (one folder or several)."""
+    try:
+        folders = [SceneFolder(p) for p in scene_folders(train_data)]
+    except DataError as exc:
+        raise DataError(f"{exc}: the majority reference needs a training split") from None
     counts: dict[str, Counter] = {}
     for folder in folders:
         for situation in folder.situations:
@@ -181,7 +181,7 @@ def majority_answers(train_data: str | Path) -> dict[str, str]:
 # --- scoring ---------------------------------------------------------------------------------
 
 
-def evaluate_reference(name: str, dataset: SceneClipDataset, indices: list[int], train_data: str | Path | None = None,
+def evaluate_reference(name: str, dataset: SceneClipDataset, indices: list[int], train_data: SceneRoots | None = None,
                        progress: bool = True) -> dict:
     """Localization and/or QA metrics of one reference over the dataset items `indices`.
 

@@ -55,15 +55,22 @@ class YamlConfig:
         return dataclasses.asdict(self)
 
 
+def _train_data_check(train_data: object) -> tuple[bool, str]:
+    folders = [train_data] if isinstance(train_data, str) else train_data
+    ok = isinstance(folders, list) and len(folders) > 0 and all(isinstance(f, str) and f for f in folders)
+    return ok, "train_data must be a folder or a non-empty list of folders"
+
+
 @dataclass
 class TrainConfig(YamlConfig):
     # --- data ---
-    train_data: str = "data/train"  # folder written by `loc3r data generate --split train`
+    # folder written by `loc3r data generate --split train`, or a list of folders read as one
+    train_data: str | list[str] = "data/train"
     val_data: str | None = None  # optional: validation split; periodic metrics come from it
     num_frames: int = 8  # frames per clip (sampled in time order)
     frame_sampling: str = "random"  # random (augmentation) or uniform; evaluation always uses uniform
     pseudo_situation_share: float = 0.3  # situation-free questions that get "I am standing in the room."
-    max_train_scenes: int | None = None  # use only the first N scenes (tiny runs, tests)
+    max_train_scenes: int | None = None  # use only the first N scenes, in train_data's order (tiny runs, tests)
     # > 1: each clip carries up to this many of its scene's (situation, question) rows, encoded
     # once for all of them (packed; batch_size then counts clips); 1: one clip per question
     questions_per_clip: int = 1
@@ -104,6 +111,7 @@ class TrainConfig(YamlConfig):
 
     def checks(self) -> list[tuple[bool, str]]:
         return [
+            _train_data_check(self.train_data),
             (self.num_frames >= 1, "num_frames must be at least 1"),
             (self.frame_sampling in ("random", "uniform"), "frame_sampling must be random or uniform"),
             (self.patch_targets in PATCH_TARGETS, f"patch_targets must be one of {', '.join(PATCH_TARGETS)}"),
@@ -126,7 +134,7 @@ class VisionPretrainConfig(YamlConfig):
     shows (its class) and where it is (its point in the camera frame), before the video model is
     trained on top of it (frozen, as the paper freezes SigLIP)."""
 
-    train_data: str = "data/train"
+    train_data: str | list[str] = "data/train"  # see TrainConfig.train_data
     val_data: str | None = "data/val"  # per-class patch recall on its frames at the end
     output_dir: str = "runs/vision"  # tower/ (save_pretrained SigLIP), metrics.jsonl, curves.png
     max_train_scenes: int | None = None
@@ -149,6 +157,7 @@ class VisionPretrainConfig(YamlConfig):
 
     def checks(self) -> list[tuple[bool, str]]:
         return [
+            _train_data_check(self.train_data),
             (self.patch_targets in PATCH_TARGETS, f"patch_targets must be one of {', '.join(PATCH_TARGETS)}"),
             (self.focal_gamma >= 0 and self.geometry_weight >= 0 and 0 <= self.class_balance <= 1,
              "focal_gamma and geometry_weight must be >= 0, class_balance in [0, 1]"),

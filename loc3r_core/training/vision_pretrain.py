@@ -103,7 +103,7 @@ def pretrain_vision(config: VisionPretrainConfig, progress: bool = True) -> Path
     record = {"step": config.max_steps, "split": "train", "seconds": round(time.perf_counter() - started, 1)}
     if config.val_data:
         val = load_frames(config.val_data, vision.image_size, (side, side), config.patch_targets,
-                          workers=config.workers, progress=progress)
+                          workers=config.workers, progress=progress, desc="validation frames")
         record = {**record, "split": "val", **patch_metrics(model, val)}
     _append(log, record)
     hf_logging.disable_progress_bar()  # a bar for writing a few-MB file is noise

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -70,6 +70,26 @@ class SceneWriter:
 def is_complete(folder: Path) -> bool:
     """A scene folder exists only once committed, so its scene.json marks it complete."""
     return (folder / "scene.json").is_file()
+
+
+SceneRoots = str | Path | Sequence[str | Path]  # one dataset folder, or several read as one
+
+
+def scene_folders(roots: SceneRoots, max_scenes: int | None = None) -> list[Path]:
+    """The complete scene folders of one dataset folder or of several in the given order (the first
+    max_scenes of them); a folder that holds none is an error, as it is most likely a wrong path."""
+    folders: list[Path] = []
+    roots = [roots] if isinstance(roots, str | Path) else list(roots)
+    if len({Path(root).resolve() for root in roots}) < len(roots):
+        raise DataError(f"a dataset folder is listed twice in {', '.join(map(str, roots))}")
+    for root in roots:
+        found = [p for p in sorted(Path(root).glob("scene_*")) if is_complete(p)]
+        if not found:
+            raise DataError(f"{root} holds no complete scene folders (scene_NNNNN/scene.json)")
+        folders += found
+    if not folders:
+        raise DataError("no dataset folder given")
+    return folders[:max_scenes] if max_scenes else folders
 
 
 class SceneFolder:
