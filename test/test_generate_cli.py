@@ -152,6 +152,7 @@ def test_split_presets_set_the_knobs(tmp_path):
     train, novel, complex_ = (SPLITS[n].knobs for n in ("train", "test-novel-view", "test-complex"))
     assert novel.camera_height[0] > train.camera_height[1] and novel.camera_pitch[1] < train.camera_pitch[0]
     assert complex_.objects[0] > train.objects[1] and complex_.room_size[1] > train.room_size[1]
+    assert len({split.seed for split in SPLITS.values()}) == len(SPLITS), "no split shares another's scenes"
     out = tmp_path / "novel"
     run_cli("data", "generate", "--out", out, "--split", "test-novel-view", "--scenes", "2", *TINY, check=True)
     manifest = json.loads((out / "manifest.json").read_text())

@@ -67,6 +67,10 @@ class Split:
 _TRAIN = WorldKnobs()
 SPLITS: dict[str, Split] = {
     "train": Split(0, _TRAIN, 1000, "training"),
+    "train-bigrooms": Split(
+        30, replace(_TRAIN, room_size=(6.0, 9.0)), 300,
+        "extra training scenes in rooms 6-9 m across (train's object counts), read with train",
+    ),
     "val": Split(1, _TRAIN, 100, "validation, same distribution as train"),
     "test": Split(2, _TRAIN, 200, "test, same distribution as train"),
     "test-novel-view": Split(
