@@ -27,7 +27,7 @@ MIN_SIDES = {c.name: min(c.size_min[:2]) for c in CATEGORIES}  # points see a fa
 class GridConfig:
     resolution: float = 0.1  # metres per cell
     size: float = 16.0  # metres per side, centred on the map origin
-    max_point_sigma: float = 0.6  # points the model is less sure of (metres) are left out
+    max_point_sigma: float = 0.7  # points the model is less sure of (metres) are left out (val, P15)
     min_evidence: float = 1.0  # summed votes before a cell stops being unknown (val, 256 points a keyframe)
     ray_step: float = 0.5  # free-space votes along camera rays, in cells
     carve_margin_sigma: float = 1.0  # rays stop this many of their point's sigmas short of it (val)
