@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 
 from loc3r_core.atomic import atomic_path
 from loc3r_core.errors import UsageError
-from loc3r_core.training.config import TrainConfig
+from loc3r_core.training.config import TrainConfig, train_folders
 
 NO_SPATIAL_LOSSES = {"bev_weight": 0.0, "situation_weight": 0.0, "ego_weight": 0.0, "semantic_weight": 0.0}
 
@@ -89,7 +89,7 @@ def run_ablation(base: TrainConfig, data_root: Path, splits: list[str], out: Pat
 
 def markdown_table(results: dict, variants: list[Variant], base: TrainConfig, eval_samples: int | None,
                    command: str) -> str:
-    data = base.train_data if isinstance(base.train_data, str) else ", ".join(base.train_data)
+    data = ", ".join(train_folders(base.train_data))
     lines = [
         "# Ablation: spatial objectives vs geometric input",
         "",

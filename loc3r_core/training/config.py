@@ -55,8 +55,13 @@ class YamlConfig:
         return dataclasses.asdict(self)
 
 
+def train_folders(train_data: str | list[str]) -> list[str]:
+    """train_data as a list of folders (it may name one folder or several)."""
+    return [train_data] if isinstance(train_data, str) else train_data
+
+
 def _train_data_check(train_data: object) -> tuple[bool, str]:
-    folders = [train_data] if isinstance(train_data, str) else train_data
+    folders = train_folders(train_data)  # type: ignore[arg-type]  # checked just below
     ok = isinstance(folders, list) and len(folders) > 0 and all(isinstance(f, str) and f for f in folders)
     return ok, "train_data must be a folder or a non-empty list of folders"
 

@@ -78,17 +78,17 @@ SceneRoots = str | Path | Sequence[str | Path]  # one dataset folder, or several
 def scene_folders(roots: SceneRoots, max_scenes: int | None = None) -> list[Path]:
     """The complete scene folders of one dataset folder or of several in the given order (the first
     max_scenes of them); a folder that holds none is an error, as it is most likely a wrong path."""
-    folders: list[Path] = []
     roots = [roots] if isinstance(roots, str | Path) else list(roots)
+    if not roots:
+        raise DataError("no dataset folder given")
     if len({Path(root).resolve() for root in roots}) < len(roots):
         raise DataError(f"a dataset folder is listed twice in {', '.join(map(str, roots))}")
+    folders: list[Path] = []
     for root in roots:
         found = [p for p in sorted(Path(root).glob("scene_*")) if is_complete(p)]
         if not found:
             raise DataError(f"{root} holds no complete scene folders (scene_NNNNN/scene.json)")
         folders += found
-    if not folders:
-        raise DataError("no dataset folder given")
     return folders[:max_scenes] if max_scenes else folders
 
 
