@@ -71,6 +71,10 @@ SPLITS: dict[str, Split] = {
         30, replace(_TRAIN, room_size=(6.0, 9.0)), 300,
         "extra training scenes in rooms 6-9 m across (train's object counts), read with train",
     ),
+    "train-clutter": Split(
+        31, replace(_TRAIN, room_size=(5.0, 9.0), objects=(8, 12)), 300,
+        "extra training scenes with 8-12 objects in rooms 5-9 m across (the clutter experiment, P16)",
+    ),
     "val": Split(1, _TRAIN, 100, "validation, same distribution as train"),
     "test": Split(2, _TRAIN, 200, "test, same distribution as train"),
     "test-novel-view": Split(
