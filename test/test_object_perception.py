@@ -176,3 +176,32 @@ def test_mirrored_frames_flip_image_patch_columns_and_camera_x_together():
     assert torch.allclose(left, right * torch.tensor([-1.0, 1.0, 1.0]))
     for key in ("labels", "points", "valid"):
         assert torch.equal(out[key][1], batch[key][1])
+
+
+def test_sub_patch_targets_are_ordered_as_the_sub_patch_head_writes_them_and_scored_at_the_end(walk):
+    """Stage 1's optional sub-patch head (subpatch_weight): its finer-grid targets are reordered token
+    by token exactly as data.targets.subdivide orders the map head's, and its recall is reported."""
+    from transformers import SiglipVisionConfig
+
+    from loc3r_core.data.frames import load_frames
+    from loc3r_core.training.vision_pretrain import PatchPretrainer, patch_metrics, token_major
+
+    side, s = 4, 2
+    fine = np.arange(3 * (side * s) ** 2).reshape(3, (side * s) ** 2)
+    expected = np.stack([subdivide(f.reshape(side * s, side * s), (side, side), s).reshape(-1) for f in fine])
+    assert np.array_equal(token_major(torch.from_numpy(fine), side, s).numpy(), expected)
+    points = torch.randn(3, (side * s) ** 2, 3)
+    assert torch.equal(token_major(points, side, s)[1].view(side * side, s * s, 3)[5, 3],
+                       points[1].view(side * s, side * s, 3)[1 * s + 1, 1 * s + 1])  # token (1, 1), sub (1, 1)
+
+    vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                image_size=64, patch_size=16)
+    model = PatchPretrainer(vision, subdivision=s)
+    frames = load_frames(walk, 64, (side, side), "objects_first", max_scenes=1, progress=False)
+    sub_frames = load_frames(walk, 64, (side * s, side * s), "objects_first", max_scenes=1, progress=False)
+    logits, _, (sub_logits, sub_points) = model(torch.from_numpy(frames.images[:2]))
+    assert sub_logits.shape == (2, side * side * s * s, len(PATCH_CLASSES)) and sub_points.shape[-1] == 3
+    assert logits.shape == (2, side * side, len(PATCH_CLASSES))
+    metrics = patch_metrics(model, frames, sub_frames)
+    assert 0 <= metrics["subpatch_object_recall"] <= 100 and metrics["subpatch_object_recall_by_class"]
+    assert "subpatch_object_recall" not in patch_metrics(PatchPretrainer(vision), frames)

@@ -166,6 +166,14 @@ def test_pretrained_vision_tower_is_learned_then_used_frozen_by_train(world_by_k
     steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps[-1] == 6, "the resumed run (with the tower frozen again) went on to the end"
 
+    with_sub_patches = run_cli("pretrain-vision", "--config", stage1, "--set", "subpatch_weight=0.5", "--set",
+                               "subpatch_subdivision=2", "--set", "max_steps=10", "--set",
+                               f"output_dir={tmp_path / 'vision_sub'}", "--no-progress", check=True)
+    sub_final = json.loads(with_sub_patches.stdout.splitlines()[0])
+    assert 0 <= sub_final["subpatch_object_recall"] <= 100 and "subpatch_object_recall" not in final
+    sub_log = (tmp_path / "vision_sub" / "metrics.jsonl").read_text().splitlines()
+    assert "subpatch_semantic" in json.loads(sub_log[0]), "the sub-patch loss is logged"
+
     no_data = run_cli("pretrain-vision", "--config", stage1, "--set", f"train_data={tmp_path / 'empty'}",
                       "--set", f"output_dir={tmp_path / 'vision2'}")
     assert no_data.returncode == 1 and "no complete scene folders" in no_data.stderr

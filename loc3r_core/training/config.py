@@ -149,6 +149,10 @@ class VisionPretrainConfig(YamlConfig):
     focal_gamma: float = 0.0  # 0: cross-entropy on patch classes; > 0: focal loss
     class_balance: float = 0.0  # patch classes weighted by (training count)^-class_balance; 0: unweighted
     geometry_weight: float = 1.0  # weight of the camera-frame point loss (Huber, metres)
+    # > 0: each token also learns the classes and points of its s x s sub-patches (s = subpatch_subdivision,
+    # targets on a grid s times finer), so its features keep where in the patch a small object is
+    subpatch_weight: float = 0.0
+    subpatch_subdivision: int = 4
     mirror: bool = False  # mirror half of the frames left-right (image, patch columns, camera x)
     batch_size: int = 64  # frames per step
     max_steps: int = 3000
@@ -166,6 +170,8 @@ class VisionPretrainConfig(YamlConfig):
             (self.patch_targets in PATCH_TARGETS, f"patch_targets must be one of {', '.join(PATCH_TARGETS)}"),
             (self.focal_gamma >= 0 and self.geometry_weight >= 0 and 0 <= self.class_balance <= 1,
              "focal_gamma and geometry_weight must be >= 0, class_balance in [0, 1]"),
+            (self.subpatch_weight >= 0 and self.subpatch_subdivision >= 2,
+             "subpatch_weight must be >= 0 and subpatch_subdivision at least 2"),
             (self.batch_size >= 1 and self.max_steps >= 1 and self.workers >= 1,
              "batch_size, max_steps and workers must be at least 1"),
             (self.learning_rate > 0, "learning_rate must be positive"),

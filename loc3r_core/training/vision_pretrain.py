@@ -10,6 +10,7 @@ targets are built once in memory, so a step costs one small forward and backward
 from __future__ import annotations
 
 import json
+import math
 import time
 from functools import partial
 from pathlib import Path
@@ -34,22 +35,32 @@ from loc3r_core.world.vocabulary import PATCH_CLASSES, STRUCTURE_CLASSES
 
 TOWER_DIR = "tower"
 POINT_DIMS = 3
+SubPatches = tuple[torch.Tensor, torch.Tensor]  # sub-patch logits and points
+TARGETS = ("labels", "points", "valid")
 
 
 class PatchPretrainer(nn.Module):
-    """The tower and a linear read-out of (class logits, camera-frame point) per patch."""
+    """The tower and a linear read-out of (class logits, camera-frame point) per patch; with
+    subdivision s > 1 also one of each token's s x s sub-patches (training only: not kept)."""
 
-    def __init__(self, vision_config: PreTrainedConfig) -> None:
+    def __init__(self, vision_config: PreTrainedConfig, subdivision: int = 1) -> None:
         super().__init__()
         self.tower = AutoModel.from_config(vision_config)
-        self.head = nn.Linear(vision_config.hidden_size, len(PATCH_CLASSES) + POINT_DIMS)
+        outputs = len(PATCH_CLASSES) + POINT_DIMS
+        self.head = nn.Linear(vision_config.hidden_size, outputs)
+        self.sub_head = nn.Linear(vision_config.hidden_size, subdivision ** 2 * outputs) if subdivision > 1 else None
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, S, S, 3) uint8 -> logits (B, P, classes), points (B, P, 3)."""
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, SubPatches | None]:
+        """(B, S, S, 3) uint8 -> logits (B, P, classes), points (B, P, 3) and, with a sub-patch head,
+        its logits and points (B, P * s^2, ...), token-major (token_major's order)."""
         pixels = images.permute(0, 3, 1, 2).float() / 255.0
         features = self.tower(pixel_values=pixels * 2.0 - 1.0).last_hidden_state  # as Loc3rForSpatialQA feeds it
         out = self.head(features)
-        return out[..., :-POINT_DIMS], out[..., -POINT_DIMS:]
+        sub = None
+        if self.sub_head is not None:
+            fine = self.sub_head(features).unflatten(-1, (-1, out.shape[-1])).flatten(1, 2)
+            sub = (fine[..., :-POINT_DIMS], fine[..., -POINT_DIMS:])
+        return out[..., :-POINT_DIMS], out[..., -POINT_DIMS:], sub
 
 
 def tower_config(config: VisionPretrainConfig) -> PreTrainedConfig:
@@ -66,13 +77,18 @@ def pretrain_vision(config: VisionPretrainConfig, progress: bool = True) -> Path
     side = vision.image_size // vision.patch_size
     frames = load_frames(config.train_data, vision.image_size, (side, side), config.patch_targets,
                          config.max_train_scenes, config.workers, progress)
+    sub = config.subpatch_subdivision if config.subpatch_weight > 0 else 1
+    fine = None if sub == 1 else load_frames(config.train_data, vision.image_size, (side * sub, side * sub),
+                                             config.patch_targets, config.max_train_scenes, config.workers,
+                                             progress, desc="sub-patch targets")
     run.mkdir(parents=True, exist_ok=True)  # only now: bad data leaves no half-made run behind
     (run / "pretrain_config.json").write_text(json.dumps(config.to_dict(), indent=2))
-    model = PatchPretrainer(vision)
+    model = PatchPretrainer(vision, sub)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(learning_rate_factor, config=config))
     generator = torch.Generator().manual_seed(config.seed)
-    tensors = {name: torch.from_numpy(getattr(frames, name)) for name in ("images", "labels", "points", "valid")}
+    tensors = {name: torch.from_numpy(getattr(frames, name)) for name in ("images", *TARGETS)}
+    fine_tensors = {} if fine is None else {name: torch.from_numpy(getattr(fine, name)) for name in TARGETS}
     class_weights = None
     if config.class_balance:
         counts = np.bincount(frames.labels[frames.labels >= 0], minlength=len(PATCH_CLASSES))
@@ -83,12 +99,21 @@ def pretrain_vision(config: VisionPretrainConfig, progress: bool = True) -> Path
     for step in tqdm(range(config.max_steps), desc="pretrain vision", unit="step", disable=not progress):
         pick = torch.randint(len(frames), (config.batch_size,), generator=generator)
         batch = {name: value[pick] for name, value in tensors.items()}
+        fine_batch = {"images": batch["images"], **{name: value[pick] for name, value in fine_tensors.items()}}
         if config.mirror:
-            batch = mirrored(batch, torch.rand(config.batch_size, generator=generator) < 0.5, side)
-        logits, points = model(batch["images"])
+            flip = torch.rand(config.batch_size, generator=generator) < 0.5
+            batch = mirrored(batch, flip, side)
+            fine_batch = mirrored(fine_batch, flip, side * sub) if fine_tensors else fine_batch
+        logits, points, sub_out = model(batch["images"])
         losses = patch_losses(logits, points, batch["labels"], batch["points"], batch["valid"], config.focal_gamma,
                               class_weights)
         loss = losses["semantic"] + config.geometry_weight * losses["geometry"]
+        if sub_out is not None:
+            targets = [token_major(fine_batch[name], side, sub) for name in TARGETS]
+            sub_losses = patch_losses(*sub_out, *targets, config.focal_gamma, class_weights)
+            loss = loss + config.subpatch_weight * (sub_losses["semantic"]
+                                                    + config.geometry_weight * sub_losses["geometry"])
+            losses |= {f"subpatch_{name}": value for name, value in sub_losses.items()}
         optimizer.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -104,7 +129,10 @@ def pretrain_vision(config: VisionPretrainConfig, progress: bool = True) -> Path
     if config.val_data:
         val = load_frames(config.val_data, vision.image_size, (side, side), config.patch_targets,
                           workers=config.workers, progress=progress, desc="validation frames")
-        record = {**record, "split": "val", **patch_metrics(model, val)}
+        val_fine = None if sub == 1 else load_frames(config.val_data, vision.image_size, (side * sub, side * sub),
+                                                     config.patch_targets, workers=config.workers,
+                                                     progress=progress, desc="validation sub-patches")
+        record = {**record, "split": "val", **patch_metrics(model, val, val_fine)}
     _append(log, record)
     hf_logging.disable_progress_bar()  # a bar for writing a few-MB file is noise
     with atomic_path(run / TOWER_DIR) as tmp:
@@ -128,6 +156,15 @@ def mirrored(batch: dict[str, torch.Tensor], flip: torch.Tensor, side: int) -> d
     return {"images": images, "labels": columns(batch["labels"]), "points": points, "valid": columns(batch["valid"])}
 
 
+def token_major(fine: torch.Tensor, side: int, subdivision: int) -> torch.Tensor:
+    """(B, (side * s)^2, ...) targets of the finer grid, row-major -> (B, side^2 * s^2, ...) token by
+    token, sub-patches row-major within the token: the batched torch twin of data.targets.subdivide,
+    the order the sub-patch head writes."""
+    s, rest = subdivision, fine.shape[2:]
+    grid = fine.reshape(len(fine), side, s, side, s, *rest)
+    return grid.permute(0, 1, 3, 2, 4, *range(5, 5 + len(rest))).reshape(len(fine), side * side * s * s, *rest)
+
+
 def patch_losses(logits: torch.Tensor, points: torch.Tensor, labels: torch.Tensor, target: torch.Tensor,
                  valid: torch.Tensor, focal_gamma: float, class_weights: torch.Tensor | None = None
                  ) -> dict[str, torch.Tensor]:
@@ -138,30 +175,47 @@ def patch_losses(logits: torch.Tensor, points: torch.Tensor, labels: torch.Tenso
 
 
 @torch.no_grad()
-def patch_metrics(model: PatchPretrainer, frames: FrameArrays, batch: int = 256) -> dict:
-    """Per-patch class recall (objects per class and their mean) and the camera-point median error."""
+def patch_metrics(model: PatchPretrainer, frames: FrameArrays, fine: FrameArrays | None = None, batch: int = 256
+                  ) -> dict:
+    """Per-patch class recall (objects per class and their mean) and the camera-point median error;
+    with the sub-patch head and its frames (fine), the sub-patches' object recall too."""
     was_training = model.training
     model.eval()
-    predicted, errors = [], []
+    predicted, errors, sub_predicted = [], [], []
     for start in range(0, len(frames), batch):
-        logits, points = model(torch.from_numpy(frames.images[start:start + batch]))
+        logits, points, sub = model(torch.from_numpy(frames.images[start:start + batch]))
         predicted.append(logits.argmax(-1).numpy())
         gap = np.linalg.norm(points.numpy() - frames.points[start:start + batch], axis=-1)
         errors.append(gap[frames.valid[start:start + batch]])
+        if sub is not None and fine is not None:
+            sub_predicted.append(sub[0].argmax(-1).numpy())
     model.train(was_training)
     predicted_labels = np.concatenate(predicted)
-    by_class = {}
-    for cls in range(len(STRUCTURE_CLASSES), len(PATCH_CLASSES)):
-        mine = frames.labels == cls
-        if mine.any():
-            by_class[PATCH_CLASSES[cls]] = round(100.0 * float((predicted_labels[mine] == cls).mean()), 2)
+    by_class = object_recall_by_class(predicted_labels, frames.labels)
     known = frames.labels >= 0
-    return {
+    metrics = {
         "patch_acc": round(100.0 * float((predicted_labels[known] == frames.labels[known]).mean()), 2),
         "patch_object_recall": round(float(np.mean(list(by_class.values()))), 2),
         "patch_object_recall_by_class": by_class,
         "camera_point_median_error_m": round(float(np.median(np.concatenate(errors))), 4),
     }
+    if sub_predicted:
+        side = round(math.sqrt(frames.labels.shape[1]))
+        sub_labels = token_major(torch.from_numpy(fine.labels), side, round(math.sqrt(fine.labels.shape[1])) // side)
+        sub_by_class = object_recall_by_class(np.concatenate(sub_predicted), sub_labels.numpy())
+        metrics |= {"subpatch_object_recall": round(float(np.mean(list(sub_by_class.values()))), 2),
+                    "subpatch_object_recall_by_class": sub_by_class}
+    return metrics
+
+
+def object_recall_by_class(predicted: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Percent of each object class's patches given that class (classes with no patch left out)."""
+    by_class = {}
+    for cls in range(len(STRUCTURE_CLASSES), len(PATCH_CLASSES)):
+        mine = labels == cls
+        if mine.any():
+            by_class[PATCH_CLASSES[cls]] = round(100.0 * float((predicted[mine] == cls).mean()), 2)
+    return by_class
 
 
 def _append(log: Path, record: dict) -> None:
