@@ -13,7 +13,7 @@ from conftest import TINY_MODEL, overfit_one_batch, tiny_train_config
 from loc3r_core.data.dataset import PackedClipDataset, SceneClipDataset
 from loc3r_core.model.checkpoint import CheckpointError, load_model, save_model
 from loc3r_core.model.configuration_loc3r import Loc3rConfig
-from loc3r_core.model.modeling_loc3r import build_model, camera_to_clip, frame_poses
+from loc3r_core.model.modeling_loc3r import build_model, camera_to_clip, frame_poses, merge_patches
 from loc3r_core.model.prior import drifted
 from loc3r_core.model.spatial import bin_centres, gaussian_nll, wrapped_gaussian_target, yaw_kl
 from loc3r_core.model.tokenizer import POS, SPECIAL_TOKENS, answer_text, prompt_text, train_tokenizer
@@ -68,6 +68,27 @@ def test_camera_frame_points_are_placed_by_their_frames_ego_pose():
     np.testing.assert_allclose(sub[0, 1, 0].numpy(), np.tile([1.0, 3.0, -1.0, 0.5], (3, 1)), atol=1e-3)
     with pytest.raises(Exception, match="bev_frame must be one of"):  # transformers wraps the ValueError
         Loc3rConfig(**{**TINY_MODEL, "bev_frame": "world"})
+
+
+def test_merged_patches_keep_each_block_together_in_the_token_grid_order():
+    """vision_merge 2 on a 4 x 4 tower grid: LM token t holds the tower patches of block t (row-major
+    blocks, each block's patches row-major), so per-token targets on the 2 x 2 grid stay aligned."""
+    side, channels = 4, 3
+    index = torch.arange(side * side, dtype=torch.float32)
+    features = torch.stack([index, index + 100, index + 200], dim=-1)[None]  # (1, 16, 3): patch id per channel
+    merged = merge_patches(features, 2)
+    assert merged.shape == (1, 4, 4 * channels)
+    first_channel = merged[0, :, ::channels]
+    np.testing.assert_array_equal(first_channel.numpy(), [[0, 1, 4, 5], [2, 3, 6, 7], [8, 9, 12, 13], [10, 11, 14, 15]])
+    assert merge_patches(features, 1) is features
+    config = Loc3rConfig(**{**TINY_MODEL, "vision_merge": 2})
+    assert config.patch_grid == (2, 2) and config.patches_per_frame == 4
+    model = build_model(config).eval()
+    with torch.no_grad():
+        tokens = model.vision_tokens(torch.rand(3, 3, 32, 32))
+    assert tokens.shape == (3, 4, config.text_config.hidden_size)
+    with pytest.raises(Exception, match="vision_merge must divide"):
+        Loc3rConfig(**{**TINY_MODEL, "vision_merge": 3})
 
 
 def test_drift_leaves_frame_zero_exact_and_grows_along_the_path():

@@ -45,9 +45,9 @@ POINTER_MODEL = {**TINY_MODEL, "situation_readout": "pointer", "grounding_weight
 # <Pos> points at two places (their midpoint) and moves by offsets towards the faced place and the viewer;
 # the <answer> state also learns where the asked object stands from the asker (training only); the
 # pointer averages the tokens' object centres; the map gets 2 x 2 sub-patch points per token, each
-# given in its own frame's camera axes
+# given in its own frame's camera axes; each LM token merges 2 x 2 of the tower's patches
 RELATIONAL_MODEL = {**POINTER_MODEL, "pointer_places": 2, "relative_offset": True, "answer_geometry_weight": 0.1,
-                    "object_centre_weight": 0.1, "map_subdivision": 2, "bev_frame": "camera"}
+                    "object_centre_weight": 0.1, "map_subdivision": 2, "bev_frame": "camera", "vision_merge": 2}
 
 
 def test_the_pointer_recovers_a_known_point_and_numpy_points_the_same_way():
@@ -148,7 +148,7 @@ def pointer_model(request, world_by_kind, tmp_path_factory):
     """A tiny pointer-readout model after a few steps on one batch (so its pointers are not uniform)."""
     config = TrainConfig.from_dict(tiny_train_config(world_by_kind["walk"], tmp_path_factory.mktemp("run"),
                                                      model=request.param, patch_targets="objects_first"))
-    probe = Loc3rConfig(**TINY_MODEL)
+    probe = Loc3rConfig(**request.param)
     dataset = SceneClipDataset(world_by_kind["walk"], num_frames=4, patch_grid=probe.patch_grid,
                                image_size=probe.vision_config.image_size, patch_target="objects_first",
                                map_subdivision=request.param.get("map_subdivision", 1))

@@ -99,6 +99,11 @@ class Loc3rConfig(PreTrainedConfig):
     # A clip-frame layer cannot reach coordinates it never saw (bigger rooms); a camera-frame
     # point depends on what the image shows, not on where the clip began. Sigmas stay per clip axis.
     bev_frame: str = "clip"
+    # Each m x m block of the tower's patch tokens becomes one LM token (concatenated, then the
+    # projector), as Qwen2-VL merges 2 x 2 patches: the tower sees m times the resolution in
+    # patches of the same size while the LM's cost and every per-token target stay those of the
+    # coarser grid (1: no merge).
+    vision_merge: int = 1
     yaw_sigma_deg: float = 10.0  # width of the wrapped-Gaussian yaw target
     num_patch_classes: int = len(PATCH_CLASSES)
     ce_weight: float = 1.0
@@ -120,15 +125,20 @@ class Loc3rConfig(PreTrainedConfig):
             raise ValueError(f"bev_frame must be one of {BEV_FRAMES}, not {self.bev_frame!r}")
         if not 1 <= self.map_subdivision <= 8:
             raise ValueError(f"map_subdivision must lie in [1, 8], not {self.map_subdivision}")
+        side = self.vision_config.image_size // self.vision_config.patch_size
+        if self.vision_merge < 1 or side % self.vision_merge:
+            raise ValueError(f"vision_merge must divide the tower's {side} x {side} patches, not {self.vision_merge}")
 
     @property
     def patches_per_frame(self) -> int:
-        side = self.vision_config.image_size // self.vision_config.patch_size
-        return side * side
+        """LM vision tokens per frame (after vision_merge)."""
+        rows, cols = self.patch_grid
+        return rows * cols
 
     @property
     def patch_grid(self) -> tuple[int, int]:
-        side = self.vision_config.image_size // self.vision_config.patch_size
+        """The LM's vision-token grid, on which every per-token target lies."""
+        side = self.vision_config.image_size // self.vision_config.patch_size // self.vision_merge
         return side, side
 
 

@@ -11,6 +11,7 @@ All positions are metres in the clip's BEV frame (gravity-aligned, anchored at f
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -62,7 +63,7 @@ class Loc3rForSpatialQA(PreTrainedModel):
         super().__init__(config)
         hidden = config.text_config.hidden_size
         self.vision_tower = AutoModel.from_config(config.vision_config)
-        self.projector = mlp(config.vision_config.hidden_size, hidden, hidden)
+        self.projector = mlp(config.vision_config.hidden_size * config.vision_merge ** 2, hidden, hidden)
         self.prior_encoder = mlp(PRIOR_FEATURES, hidden, hidden)
         self.no_prior = nn.Parameter(torch.zeros(hidden))  # the learned "no odometry" camera token
         self.geometry_encoder = mlp(3, hidden, hidden) if config.use_geometry_input else None
@@ -119,7 +120,7 @@ class Loc3rForSpatialQA(PreTrainedModel):
     def vision_tokens(self, images: torch.Tensor, geometry: torch.Tensor | None = None) -> torch.Tensor:
         """(N, 3, S, S) in [0, 1] -> (N, P, H): what the runtime caches once per keyframe."""
         features = self.vision_tower(pixel_values=images * 2.0 - 1.0).last_hidden_state  # SigLIP expects [-1, 1]
-        tokens = self.projector(features)
+        tokens = self.projector(merge_patches(features, self.config.vision_merge))
         if self.geometry_encoder is not None:
             if geometry is None:
                 raise ValueError("this model takes per-patch 3D points as input (use_geometry_input)")
@@ -443,6 +444,17 @@ def grounding_loss(weights: torch.Tensor, labels: torch.Tensor, classes: torch.T
     if not bool(used.any()):
         return weights.sum() * 0.0
     return -(mass[used].clamp(min=1e-6).log()).mean()
+
+
+def merge_patches(features: torch.Tensor, merge: int) -> torch.Tensor:
+    """(N, side^2, C) row-major patch features -> (N, (side / merge)^2, merge^2 * C): each merge x merge
+    block concatenated (rows first), the blocks in row-major order like every per-token target."""
+    if merge == 1:
+        return features
+    count, patches, channels = features.shape
+    side = math.isqrt(patches)
+    blocks = features.view(count, side // merge, merge, side // merge, merge, channels).permute(0, 1, 3, 2, 4, 5)
+    return blocks.reshape(count, (side // merge) ** 2, merge * merge * channels)
 
 
 def first_token_state(input_ids: torch.Tensor, hidden: torch.Tensor, token_id: int) -> torch.Tensor:

@@ -56,7 +56,7 @@ class ModelSpec:
         vision, text = config["vision_config"], config["text_config"]
         if config.get("use_geometry_input"):
             raise DataError(f"{folder} is the geometric-input ablation baseline; it needs depth and cannot stream")
-        side = vision["image_size"] // vision["patch_size"]
+        side = vision["image_size"] // vision["patch_size"] // config.get("vision_merge", 1)  # LM tokens
         readout = config.get("situation_readout", "mlp")
         kappa = float(np.exp(read_weight(folder / "model.safetensors", POINTER_LOG_KAPPA)[0])) \
             if readout == "pointer" else 0.0
