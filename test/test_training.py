@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from safetensors.torch import load_file
 
@@ -165,6 +166,18 @@ def test_pretrained_vision_tower_is_learned_then_used_frozen_by_train(world_by_k
     assert pretrained and all((trained[f"vision_tower.{k}"] == v).all() for k, v in pretrained.items())
     steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps[-1] == 6, "the resumed run (with the tower frozen again) went on to the end"
+
+    # the frozen tower's features cached once: the same training, without running the tower each step
+    run_cli("train", "--config", stage2, "--set", "max_steps=6", "--set", "cache_vision_features=true",
+            "--set", f"output_dir={tmp_path / 'cached'}", "--no-progress", check=True)
+    cached = load_file(tmp_path / "cached" / "model" / "model.safetensors")
+    assert cached.keys() == trained.keys()
+    assert all(torch.allclose(cached[k], trained[k], atol=1e-5) for k in trained)
+    trainable = write_config(tmp_path / "trainable.yaml", tiny_train_config(
+        world_by_kind["walk"], tmp_path / "run3", model={**model, "freeze_vision_tower": False},
+        cache_vision_features=True))
+    not_frozen = run_cli("train", "--config", trainable)
+    assert not_frozen.returncode == 2 and "cache_vision_features needs a frozen tower" in not_frozen.stderr
 
     with_sub_patches = run_cli("pretrain-vision", "--config", stage1, "--set", "subpatch_weight=0.5", "--set",
                                "subpatch_subdivision=2", "--set", "max_steps=10", "--set",

@@ -158,9 +158,10 @@ class SceneClipDataset(Dataset):
                 pixels[int(object_id)] = pixels.get(int(object_id), 0) + int(t["object_pixels"][object_id])
         return {
             "scene": folder.path.name,
+            "scene_index": torch.tensor(scene_index),
             "frame_indices": torch.from_numpy(picks),
             "stamps": torch.tensor([scene.frames[i].stamp for i in picks], dtype=torch.float64),
-            "images": torch.from_numpy(np.stack([self._image(folder.rgb(int(i))) for i in picks])),
+            "images": torch.from_numpy(np.stack([self.frame_image(scene_index, int(i)) for i in picks])),
             "T_world_camera": torch.from_numpy(poses),
             "prior_pose": torch.from_numpy(invert_pose(poses[0]) @ poses),
             "ego_pose": torch.from_numpy(np.concatenate([poses[:, :2, 3], camera_yaw(poses)[:, None]], axis=1)),
@@ -200,8 +201,9 @@ class SceneClipDataset(Dataset):
             **asked_object_target(scene, stored, question, has_situation),
         }
 
-    def _image(self, rgb: np.ndarray) -> np.ndarray:
+    def frame_image(self, scene_index: int, frame: int) -> np.ndarray:
         """(3, S, S) float32 in [0, 1], resized if asked: what the runtime feeds the model too."""
+        rgb = self.scenes[scene_index].rgb(frame)
         return model_image(rgb, self.image_size or rgb.shape[0])
 
 

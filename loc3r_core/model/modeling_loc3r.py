@@ -102,24 +102,32 @@ class Loc3rForSpatialQA(PreTrainedModel):
 
     def encode_frames(
         self,
-        images: torch.Tensor,
+        images: torch.Tensor | None,
         prior: torch.Tensor | None = None,
         prior_valid: torch.Tensor | None = None,
         geometry: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Frames -> their LM input tokens [camera, vision x P].
 
-        images (N, 3, S, S) in [0, 1]; prior (N, 4) prior features, used where prior_valid
-        (N,) is true and the config uses a prior; geometry (N, P, 3) BEV-frame points (NaN
-        where unknown), only for the geometric-input baseline. Returns (N, 1 + P, H).
+        images (N, 3, S, S) in [0, 1], or the tower's features of them (N, tower patches, C);
+        prior (N, 4) prior features, used where prior_valid (N,) is true and the config uses a
+        prior; geometry (N, P, 3) BEV-frame points (NaN where unknown), only for the
+        geometric-input baseline. Returns (N, 1 + P, H).
         """
-        tokens = self.vision_tokens(images, geometry)
+        tokens = self.vision_tokens(images, geometry, features)
         camera = self.camera_tokens(prior, prior_valid, tokens.shape[0], tokens.dtype)
         return torch.cat([camera[:, None], tokens], dim=1)
 
-    def vision_tokens(self, images: torch.Tensor, geometry: torch.Tensor | None = None) -> torch.Tensor:
-        """(N, 3, S, S) in [0, 1] -> (N, P, H): what the runtime caches once per keyframe."""
-        features = self.vision_tower(pixel_values=images * 2.0 - 1.0).last_hidden_state  # SigLIP expects [-1, 1]
+    def tower_features(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) in [0, 1] -> (N, tower patches, C): the vision tower's last hidden states."""
+        return self.vision_tower(pixel_values=images * 2.0 - 1.0).last_hidden_state  # SigLIP expects [-1, 1]
+
+    def vision_tokens(self, images: torch.Tensor | None, geometry: torch.Tensor | None = None,
+                      features: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, 3, S, S) in [0, 1] (or their tower features) -> (N, P, H): what the runtime caches
+        once per keyframe."""
+        features = self.tower_features(images) if features is None else features
         tokens = self.projector(merge_patches(features, self.config.vision_merge))
         if self.geometry_encoder is not None:
             if geometry is None:
@@ -206,7 +214,7 @@ class Loc3rForSpatialQA(PreTrainedModel):
     def forward(
         self,
         input_ids: torch.Tensor,
-        images: torch.Tensor,
+        images: torch.Tensor | None = None,
         prior: torch.Tensor | None = None,
         prior_valid: torch.Tensor | None = None,
         geometry: torch.Tensor | None = None,
@@ -215,8 +223,10 @@ class Loc3rForSpatialQA(PreTrainedModel):
         class_weights: dict[str, torch.Tensor] | None = None,
         row_ids: torch.Tensor | None = None,
         row_clip: torch.Tensor | None = None,
+        vision_features: torch.Tensor | None = None,
     ) -> Loc3rOutput:
-        """images (B, F, 3, S, S); prior (B, F, 4); prior_valid (B,); geometry (B, F, P, 3).
+        """images (B, F, 3, S, S), or vision_features (B, F, tower patches, C) the frozen tower gave
+        for them (training's feature cache); prior (B, F, 4); prior_valid (B,); geometry (B, F, P, 3).
 
         With labels (B, L; IGNORE_INDEX off the answer) and targets (see `spatial_losses`),
         the output carries the weighted total loss and each term; class_weights ("semantic",
@@ -227,12 +237,15 @@ class Loc3rForSpatialQA(PreTrainedModel):
         its cached keys and values, so rows never see each other. logits and labels are then the
         rows', and the situation readouts are per row.
         """
-        batch, frames = images.shape[:2]
+        if (images is None) == (vision_features is None):
+            raise ValueError("give the frames as images or as vision_features, not both or neither")
+        batch, frames = (images if vision_features is None else vision_features).shape[:2]
         frame_tokens = self.encode_frames(
-            images.flatten(0, 1),
+            None if images is None else images.flatten(0, 1),
             None if prior is None else prior.flatten(0, 1),
             None if prior_valid is None else prior_valid[:, None].expand(batch, frames).flatten(),
             None if geometry is None else geometry.flatten(0, 1),
+            None if vision_features is None else vision_features.flatten(0, 1),
         )
         embeddings = self.embed(input_ids, frame_tokens.view(batch, -1, frame_tokens.shape[-1]))
         if row_ids is None:

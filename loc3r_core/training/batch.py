@@ -10,6 +10,7 @@ from transformers import PreTrainedTokenizerFast
 from loc3r_core.model.modeling_loc3r import IGNORE_INDEX
 from loc3r_core.model.prior import drifted, prior_features
 from loc3r_core.model.tokenizer import FRAME, IMAGE, answer_text, prompt_text
+from loc3r_core.training.feature_cache import TowerFeatureCache
 
 CLIP_META_KEYS = ("scene", "objects", "seen_object_ids")
 ROW_META_KEYS = ("question_type", "answer", "situation_text", "question", "named_classes", "placement")
@@ -87,6 +88,8 @@ def clip_batch(items: list[dict]) -> dict:
         targets |= {key: torch.stack([item[key] for item in items]) for key in MAP_TARGET_KEYS}
     return {
         "images": torch.stack([i["images"] for i in items]),
+        "scene_index": torch.stack([i["scene_index"] for i in items]),  # keys of the tower feature cache
+        "frame_indices": torch.stack([i["frame_indices"] for i in items]),
         "planar_prior": targets["ego_pose"].clone(),  # odometry relative to frame 0, before corruption
         "geometry": torch.stack([i["patch_points"] for i in items]).flatten(2, 3),
         "targets": targets,
@@ -102,10 +105,12 @@ def row_batch(rows: list[dict]) -> dict:
 
 
 def model_inputs(batch: dict, generator: torch.Generator | None = None, prior_dropout: float = 0.0,
-                 drift_per_m: float = 0.0, yaw_drift_deg: float = 0.0, use_prior: bool = True) -> dict:
+                 drift_per_m: float = 0.0, yaw_drift_deg: float = 0.0, use_prior: bool = True,
+                 features: TowerFeatureCache | None = None) -> dict:
     """The keyword arguments of the model's forward; with a generator, the prior is corrupted.
 
     prior_dropout is the share of clips that get no prior at all (the learned "no prior" token).
+    With features (a frozen tower's cache), the frames go in as their cached tower features.
     """
     planar = batch["planar_prior"]
     valid = torch.full((planar.shape[0],), use_prior)
@@ -113,5 +118,7 @@ def model_inputs(batch: dict, generator: torch.Generator | None = None, prior_dr
         planar = drifted(planar, generator, drift_per_m, yaw_drift_deg)
         valid &= torch.rand(planar.shape[0], generator=generator) >= prior_dropout
     packed = {key: batch[key] for key in ("row_ids", "row_clip") if key in batch}  # collate_packed's
-    return {"input_ids": batch["input_ids"], "images": batch["images"], "prior": prior_features(planar),
+    frames = {"images": batch["images"]} if features is None else \
+        {"vision_features": features.lookup(batch["scene_index"], batch["frame_indices"]).to(batch["images"].device)}
+    return {"input_ids": batch["input_ids"], **frames, "prior": prior_features(planar),
             "prior_valid": valid, "geometry": batch["geometry"], **packed}

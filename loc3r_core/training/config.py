@@ -105,6 +105,9 @@ class TrainConfig(YamlConfig):
     grad_clip: float = 1.0
     mixed_precision: str = "no"  # no | fp16 | bf16 (accelerate)
     num_workers: int = 1  # DataLoader workers per process
+    # a frozen tower's features of every training frame, computed once at the start (training then
+    # never runs the tower: the same steps, faster; needs model.freeze_vision_tower)
+    cache_vision_features: bool = False
     # --- bookkeeping ---
     output_dir: str = "runs/loc3r"
     seed: int = 0
@@ -130,6 +133,8 @@ class TrainConfig(YamlConfig):
             (self.learning_rate > 0, "learning_rate must be positive"),
             (self.mixed_precision in ("no", "fp16", "bf16"), "mixed_precision must be no, fp16 or bf16"),
             (min(self.log_every, self.eval_every, self.checkpoint_every) >= 1, "*_every must be at least 1"),
+            (not self.cache_vision_features or bool(self.model.get("freeze_vision_tower")),
+             "cache_vision_features needs a frozen tower (model.freeze_vision_tower: true)"),
         ]
 
 

@@ -38,6 +38,7 @@ from loc3r_core.model.tokenizer import add_special_tokens, special_ids, train_to
 from loc3r_core.training.batch import collate, collate_packed, model_inputs
 from loc3r_core.training.config import TrainConfig, VisionPretrainConfig
 from loc3r_core.training.curves import plot_curves
+from loc3r_core.training.feature_cache import TowerFeatureCache
 
 STATE_FILE = "trainer_state.json"
 
@@ -170,6 +171,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
         class_weights = {name: balanced_class_weights(counts, config.class_balance)
                          for name, counts in dataset.class_counts(config.class_count_frames, config.seed).items()}
     validation = evaluation_dataset(config.val_data, model, config.num_frames) if config.val_data else None
+    features = TowerFeatureCache.build(accelerator.unwrap_model(model), dataset,
+                                       progress=progress and accelerator.is_main_process) \
+        if config.cache_vision_features else None
     log_path = run / "metrics.jsonl"
     bar = tqdm(total=config.max_steps, initial=start_step, desc="train", unit="step",
                disable=not (progress and accelerator.is_main_process))
@@ -180,7 +184,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
             batch = next(batches)
             generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step * 97 + accelerator.process_index)
             inputs = model_inputs(batch, generator, config.prior_dropout, config.prior_drift_per_m,
-                                  config.prior_yaw_drift_deg)
+                                  config.prior_yaw_drift_deg, features=features)
             with accelerator.accumulate(model):
                 output = model(**inputs, labels=batch["labels"], targets=batch["targets"],
                                class_weights=class_weights)
