@@ -1,7 +1,7 @@
 """Tower features of every training frame, computed once before stage 2.
 
 A frozen tower (the paper freezes SigLIP) gives the same features for a frame at every step, so
-running it again for each clip is wasted work (at 128 px in 8 x 8 patches, 1.6 -> 1.3 s a step on
+running it again for each clip is wasted work (at 128 px in 8 x 8 patches, 1.6 -> about 0.9 s a step on
 2 CPU cores; results/experiments.md, P20). The features come from exactly the images the dataset
 feeds the model, so a step on cached features is the step on images (to float rounding).
 """
