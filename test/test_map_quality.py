@@ -12,6 +12,7 @@ import pytest
 
 from conftest import run_cli
 from loc3r_core.evaluation.map_quality import (
+    BOX_METRICS,
     CELL_METRICS,
     OBJECT_METRICS,
     confusion,
@@ -31,6 +32,7 @@ from loc3r_core.model.checkpoint import SHIPPED_MODEL
 from loc3r_core.runtime.mapping import GridConfig, LayoutGrid
 from loc3r_core.runtime.spec import ModelSpec
 from loc3r_core.types import FREE, OCCUPIED, UNKNOWN, Layout, MapObject
+from loc3r_core.world.polygon import box_iou
 from loc3r_core.world.scene import Room, Scene, SceneObject
 from loc3r_core.world.scene_io import SceneFolder
 from loc3r_core.world.vocabulary import PATCH_CLASSES
@@ -125,6 +127,26 @@ def test_each_true_object_is_matched_once() -> None:
     assert sorted(match_objects([thing("chair", 1.6, 1.0), thing("chair", 1.2, 1.0)], [chair, b])) == [(0, 1), (1, 0)]
 
 
+def test_box_iou_of_known_overlaps() -> None:
+    assert box_iou((0, 0), (1, 1), 0.0, (0, 0), (1, 1), 0.0) == pytest.approx(1.0)
+    assert box_iou((0, 0), (1, 1), 0.0, (0.5, 0), (1, 1), 0.0) == pytest.approx(1 / 3, abs=1e-3)  # 0.5 / 1.5
+    assert box_iou((0, 0), (2, 1), 0.0, (0, 0), (1, 2), math.pi / 2) == pytest.approx(1.0)  # the same box turned
+    assert box_iou((0, 0), (1, 1), 0.0, (0, 0), (1, 1), math.pi / 4) == pytest.approx(0.7071, abs=0.01)  # octagon
+    assert box_iou((0, 0), (2, 2), 0.0, (0, 0), (1, 1), 0.3) == pytest.approx(0.25, abs=1e-3)  # inside: 1 / 4
+    assert box_iou((0, 0), (1, 1), 0.0, (3, 0), (1, 1), 0.0) == 0.0
+
+
+def test_box_metrics_score_the_matched_boxes_size() -> None:
+    chair = SceneObject(1, "chair", np.array([1.0, 1.0, 0.4]), np.array([0.5, 0.5, 0.8]), 0.0, (1, 0, 0))
+    right = MapObject(0, "chair", np.array([1.0, 1.0, 0.4]), np.array([0.5, 0.5, 0.8]), 0.0, 0.9)
+    twice = MapObject(0, "chair", np.array([1.0, 1.0, 0.4]), np.array([1.0, 0.5, 0.8]), 0.0, 0.9)
+    assert object_scores([right], [chair])["object_box_iou"] == pytest.approx(1.0)
+    scores = object_scores([twice, thing("bed", 4.0, 4.0)], [chair])  # the unmatched bed counts for neither
+    assert scores["object_box_iou"] == pytest.approx(0.5, abs=1e-3)
+    assert scores["object_area_ratio"] == pytest.approx(2.0)
+    assert all(math.isnan(object_scores([], [chair])[key]) for key in BOX_METRICS)  # nothing matched
+
+
 # --- object extraction: known boxes fed as points ----------------------------------------------
 
 
@@ -189,6 +211,21 @@ def test_object_extraction_recovers_known_oriented_boxes() -> None:
         assert abs(math.remainder(obj.yaw - yaw, math.pi)) < math.radians(5), obj  # a box's yaw is modulo pi
         assert np.allclose(obj.size[:2], size, atol=0.2), obj
         assert obj.confidence > 0.9
+    scene = square_scene(tuple(SceneObject(i, label, np.array([*c, 0.4]), np.array([*s, 0.8]), yaw, (1, 0, 0))
+                               for i, (label, (c, s, yaw)) in enumerate(boxes.items(), start=1)))
+    assert object_scores(layout.objects, scene.objects)["object_box_iou"] >= 0.9  # 0.73 from the cells' extremes
+
+
+def test_box_size_takes_off_the_points_own_scatter() -> None:
+    # A 1.6 x 0.8 m sofa whose points scatter 0.15 m (variance 0.0225): the cells spread wider than
+    # the sofa. Reported sigmas of 0.3 m with the default share 0.25 take exactly that variance off.
+    points = box_points((1.0, 2.0), (1.6, 0.8), 0.3)
+    noisy = points + np.random.default_rng(0).normal(0.0, 0.15, points.shape)
+    [plain] = fused(("sofa", noisy), sigma=0.3, config=GridConfig(box_noise_share=0.0)).objects
+    [sofa] = fused(("sofa", noisy), sigma=0.3).objects
+    assert plain.size[0] > 1.65
+    assert sofa.size[0] == pytest.approx(1.6, abs=0.05)
+    assert np.allclose(sofa.center[:2], (1.0, 2.0), atol=0.05)
 
 
 def test_pieces_of_one_object_merge_and_separate_objects_and_weak_points_do_not() -> None:

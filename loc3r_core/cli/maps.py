@@ -9,9 +9,9 @@ from pathlib import Path
 
 from loc3r_core.cli.runtime import add_backend_arguments
 from loc3r_core.data.targets import PATCH_TARGETS
+from loc3r_core.evaluation.map_quality import BOX_METRICS, CELL_METRICS, OBJECT_METRICS
 
-ROWS = ("occupied_precision", "free_precision", "free_coverage", "wall_recall", "object_recall",
-        "object_recall_seen", "object_precision", "object_f1")
+ROWS = (*CELL_METRICS, *OBJECT_METRICS, *BOX_METRICS)
 
 
 def register(commands: argparse._SubParsersAction) -> None:

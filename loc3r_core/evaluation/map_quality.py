@@ -15,6 +15,9 @@ session's map frame in the world (for a generated scene: its first camera on the
   OBJECT_MATCH_M of that object's footprint; pairs are taken greedily, nearest first, each true
   and each map object at most once. Recall over all the scene's objects (the map of a whole
   walk) and over those the camera saw; precision; F1 = 2 matched / (map + true objects).
+- boxes, over the matched pairs: object_box_iou, the mean intersection over union of the map
+  box's footprint and the true one; object_area_ratio, the median of map box area / true
+  footprint area (1 is the right size, 2 twice too large).
 - confusion: the same greedy matching by position alone; true label vs map label, with
   "missed" (true objects no map object lies near) and "spurious" (map objects near nothing).
 
@@ -33,7 +36,7 @@ import numpy as np
 from loc3r_core.evaluation.objects import OBJECT_MATCH_M
 from loc3r_core.geometry import anchor_frame, invert_pose
 from loc3r_core.types import FREE, OCCUPIED, UNKNOWN, Layout, MapObject
-from loc3r_core.world.polygon import contains, distance_to_boundary, distance_to_box
+from loc3r_core.world.polygon import box_iou, contains, distance_to_boundary, distance_to_box
 from loc3r_core.world.scene import Scene, SceneObject
 
 OCCUPIED_REACH_M = 0.25
@@ -43,6 +46,7 @@ WALL_REACH_M = 0.3
 MISSED, SPURIOUS = "missed", "spurious"
 CELL_METRICS = ("occupied_precision", "free_precision", "free_coverage", "wall_recall")
 OBJECT_METRICS = ("object_recall", "object_recall_seen", "object_precision", "object_f1")
+BOX_METRICS = ("object_box_iou", "object_area_ratio")
 COUNTS = ("objects_true", "objects_seen", "objects_map", "objects_matched", "objects_seen_matched")
 
 
@@ -187,9 +191,13 @@ def confusion(found: Sequence[MapObject], truth: Sequence[SceneObject]) -> dict[
 
 def object_scores(found: Sequence[MapObject], truth: Sequence[SceneObject],
                   seen_ids: set[int] | None = None) -> dict:
-    """Recall (all and seen), precision, F1 and the counts behind them (scene in the map frame)."""
+    """Recall (all and seen), precision, F1, the matched boxes' fit and the counts behind them (scene in the
+    map frame)."""
     matches = match_objects(found, truth)
     matched_ids = {truth[j].id for _, j in matches}
+    ious = [box_iou(found[i].center[:2], found[i].size[:2], found[i].yaw,
+                    truth[j].center[:2], truth[j].size[:2], truth[j].yaw) for i, j in matches]
+    area_ratios = [float(np.prod(found[i].size[:2]) / np.prod(truth[j].size[:2])) for i, j in matches]
     seen = {o.id for o in truth} if seen_ids is None else seen_ids & {o.id for o in truth}
     n_true, n_map, n_hit = len(truth), len(found), len(matches)
     return {
@@ -197,6 +205,8 @@ def object_scores(found: Sequence[MapObject], truth: Sequence[SceneObject],
         "object_recall_seen": len(matched_ids & seen) / len(seen) if seen else math.nan,
         "object_precision": n_hit / n_map if n_map else math.nan,
         "object_f1": 2 * n_hit / (n_true + n_map) if n_true + n_map else math.nan,
+        "object_box_iou": float(np.mean(ious)) if ious else math.nan,
+        "object_area_ratio": float(np.median(area_ratios)) if area_ratios else math.nan,
         "objects_true": n_true, "objects_seen": len(seen), "objects_map": n_map, "objects_matched": n_hit,
         "objects_seen_matched": len(matched_ids & seen),
     }
@@ -219,7 +229,7 @@ def mean_scores(per_scene: Iterable[dict]) -> dict:
     """Means of the per-scene metrics (skipping NaN), summed counts, and the summed confusion table."""
     per_scene = list(per_scene)
     means: dict = {}
-    for key in (*CELL_METRICS, *OBJECT_METRICS):
+    for key in (*CELL_METRICS, *OBJECT_METRICS, *BOX_METRICS):
         values = [s[key] for s in per_scene if not math.isnan(s[key])]
         means[key] = float(np.mean(values)) if values else math.nan
     for key in COUNTS:
