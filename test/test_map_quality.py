@@ -15,6 +15,7 @@ from loc3r_core.evaluation.map_quality import (
     BOX_METRICS,
     CELL_METRICS,
     OBJECT_METRICS,
+    confidence_calibration,
     confusion,
     free_coverage,
     free_precision,
@@ -120,11 +121,20 @@ def test_each_true_object_is_matched_once() -> None:
     assert scores["object_recall_seen"] == 1.0  # the table was never seen
     assert scores["object_precision"] == pytest.approx(1 / 5)
     assert scores["object_f1"] == pytest.approx(2 * 1 / (2 + 5))
+    assert [right for _, right in scores["object_confidences"]] == [True, False, False, False, False]
     assert confusion(found, [chair, table]) == {"chair": {"chair": 1}, "spurious": {"chair": 2, "bed": 1},
                                                 "table": {"sofa": 1}}
     # Greedy by distance: the object 0.15 m from chair B goes to B, not to A 0.35 m away.
     b = SceneObject(3, "chair", np.array([2.0, 1.0, 0.4]), np.array([0.5, 0.5, 0.8]), 0.0, (1, 0, 0))
     assert sorted(match_objects([thing("chair", 1.6, 1.0), thing("chair", 1.2, 1.0)], [chair, b])) == [(0, 1), (1, 0)]
+
+
+def test_confidence_calibration_bins_the_map_objects_by_confidence() -> None:
+    result = confidence_calibration([(0.55, True), (0.58, False), (0.95, True), (1.0, True)])
+    assert [(b["low"], b["objects"], b["share_right"]) for b in result["bins"]] == [(0.5, 2, 0.5), (0.9, 2, 1.0)]
+    assert result["bins"][0]["mean_confidence"] == pytest.approx(0.565)
+    assert result["error"] == pytest.approx((2 * 0.065 + 2 * 0.025) / 4)  # |0.5 - 0.565| and |1 - 0.975|
+    assert math.isnan(confidence_calibration([])["error"])
 
 
 def test_box_iou_of_known_overlaps() -> None:
@@ -299,6 +309,8 @@ def test_cli_prints_json_and_writes_a_figure_per_scene(world_by_kind, tmp_path) 
             value = report[block][key]
             assert value is None or 0.0 <= value <= 1.0, (block, key, value)
         assert report[block]["confusion"]
+        bins = report[block]["confidence_calibration"]["bins"]
+        assert sum(b["objects"] for b in bins) == report[block]["objects_map"]
     assert report["model"]["seconds_per_scene"] > 0
     pictures = sorted(figures.glob("*.png"))
     assert [p.stem for p in pictures] == ["scene_00000", "scene_00001"]

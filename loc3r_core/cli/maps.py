@@ -46,6 +46,11 @@ def _eval_map(args: argparse.Namespace) -> int:
         print(f"{key:<22}{model[key]:>8.3f}{oracle[key]:>8.3f}")
     print(f"objects: {model['objects_matched']}/{model['objects_true']} found by the model "
           f"({model['objects_map']} on its maps), {oracle['objects_matched']}/{oracle['objects_true']} by the oracle")
+    calibration = model["confidence_calibration"]
+    print(f"\nmodel object confidence (calibration error {calibration['error']:.3f}):")
+    for row in calibration["bins"]:
+        print(f"  {row['low']:.1f}-{row['high']:.1f}: {row['objects']:>4} objects, mean confidence "
+              f"{row['mean_confidence']:.2f}, right {row['share_right']:.2f}")
     print("\nmodel confusion (true label: map labels of the objects matched by position)")
     for true, row in model["confusion"].items():
         print(f"  {true:<10} " + ", ".join(f"{label} {n}" for label, n in sorted(row.items(), key=lambda x: -x[1])))

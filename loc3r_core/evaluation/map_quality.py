@@ -18,6 +18,9 @@ session's map frame in the world (for a generated scene: its first camera on the
 - boxes, over the matched pairs: object_box_iou, the mean intersection over union of the map
   box's footprint and the true one; object_area_ratio, the median of map box area / true
   footprint area (1 is the right size, 2 twice too large).
+- confidence calibration: the map objects of all scenes pooled in confidence bins of 0.1; per
+  bin, how many, their mean confidence and the share of them that is right (matched, as above);
+  the calibration error is the mean |share right - mean confidence| weighted by the bins' counts.
 - confusion: the same greedy matching by position alone; true label vs map label, with
   "missed" (true objects no map object lies near) and "spurious" (map objects near nothing).
 
@@ -194,7 +197,7 @@ def object_scores(found: Sequence[MapObject], truth: Sequence[SceneObject],
     """Recall (all and seen), precision, F1, the matched boxes' fit and the counts behind them (scene in the
     map frame)."""
     matches = match_objects(found, truth)
-    matched_ids = {truth[j].id for _, j in matches}
+    matched_ids, matched_map = {truth[j].id for _, j in matches}, {i for i, _ in matches}
     ious = [box_iou(found[i].center[:2], found[i].size[:2], found[i].yaw,
                     truth[j].center[:2], truth[j].size[:2], truth[j].yaw) for i, j in matches]
     area_ratios = [float(np.prod(found[i].size[:2]) / np.prod(truth[j].size[:2])) for i, j in matches]
@@ -209,7 +212,23 @@ def object_scores(found: Sequence[MapObject], truth: Sequence[SceneObject],
         "object_area_ratio": float(np.median(area_ratios)) if area_ratios else math.nan,
         "objects_true": n_true, "objects_seen": len(seen), "objects_map": n_map, "objects_matched": n_hit,
         "objects_seen_matched": len(matched_ids & seen),
+        "object_confidences": [[float(obj.confidence), i in matched_map] for i, obj in enumerate(found)],
     }
+
+
+def confidence_calibration(confidences: Sequence[tuple[float, bool]], width: float = 0.1) -> dict:
+    """Map objects binned by confidence: per bin the count, mean confidence and share right, and the
+    count-weighted mean gap between the two (expected calibration error); NaN with no object."""
+    bins: dict[int, list[tuple[float, bool]]] = {}
+    for confidence, right in confidences:
+        bins.setdefault(min(int(confidence / width), round(1 / width) - 1), []).append((confidence, right))
+    rows = [{"low": round(k * width, 3), "high": round((k + 1) * width, 3), "objects": len(v),
+             "mean_confidence": float(np.mean([c for c, _ in v])), "share_right": float(np.mean([r for _, r in v]))}
+            for k, v in sorted(bins.items())]
+    total = sum(row["objects"] for row in rows)
+    error = sum(row["objects"] * abs(row["share_right"] - row["mean_confidence"]) for row in rows) / total \
+        if total else math.nan
+    return {"bins": rows, "error": error}
 
 
 def score_layout(layout: Layout, scene: Scene, T_world_map: np.ndarray, seen_ids: set[int] | None = None) -> dict:
@@ -239,4 +258,6 @@ def mean_scores(per_scene: Iterable[dict]) -> dict:
         for true, row in s["confusion"].items():
             table.setdefault(true, Counter()).update(row)
     means["confusion"] = {true: dict(row) for true, row in sorted(table.items())}
+    means["confidence_calibration"] = confidence_calibration([pair for s in per_scene
+                                                              for pair in s["object_confidences"]])
     return means
