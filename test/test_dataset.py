@@ -13,6 +13,8 @@ from torch.utils.data import DataLoader
 from loc3r_core.data.dataset import PackedClipDataset, SceneClipDataset
 from loc3r_core.errors import DataError
 from loc3r_core.geometry import anchor_frame, transform_planar
+from loc3r_core.model.tokenizer import train_tokenizer
+from loc3r_core.training.batch import collate_packed, model_inputs
 from loc3r_core.world.scene_io import SceneFolder
 from loc3r_core.world.situations import DIRECTIONS
 from loc3r_core.world.vocabulary import LABELS, PATCH_CLASSES, STRUCTURE_CLASSES
@@ -163,6 +165,19 @@ def test_batches_collate_and_images_resize(walk):
     batch = next(iter(DataLoader(ds, batch_size=3)))
     assert batch["images"].shape == (3, 4, 3, 64, 64)
     assert batch["bev_target"].shape == (3, 4, 4, 4, 2) and len(batch["question"]) == 3
+
+
+def test_clips_without_images_batch_for_a_feature_cache_and_only_for_it(walk):
+    # Training from a tower feature cache reads no image; the batch keeps what the cache looks up.
+    tokenizer = train_tokenizer(["I am standing next to the bed.", "How far is the door?", "1.5 m"] * 20, 300)
+    with_images = PackedClipDataset(walk, 3, num_frames=4, image_size=64, patch_grid=(4, 4))
+    without = PackedClipDataset(walk, 3, num_frames=4, image_size=64, patch_grid=(4, 4), load_images=False)
+    assert "images" in with_images[0] and "images" not in without[0]
+    a, b = (collate_packed([ds[0], ds[1]], tokenizer, 16) for ds in (with_images, without))
+    assert "images" not in b and torch.equal(a["input_ids"], b["input_ids"]) and torch.equal(a["row_ids"], b["row_ids"])
+    assert torch.equal(a["frame_indices"], b["frame_indices"]) and torch.equal(a["scene_index"], b["scene_index"])
+    with pytest.raises(ValueError, match="needs the tower feature cache"):
+        model_inputs(b)
 
 
 def test_a_folder_without_scenes_is_a_clear_error(tmp_path):

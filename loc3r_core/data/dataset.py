@@ -53,6 +53,7 @@ class SceneClipDataset(Dataset):
         cached_frames: int = 50_000,
         patch_target: str = "majority",
         map_subdivision: int = 1,
+        load_images: bool = True,
     ) -> None:
         if sampling not in SAMPLING:
             raise ValueError(f"sampling must be one of {SAMPLING}, not {sampling!r}")
@@ -67,6 +68,7 @@ class SceneClipDataset(Dataset):
         self.sampling = sampling
         self.patch_target = patch_target
         self.map_subdivision = map_subdivision  # > 1: also s x s sub-patch targets per token (the map head)
+        self.load_images = load_images  # False: clips carry no images (training from a tower feature cache)
         self.pseudo_situation_share = pseudo_situation_share
         self.seed = seed
         self.epoch = 0
@@ -161,7 +163,8 @@ class SceneClipDataset(Dataset):
             "scene_index": torch.tensor(scene_index),
             "frame_indices": torch.from_numpy(picks),
             "stamps": torch.tensor([scene.frames[i].stamp for i in picks], dtype=torch.float64),
-            "images": torch.from_numpy(np.stack([self.frame_image(scene_index, int(i)) for i in picks])),
+            **({"images": torch.from_numpy(np.stack([self.frame_image(scene_index, int(i)) for i in picks]))}
+               if self.load_images else {}),
             "T_world_camera": torch.from_numpy(poses),
             "prior_pose": torch.from_numpy(invert_pose(poses[0]) @ poses),
             "ego_pose": torch.from_numpy(np.concatenate([poses[:, :2, 3], camera_yaw(poses)[:, None]], axis=1)),

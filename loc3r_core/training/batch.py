@@ -55,7 +55,7 @@ def encode_text(
 def collate(items: list[dict], tokenizer: PreTrainedTokenizerFast, patches: int, with_answers: bool = True) -> dict:
     """Stack a list of SceneClipDataset items into one batch (clean prior, no corruption): one row
     per item, its clip's video placeholders first."""
-    frames = items[0]["images"].shape[0]
+    frames = len(items[0]["frame_indices"])
     ids, labels, lengths = encode_text(tokenizer, frames, patches, [i["situation_text"] for i in items],
                                        [i["question"] for i in items],
                                        [i["answer"] for i in items] if with_answers else None)
@@ -68,7 +68,7 @@ def collate(items: list[dict], tokenizer: PreTrainedTokenizerFast, patches: int,
 def collate_packed(items: list[dict], tokenizer: PreTrainedTokenizerFast, patches: int) -> dict:
     """Stack PackedClipDataset items: input_ids hold each clip's video placeholders only, row_ids
     the text rows (situation, question, answer) that continue them, row_clip each row's clip."""
-    frames = items[0]["images"].shape[0]
+    frames = len(items[0]["frame_indices"])
     rows = [row for item in items for row in item["rows"]]
     ids, labels, lengths = encode_text(tokenizer, 0, patches, [r["situation_text"] for r in rows],
                                        [r["question"] for r in rows], [r["answer"] for r in rows])
@@ -80,14 +80,14 @@ def collate_packed(items: list[dict], tokenizer: PreTrainedTokenizerFast, patche
 
 
 def clip_batch(items: list[dict]) -> dict:
-    """Images, clean prior, geometry and the per-frame targets of the items' clips."""
+    """Images (where the items carry them), clean prior, geometry and the per-frame targets of the items' clips."""
     targets = {key: torch.stack([item[key] for item in items]) for key in CLIP_TARGET_KEYS}
     per_patch = ("bev_target", "bev_valid", "centre_target", "patch_label")
     targets = {k: v.flatten(2, 3) if k in per_patch else v for k, v in targets.items()}
     if "map_target" in items[0]:  # map_subdivision > 1: (B, F, P, s^2, ...)
         targets |= {key: torch.stack([item[key] for item in items]) for key in MAP_TARGET_KEYS}
     return {
-        "images": torch.stack([i["images"] for i in items]),
+        **({"images": torch.stack([i["images"] for i in items])} if "images" in items[0] else {}),
         "scene_index": torch.stack([i["scene_index"] for i in items]),  # keys of the tower feature cache
         "frame_indices": torch.stack([i["frame_indices"] for i in items]),
         "planar_prior": targets["ego_pose"].clone(),  # odometry relative to frame 0, before corruption
@@ -118,7 +118,9 @@ def model_inputs(batch: dict, generator: torch.Generator | None = None, prior_dr
         planar = drifted(planar, generator, drift_per_m, yaw_drift_deg)
         valid &= torch.rand(planar.shape[0], generator=generator) >= prior_dropout
     packed = {key: batch[key] for key in ("row_ids", "row_clip") if key in batch}  # collate_packed's
+    if features is None and "images" not in batch:
+        raise ValueError("a batch without images (a dataset with load_images off) needs the tower feature cache")
     frames = {"images": batch["images"]} if features is None else \
-        {"vision_features": features.lookup(batch["scene_index"], batch["frame_indices"]).to(batch["images"].device)}
+        {"vision_features": features.lookup(batch["scene_index"], batch["frame_indices"]).to(batch["input_ids"].device)}
     return {"input_ids": batch["input_ids"], **frames, "prior": prior_features(planar),
             "prior_valid": valid, "geometry": batch["geometry"], **packed}
