@@ -74,6 +74,33 @@ def pointer_attention(queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
     return softmax(scores)
 
 
+EGO_FEATURES = 5  # a point as the asker sees it: metres ahead, to the left, distance, cos and sin of its bearing
+
+
+def egocentric_features(points: np.ndarray, position: np.ndarray, yaw: float) -> np.ndarray:
+    """(N, 2) points -> (N, EGO_FEATURES) as seen from an asker at position (2,) facing yaw (the
+    numpy twin of model.modeling_loc3r.egocentric_features)."""
+    delta = np.asarray(points, np.float64) - np.asarray(position, np.float64)
+    cos, sin = math.cos(yaw), math.sin(yaw)
+    ahead, left = cos * delta[:, 0] + sin * delta[:, 1], -sin * delta[:, 0] + cos * delta[:, 1]
+    distance = np.sqrt(ahead ** 2 + left ** 2 + 1e-6)
+    return np.stack([ahead, left, distance, ahead / distance, left / distance], axis=1)
+
+
+def answer_reads(queries: np.ndarray, gates: np.ndarray, keys: np.ndarray, points: np.ndarray,
+                 class_probs: np.ndarray, position: np.ndarray, yaw: float) -> np.ndarray:
+    """The answer readout's attention in numpy (model.modeling_loc3r.AnswerReadout.reads).
+
+    queries (heads, d) and gates (heads, EGO_FEATURES) from the <answer> state; keys (N, d),
+    points (N, 2) and class_probs (N, C) of the memory's vision tokens; the asker's position
+    and yaw in the points' frame. Returns (heads * (EGO_FEATURES + C),) reads.
+    """
+    ego = egocentric_features(points, position, yaw)
+    scores = np.asarray(queries, np.float64) @ np.asarray(keys, np.float64).T / math.sqrt(keys.shape[-1])
+    weights = softmax(scores + np.asarray(gates, np.float64) @ ego.T)
+    return (weights @ np.concatenate([ego, np.asarray(class_probs, np.float64)], axis=1)).reshape(-1)
+
+
 def relative_offsets(offset: np.ndarray, at: np.ndarray, faced: np.ndarray, viewer: np.ndarray) -> np.ndarray:
     """(4,) offsets (along, left of) the directions from `at` to `faced` and to `viewer` -> (2,) in
     their common axes (model.modeling_loc3r.relative_place).

@@ -10,11 +10,13 @@ import torch
 
 from conftest import TINY_MODEL, overfit_one_batch, tiny_train_config
 from loc3r_core.data.dataset import SceneClipDataset
+from loc3r_core.evaluation.predict import greedy_answers
 from loc3r_core.export.onnx_export import export_checkpoint
 from loc3r_core.export.parity import check_parity
 from loc3r_core.model.checkpoint import save_model
 from loc3r_core.model.configuration_loc3r import Loc3rConfig
 from loc3r_core.model.modeling_loc3r import (
+    AnswerReadout,
     SituationPointer,
     grounding_loss,
     relative_place,
@@ -22,6 +24,7 @@ from loc3r_core.model.modeling_loc3r import (
     viewer_place,
 )
 from loc3r_core.readout import (
+    answer_reads,
     circular_soft_argmax,
     facing_bump,
     pointer_attention,
@@ -45,9 +48,11 @@ POINTER_MODEL = {**TINY_MODEL, "situation_readout": "pointer", "grounding_weight
 # <Pos> points at two places (their midpoint) and moves by offsets towards the faced place and the viewer;
 # the <answer> state also learns where the asked object stands from the asker (training only); the
 # pointer averages the tokens' object centres; the map gets 2 x 2 sub-patch points per token, each
-# given in its own frame's camera axes; each LM token merges 2 x 2 of the tower's patches
+# given in its own frame's camera axes; each LM token merges 2 x 2 of the tower's patches; the answer
+# reads the map as the asker sees it (two heads)
 RELATIONAL_MODEL = {**POINTER_MODEL, "pointer_places": 2, "relative_offset": True, "answer_geometry_weight": 0.1,
-                    "object_centre_weight": 0.1, "map_subdivision": 2, "bev_frame": "camera", "vision_merge": 2}
+                    "object_centre_weight": 0.1, "map_subdivision": 2, "bev_frame": "camera", "vision_merge": 2,
+                    "answer_readout_heads": 2}
 
 
 def test_the_pointer_recovers_a_known_point_and_numpy_points_the_same_way():
@@ -123,6 +128,34 @@ def test_relative_offsets_turn_with_the_directions_to_the_faced_place_and_the_vi
     ego = torch.zeros(1, 3, 40)
     ego[0, :, :2] = torch.tensor([[5.0, 5.0], [1.0, 0.0], [2.0, 3.0]])
     np.testing.assert_allclose(viewer_place(ego)[0].numpy(), [1.0, 1.0], atol=1e-6)
+
+
+def test_the_answer_readout_finds_a_named_or_placed_token_and_numpy_reads_the_same_way():
+    torch.manual_seed(0)
+    readout = AnswerReadout(hidden=8, dim=4, heads=2, classes=3)
+    points = torch.tensor([[[2.0, 0.0], [0.0, 3.0], [-1.0, 0.0], [0.0, -2.0]]])  # ahead, left, behind, right
+    keys = torch.eye(4)[None]
+    probs = torch.eye(3)[[0, 1, 2, 2]][None]
+    state = torch.randn(1, 8)
+    with torch.no_grad():  # head 0 looks for token 1 by its key; head 1 for what lies furthest to the right
+        readout.query.weight.zero_()
+        readout.query.bias.copy_(torch.cat([torch.eye(4)[1] * 80.0, torch.zeros(4)]))
+        readout.gate.weight.zero_()
+        readout.gate.bias.copy_(torch.tensor([0.0] * 5 + [0.0, -20.0, 0.0, 0.0, 0.0]))
+    position, yaw = torch.tensor([[0.0, 0.0]]), torch.tensor([0.0])
+    reads = readout.reads(state, keys, points, probs, position, yaw).view(2, -1)
+    np.testing.assert_allclose(reads[0].detach().numpy(), [0.0, 3.0, 3.0, 0.0, 1.0, 0.0, 1.0, 0.0], atol=1e-3)
+    np.testing.assert_allclose(reads[1, :2].detach().numpy(), [0.0, -2.0], atol=1e-3)
+    # the asker turned to face +y: token 1 is now ahead, token 3 behind and the right holds token 0
+    turned = readout.reads(state, keys, points, probs, position, torch.tensor([math.pi / 2])).view(2, -1)
+    np.testing.assert_allclose(turned[0, :2].detach().numpy(), [3.0, 0.0], atol=1e-3)
+    np.testing.assert_allclose(turned[1, :2].detach().numpy(), [0.0, -2.0], atol=1e-3)
+    np.testing.assert_allclose(turned[1, 5:].detach().numpy(), [1.0, 0.0, 0.0], atol=1e-3)
+    with torch.no_grad():
+        queries, gates = readout.query(state).view(2, 4), readout.gate(state).view(2, 5)
+    np.testing.assert_allclose(answer_reads(queries.numpy(), gates.numpy(), keys[0].numpy(), points[0].numpy(),
+                                            probs[0].numpy(), np.zeros(2), math.pi / 2),
+                               turned.flatten().detach().numpy(), atol=1e-5)
 
 
 def test_grounding_classes_are_what_places_and_what_is_faced(world_by_kind):
@@ -203,6 +236,18 @@ def test_the_session_points_like_the_model_forward(pointer_model, world_by_kind,
         expected.add(mean, sigma, softmax(logits[0, f].reshape(-1, logits.shape[-1]).numpy()), keyframe.map_pose[:2])
     assert session.grid.votes.sum() == pytest.approx(expected.votes.sum(), rel=1e-3)
     assert np.mean(np.abs(session.grid.votes - expected.votes).sum(axis=2) < 1e-3) > 0.999
+    # the answer, which for a model with an answer readout reads the map from where the asker was placed
+    item = dataset[index]
+    asked = session.ask(item["question"], item["situation_text"])
+    with torch.no_grad():
+        inputs = model_inputs(batch)
+        frame_tokens = model.encode_frames(inputs["images"].flatten(0, 1), inputs["prior"].flatten(0, 1),
+                                           inputs["prior_valid"][:, None].expand(1, 4).flatten())
+    answers, heads = greedy_answers(model, tokenizer, batch["input_ids"], batch["lengths"],
+                                    frame_tokens.reshape(1, -1, frame_tokens.shape[-1]))
+    assert asked.text == answers[0]
+    if model.answer_readout is not None:
+        assert float(heads["answer_context"].abs().max()) > 1e-3  # trained: the readout changes the answer's state
 
 
 def test_an_exported_pointer_model_points_like_its_checkpoint(pointer_model, world_by_kind, tmp_path):

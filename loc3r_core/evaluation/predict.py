@@ -38,7 +38,10 @@ def greedy_answers(
         if step == 0:
             frames = frame_tokens.shape[1] // (1 + model.config.patches_per_frame)
             heads = model.read_heads(ids[:, :width], hidden, frames)
-        logits = model.language_model.get_output_embeddings()(hidden[rows, lengths - 1])
+        last = hidden[rows, lengths - 1]
+        if "answer_context" in heads:  # every answer token's state gains the answer readout, as in training
+            last = last + heads["answer_context"]
+        logits = model.language_model.get_output_embeddings()(last)
         if step == 0:  # every answer has a token (readout.without_eos)
             logits[:, eos] = -torch.inf
         token = logits.argmax(dim=-1)

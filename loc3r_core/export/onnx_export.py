@@ -1,6 +1,7 @@
-"""Export a checkpoint's five runtime graphs (see runtime.graphs) to ONNX with the dynamo exporter.
+"""Export a checkpoint's runtime graphs (see runtime.graphs) to ONNX with the dynamo exporter.
 
-The folder holds vision/camera/embed/decoder/heads .onnx, the tokenizer, and runtime.json:
+The folder holds vision/camera/embed/decoder/heads .onnx (and answer.onnx for a model with an
+answer readout), the tokenizer, and runtime.json:
 the model spec (with the checkpoint's hash), the precision, and each file's hash so that the
 ONNX backend refuses a folder whose files do not belong together or to the checkpoint asked for.
 """
@@ -23,11 +24,11 @@ import torch
 from loc3r_core.atomic import atomic_path
 from loc3r_core.errors import UsageError
 from loc3r_core.model.checkpoint import SHIPPED_MODEL, load_model
-from loc3r_core.runtime.backend import empty_cache, head_names
+from loc3r_core.readout import EGO_FEATURES
+from loc3r_core.runtime.backend import empty_cache, graph_names, head_names
 from loc3r_core.runtime.graphs import model_graphs
 from loc3r_core.runtime.spec import ModelSpec, file_sha256
 
-GRAPH_FILES = ("vision", "camera", "embed", "decoder", "heads")
 PRECISIONS = ("fp32", "fp16")
 MANIFEST = "runtime.json"
 
@@ -49,7 +50,8 @@ GRAPH_IO = {
 
 
 def graph_io(spec: ModelSpec) -> dict[str, GraphIO]:
-    return {**GRAPH_IO, "heads": GraphIO(("hidden",), head_names(spec), {"hidden": {0: "tokens"}})}
+    return {**GRAPH_IO, "heads": GraphIO(("hidden",), head_names(spec), {"hidden": {0: "tokens"}}),
+            "answer": GraphIO(("reads",), ("context",), {"reads": {0: "rows"}})}
 
 
 def example_inputs(spec: ModelSpec) -> dict[str, tuple[torch.Tensor, ...]]:
@@ -62,7 +64,13 @@ def example_inputs(spec: ModelSpec) -> dict[str, tuple[torch.Tensor, ...]]:
         "embed": (torch.arange(tokens, dtype=torch.int64),),
         "decoder": (torch.randn(1, tokens, spec.hidden_size), keys.contiguous(), values.contiguous()),
         "heads": (torch.randn(tokens, spec.hidden_size),),
+        "answer": (torch.rand(2, answer_read_size(spec)),),
     }
+
+
+def answer_read_size(spec: ModelSpec) -> int:
+    """Features per row of the answer graph's input (readout.answer_reads)."""
+    return spec.answer_readout_heads * (EGO_FEATURES + len(spec.label_names))
 
 
 def export_checkpoint(checkpoint: Path | None, out: Path, precision: str = "fp32") -> dict:
@@ -78,11 +86,11 @@ def export_checkpoint(checkpoint: Path | None, out: Path, precision: str = "fp32
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         tmp.mkdir()
-        for name in GRAPH_FILES:
+        for name in graph_names(spec):
             export_graph(graphs[name], examples[name], graph_io(spec)[name], tmp / f"{name}.onnx")
         shutil.copyfile(folder / "tokenizer.json", tmp / "tokenizer.json")
         manifest = {"format": 1, "precision": precision, "spec": spec.to_json(),
-                    "files": {f"{name}.onnx": file_sha256(tmp / f"{name}.onnx") for name in GRAPH_FILES},
+                    "files": {f"{name}.onnx": file_sha256(tmp / f"{name}.onnx") for name in graph_names(spec)},
                     "torch": torch.__version__, "onnx": onnx.__version__}
         manifest["files"]["tokenizer.json"] = file_sha256(tmp / "tokenizer.json")
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from loc3r_core.export.onnx_export import answer_read_size
 from loc3r_core.runtime.backend import empty_cache
 from loc3r_core.runtime.onnx_backend import OnnxBackend
 from loc3r_core.runtime.torch_backend import TorchBackend
@@ -37,4 +38,7 @@ def check_parity(checkpoint: Path | None, export: Path, seed: int = 0) -> dict[s
     heads_t, heads_o = torch_backend.heads(hidden_t), onnx_backend.heads(hidden_t)
     for name in heads_t:
         compare("heads", heads_t[name], heads_o[name])
+    if spec.answer_readout_heads:
+        reads = rng.random((2, answer_read_size(spec))).astype(np.float32)
+        compare("answer", torch_backend.answer_context(reads), onnx_backend.answer_context(reads))
     return errors

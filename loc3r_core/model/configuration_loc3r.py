@@ -89,6 +89,13 @@ class Loc3rConfig(PreTrainedConfig):
     # state the answer is decoded from holds the egocentric geometry it depends on (training only;
     # questions about one object: direction, distance, nearest, what_direction).
     answer_geometry_weight: float = 0.0
+    # Pointer models only: how many heads of the answer readout (0: none). The <answer> state
+    # attends over the vision tokens (the pointer's keys, plus a learned preference over each
+    # token's place as the asker sees it: ahead, left, distance, bearing from the predicted
+    # <Pos>/<Ori> pose) and reads those egocentric features and the tokens' class probabilities;
+    # an MLP of the reads is added to the hidden state of every answer token before the LM head.
+    # It gives the answer the geometry the LM does not compute from its own placement.
+    answer_readout_heads: int = 0
     # Map readout: each vision token also gives s x s sub-patch BEV points and labels (s =
     # map_subdivision; 1: none), trained like the BEV and semantic heads on a finer patch grid,
     # so the runtime's map gets s^2 points per token instead of one (the other heads unchanged).
@@ -121,6 +128,10 @@ class Loc3rConfig(PreTrainedConfig):
             raise ValueError(f"situation_readout must be one of {SITUATION_READOUTS}, not {self.situation_readout!r}")
         if self.pointer_places not in (1, 2):
             raise ValueError(f"pointer_places must be 1 or 2, not {self.pointer_places}")
+        if self.answer_readout_heads < 0:
+            raise ValueError(f"answer_readout_heads must be 0 or more, not {self.answer_readout_heads}")
+        if self.answer_readout_heads and self.situation_readout != "pointer":
+            raise ValueError("answer_readout_heads needs situation_readout: pointer (it reads the pointer's keys)")
         if self.bev_frame not in BEV_FRAMES:
             raise ValueError(f"bev_frame must be one of {BEV_FRAMES}, not {self.bev_frame!r}")
         if not 1 <= self.map_subdivision <= 8:

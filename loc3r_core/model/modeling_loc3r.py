@@ -22,6 +22,7 @@ from transformers import AutoModel, AutoModelForCausalLM, PreTrainedModel
 from loc3r_core.model.configuration_loc3r import Loc3rConfig
 from loc3r_core.model.prior import PRIOR_FEATURES
 from loc3r_core.model.spatial import bin_centres, focal_cross_entropy, gaussian_nll, soft_argmax_yaw, yaw_kl
+from loc3r_core.readout import EGO_FEATURES
 
 IGNORE_INDEX = -100
 
@@ -48,6 +49,7 @@ class Loc3rOutput:
     map_bev: torch.Tensor | None = None  # (B, F, P, s^2, 4) sub-patch BEV points (map_subdivision s > 1)
     map_semantic_logits: torch.Tensor | None = None  # (B, F, P, s^2, classes) their labels
     answer_geometry: torch.Tensor | None = None  # (B, 4) the asked object in the asker's frame, x, y, log sigmas
+    answer_context: torch.Tensor | None = None  # (B, H) the answer readout, added to every answer token's state
     row_clip: torch.Tensor | None = None  # packed: (R,) the clip of each text row; pos, ori, logits are per row
     loss: torch.Tensor | None = None
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -83,6 +85,8 @@ class Loc3rForSpatialQA(PreTrainedModel):
         # offset from each token's BEV point to its object's centre (object_centre_weight)
         self.centre_head = nn.Linear(hidden, 4) if self.pointer is not None and config.object_centre_weight > 0 \
             else None
+        self.answer_readout = AnswerReadout(hidden, config.pointer_dim, config.answer_readout_heads,
+                                            config.num_patch_classes) if config.answer_readout_heads else None
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -92,6 +96,10 @@ class Loc3rForSpatialQA(PreTrainedModel):
         if module is self.centre_head:  # every centre starts at the token's own point
             nn.init.zeros_(module.weight)
             nn.init.zeros_(module.bias)
+        if isinstance(module, AnswerReadout):  # the LM's answers are untouched until training says otherwise
+            for layer in (module.gate, module.out[-1]):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
         if isinstance(module, SituationPointer):
             nn.init.ones_(module.log_kappa)
             if module.relative is not None:  # no relative offset until the <Pos> state asks for one
@@ -199,7 +207,13 @@ class Loc3rForSpatialQA(PreTrainedModel):
                 at = at + relative_place(offset.float(), at.detach(), faced.detach(), viewer)
             heads["pos"], heads["ori_logits"] = self.pointer.combine(heads["pos"], heads["ori_logits"], at, faced)
             heads["pointer_weights"], heads["pointer_spread"] = weights, spread[:, :-1].mean(dim=1)
-        if self.answer_geometry_head is not None and bool((row_ids == self.config.answer_token_id).any(dim=1).all()):
+            if self.answer_readout is not None and has_every_row(row_ids, self.config.answer_token_id):
+                probs = torch.softmax(on_rows(heads["semantic_logits"]).detach().float(), dim=-1).flatten(1, 2)
+                reads = self.answer_readout.reads(first_token_state(row_ids, row_hidden, self.config.answer_token_id),
+                                                  keys, pointed.flatten(1, 2), probs, heads["pos"][:, :2].detach(),
+                                                  soft_argmax_yaw(heads["ori_logits"]).detach())
+                heads["answer_context"] = self.answer_readout.out(reads.to(row_hidden.dtype))
+        if self.answer_geometry_head is not None and has_every_row(row_ids, self.config.answer_token_id):
             heads["answer_geometry"] = self.answer_geometry_head(
                 first_token_state(row_ids, row_hidden, self.config.answer_token_id))
         return heads
@@ -258,8 +272,13 @@ class Loc3rForSpatialQA(PreTrainedModel):
             text_hidden, _ = self.language_forward(self.language_model.get_input_embeddings()(row_ids),
                                                    past_key_values=cache, use_cache=False)
             rows = (row_ids, text_hidden, row_clip)
+        heads = self.read_heads(input_ids, hidden, frames, rows)
+        if "answer_context" in heads:  # from the <answer> token on, each state the LM head reads gains it
+            text_ids = input_ids if row_ids is None else row_ids
+            answering = (text_ids == self.config.answer_token_id).cumsum(dim=1) > 0
+            text_hidden = text_hidden + answering[..., None] * heads["answer_context"][:, None]
         output = Loc3rOutput(logits=self.language_model.get_output_embeddings()(text_hidden), row_clip=row_clip,
-                             **self.read_heads(input_ids, hidden, frames, rows))
+                             **heads)
         if labels is not None:
             output.losses = self.spatial_losses(output, labels, targets or {}, class_weights or {})
             weights = self.loss_weights()
@@ -380,6 +399,50 @@ class SituationPointer(nn.Module):
         return pos, ori_logits + bump.to(ori_logits.dtype)
 
 
+class AnswerReadout(nn.Module):
+    """Gives the answer the asker's view of the map (config.answer_readout_heads).
+
+    Each head's query (from the <answer> state) scores every vision token by the pointer's key
+    (what the token shows) plus a learned weighting of the token's egocentric features (where it
+    lies as the asker, placed by the model's own <Pos>/<Ori> readout, sees it: ahead, left,
+    distance, bearing). A head thus finds "the chair" or "the nearest thing on my left" and
+    reads its egocentric features and class probabilities; `out` turns every head's read into a
+    vector added to the answer tokens' states before the LM head. Pose, points and labels are
+    detached: answers cannot bend the map or the placement. The runtime computes the queries
+    and gates in its heads graph, the reads in numpy (loc3r_core.readout.answer_reads), and
+    `out` in its answer graph.
+    """
+
+    def __init__(self, hidden: int, dim: int, heads: int, classes: int) -> None:
+        super().__init__()
+        self.heads, self.dim = heads, dim
+        self.query = nn.Linear(hidden, heads * dim)
+        self.gate = nn.Linear(hidden, heads * EGO_FEATURES)
+        self.out = mlp(heads * (EGO_FEATURES + classes), hidden, hidden)
+
+    def reads(self, answer_state: torch.Tensor, keys: torch.Tensor, points: torch.Tensor, class_probs: torch.Tensor,
+              position: torch.Tensor, yaw: torch.Tensor) -> torch.Tensor:
+        """answer_state (B, H); keys (B, N, d); points (B, N, 2); class_probs (B, N, C); the asker's
+        position (B, 2) and yaw (B,) -> (B, heads * (EGO_FEATURES + C)) reads."""
+        ego = egocentric_features(points.float(), position.float(), yaw.float())
+        queries = self.query(answer_state).view(-1, self.heads, self.dim).float()
+        gates = self.gate(answer_state).view(-1, self.heads, EGO_FEATURES).float()
+        scores = torch.einsum("bhd,bnd->bhn", queries, keys.float()) * self.dim ** -0.5 \
+            + torch.einsum("bhe,bne->bhn", gates, ego)
+        values = torch.cat([ego, class_probs.float()], dim=-1)
+        return torch.einsum("bhn,bnv->bhv", torch.softmax(scores, dim=-1), values).flatten(1)
+
+
+def egocentric_features(points: torch.Tensor, position: torch.Tensor, yaw: torch.Tensor) -> torch.Tensor:
+    """(B, N, 2) points -> (B, N, EGO_FEATURES) as seen from the asker at position (B, 2) facing
+    yaw (B,): the torch twin of loc3r_core.readout.egocentric_features."""
+    delta = points - position[:, None]
+    cos, sin = torch.cos(yaw)[:, None], torch.sin(yaw)[:, None]
+    ahead, left = cos * delta[..., 0] + sin * delta[..., 1], -sin * delta[..., 0] + cos * delta[..., 1]
+    distance = torch.sqrt(ahead ** 2 + left ** 2 + 1e-6)
+    return torch.stack([ahead, left, distance, ahead / distance, left / distance], dim=-1)
+
+
 def split_map_head(raw: torch.Tensor, subpatches: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(..., s^2 * (4 + C)) map-head output -> (..., s^2, 4) sub-patch points and (..., s^2, C) label
     logits, sub-patches row-major within the token (as data.targets.subdivide orders them; the
@@ -468,6 +531,11 @@ def merge_patches(features: torch.Tensor, merge: int) -> torch.Tensor:
     side = math.isqrt(patches)
     blocks = features.view(count, side // merge, merge, side // merge, merge, channels).permute(0, 1, 3, 2, 4, 5)
     return blocks.reshape(count, (side // merge) ** 2, merge * merge * channels)
+
+
+def has_every_row(input_ids: torch.Tensor, token_id: int) -> bool:
+    """Whether every row holds token_id (the answer readouts need the <answer> token)."""
+    return bool((input_ids == token_id).any(dim=1).all())
 
 
 def first_token_state(input_ids: torch.Tensor, hidden: torch.Tensor, token_id: int) -> torch.Tensor:

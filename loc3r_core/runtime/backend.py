@@ -18,6 +18,13 @@ from loc3r_core.runtime.spec import ModelSpec
 KVCache = tuple[np.ndarray, np.ndarray]
 HEAD_NAMES = ("logits", "bev", "semantic_logits", "ego", "pos", "ori_logits")  # what heads() returns
 POINTER_HEAD_NAMES = ("pointer_key", "pointer_query")  # and after them, for pointer-readout models
+GRAPHS = ("vision", "camera", "embed", "decoder", "heads")  # every model's graphs
+
+
+def graph_names(spec: ModelSpec) -> tuple[str, ...]:
+    """The graphs this model runs: every model's, and "answer" where answers read the map
+    (Loc3rConfig.answer_readout_heads: reads (R, features) -> context (R, H))."""
+    return GRAPHS + (("answer",) if spec.answer_readout_heads else ())
 
 
 def head_names(spec: ModelSpec) -> tuple[str, ...]:
@@ -26,7 +33,8 @@ def head_names(spec: ModelSpec) -> tuple[str, ...]:
         POINTER_HEAD_NAMES + (("pointer_query_second",) if spec.pointer_places == 2 else ())
         + (("pos_relative",) if spec.relative_offset else ())
         + (("object_centre_offset",) if spec.object_centre else ()))
-    return HEAD_NAMES + pointer + (("map_head",) if spec.map_subdivision > 1 else ())
+    answer = ("answer_query", "answer_gate") if spec.answer_readout_heads else ()
+    return HEAD_NAMES + pointer + (("map_head",) if spec.map_subdivision > 1 else ()) + answer
 
 
 class Backend(Protocol):
@@ -43,6 +51,8 @@ class Backend(Protocol):
     def decode(self, embeds: np.ndarray, past: KVCache) -> tuple[np.ndarray, KVCache]: ...
 
     def heads(self, hidden: np.ndarray) -> dict[str, np.ndarray]: ...
+
+    def answer_context(self, reads: np.ndarray) -> np.ndarray: ...
 
 
 def empty_cache(spec: ModelSpec) -> KVCache:

@@ -1,4 +1,4 @@
-"""The model cut into the five pieces the streaming runtime calls (torch modules).
+"""The model cut into the pieces the streaming runtime calls (torch modules).
 
 The PyTorch backend runs them eagerly and `loc3r export` turns each into an ONNX graph, so
 both backends do exactly the same work:
@@ -8,7 +8,9 @@ both backends do exactly the same work:
 - decoder: embeddings (1, T, H) after a key/value cache of the memory -> hidden (1, T, H) and
            the cache extended by these T tokens (layers, 1, kv heads, L + T, head dim);
 - heads:   hidden (T, H) -> every readout for those rows (LM logits, BEV, labels, ego, Pos, Ori,
-           and for pointer-readout models each row's pointer key and query).
+           and for pointer-readout models each row's pointer key and query);
+- answer:  (models with an answer readout) the reads of the map from the asker (R, features)
+           -> the context added to each answer token's state before the LM head (R, H).
 """
 
 from __future__ import annotations
@@ -78,9 +80,21 @@ class HeadsGraph(Graph):
                 outputs += (m.centre_head(hidden),)
         if m.map_head is not None:
             outputs += (m.map_head(hidden),)
+        if m.answer_readout is not None:
+            outputs += (m.answer_readout.query(hidden), m.answer_readout.gate(hidden))
         return tuple(output.float() for output in outputs)
 
 
+class AnswerGraph(Graph):
+    """The answer readout's reads (R, features), which the session computes in numpy, -> (R, H)."""
+
+    def forward(self, reads: torch.Tensor) -> torch.Tensor:
+        return self.model.answer_readout.out(reads.to(self.dtype)).float()
+
+
 def model_graphs(model: Loc3rForSpatialQA) -> dict[str, nn.Module]:
-    return {"vision": VisionGraph(model).eval(), "camera": CameraGraph(model).eval(), "embed": EmbedGraph(model).eval(),
-            "decoder": DecoderGraph(model).eval(), "heads": HeadsGraph(model).eval()}
+    graphs = {"vision": VisionGraph(model), "camera": CameraGraph(model), "embed": EmbedGraph(model),
+              "decoder": DecoderGraph(model), "heads": HeadsGraph(model)}
+    if model.answer_readout is not None:
+        graphs["answer"] = AnswerGraph(model)
+    return {name: graph.eval() for name, graph in graphs.items()}

@@ -12,12 +12,11 @@ import numpy as np
 import onnxruntime as ort
 
 from loc3r_core.errors import DataError, UsageError
-from loc3r_core.runtime.backend import KVCache, TextCodec, head_names
+from loc3r_core.runtime.backend import KVCache, TextCodec, graph_names, head_names
 from loc3r_core.runtime.spec import ModelSpec, file_sha256, read_json
 
 SHIPPED_EXPORT = Path(__file__).resolve().parent.parent / "checkpoints" / "loc3r-tiny-onnx"
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
-GRAPHS = ("vision", "camera", "embed", "decoder", "heads")
 
 
 def provider_list(provider: str, cache_dir: Path) -> list:
@@ -63,7 +62,7 @@ class OnnxBackend:
         options.log_severity_level = 3  # warnings about unused initialisers etc. are not the user's business
         providers = provider_list(provider, engine_cache or self.folder / "trt_cache")
         self.sessions = {}
-        for name in GRAPHS:
+        for name in graph_names(self.spec):
             try:
                 self.sessions[name] = ort.InferenceSession(str(self.folder / f"{name}.onnx"), options,
                                                            providers=providers)
@@ -90,6 +89,9 @@ class OnnxBackend:
     def heads(self, hidden: np.ndarray) -> dict[str, np.ndarray]:
         outputs = self.sessions["heads"].run(None, {"hidden": hidden.astype(np.float32)})
         return dict(zip(head_names(self.spec), outputs, strict=True))
+
+    def answer_context(self, reads: np.ndarray) -> np.ndarray:
+        return self.sessions["answer"].run(None, {"reads": reads.astype(np.float32)})[0]
 
 
 def read_manifest(folder: Path) -> dict:

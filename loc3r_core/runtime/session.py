@@ -26,6 +26,7 @@ from loc3r_core.errors import Loc3rError
 from loc3r_core.geometry import Intrinsics, compose_planar, planar_from_transform, relative_planar, rot_z
 from loc3r_core.model.prompt import ORI, POS, SITUATION, prompt_text
 from loc3r_core.readout import (
+    answer_reads,
     circular_soft_argmax,
     circular_std,
     facing_bump,
@@ -95,6 +96,7 @@ class Keyframe:
     pointer_keys: np.ndarray | None = None  # (P, d) its tokens' pointer keys (pointer-readout models)
     # (P, 2) map-frame places the pointer averages, once fused: its BEV points, or its objects' centres
     pointer_points: np.ndarray | None = None
+    class_probs: np.ndarray | None = None  # (P, classes) its tokens' label probabilities (answer readout)
 
 
 class Session:
@@ -213,6 +215,7 @@ class Session:
         else:
             self.grid.add(points, sigma, softmax(heads["semantic_logits"][1:]), keyframe.map_pose[:2])
         keyframe.pointer_points = points
+        keyframe.class_probs = softmax(heads["semantic_logits"][1:])
         if "pointer_key" in heads:
             keyframe.pointer_keys = heads["pointer_key"][1:]
         if "object_centre_offset" in heads:  # model.object_centre: the token's point plus the head's offset
@@ -244,7 +247,8 @@ class Session:
                                 f"at most {self.config.placeable_sigma} m) to answer from it")
         generated: list[int] = []
         log_probs: list[float] = []
-        logits = without_eos(self.backend.heads(hidden[-1:])["logits"][0], self.spec.eos_token_id)
+        context = self._answer_context(hidden[-1:], asker)  # the prompt ends with <answer>
+        logits = without_eos(self.backend.heads(hidden[-1:] + context)["logits"][0], self.spec.eos_token_id)
         for _ in range(self.config.max_answer_tokens):
             token = int(np.argmax(logits))
             log_probs.append(float(np.log(softmax(logits)[token])))
@@ -252,8 +256,22 @@ class Session:
                 break
             generated.append(token)
             hidden, cache = self.backend.decode(self.backend.embed_tokens(np.array([token])), cache)
-            logits = self.backend.heads(hidden)["logits"][0]
+            logits = self.backend.heads(hidden + context)["logits"][0]
         return Answer(self.backend.text.decode(generated), float(np.exp(np.mean(log_probs))), asker)
+
+    def _answer_context(self, answer_state: np.ndarray, asker: PlanarPose) -> np.ndarray | float:
+        """What every answer token's state gains: the answer readout's reads of the memory's tokens
+        as the placed asker sees them (model.modeling_loc3r.AnswerReadout); 0 without one."""
+        if not self.spec.answer_readout_heads:
+            return 0.0
+        heads = self.backend.heads(answer_state)
+        count = self.spec.answer_readout_heads
+        reads = answer_reads(heads["answer_query"][0].reshape(count, -1), heads["answer_gate"][0].reshape(count, -1),
+                             np.concatenate([k.pointer_keys for k in self.memory]),
+                             np.concatenate([k.pointer_points for k in self.memory]),
+                             np.concatenate([k.class_probs for k in self.memory]),
+                             np.array([asker.x, asker.y]), asker.yaw)
+        return self.backend.answer_context(reads[None].astype(np.float32))
 
     def localize(self, situation: str) -> Localization:
         """Where the situation's text puts the asker (the <Pos>/<Ori> readout, no answer decoded)."""

@@ -50,3 +50,7 @@ class TorchBackend:
     def heads(self, hidden: np.ndarray) -> dict[str, np.ndarray]:
         outputs = self.graphs["heads"](self._tensor(hidden.astype(np.float32)))
         return {name: value.cpu().numpy() for name, value in zip(head_names(self.spec), outputs, strict=True)}
+
+    @torch.inference_mode()
+    def answer_context(self, reads: np.ndarray) -> np.ndarray:
+        return self.graphs["answer"](self._tensor(reads.astype(np.float32))).cpu().numpy()
