@@ -49,10 +49,10 @@ POINTER_MODEL = {**TINY_MODEL, "situation_readout": "pointer", "grounding_weight
 # the <answer> state also learns where the asked object stands from the asker (training only); the
 # pointer averages the tokens' object centres; the map gets 2 x 2 sub-patch points per token, each
 # given in its own frame's camera axes; each LM token merges 2 x 2 of the tower's patches; the answer
-# reads the map as the asker sees it (two heads)
+# reads the map as the asker sees it (two heads, the first taught to find the asked object)
 RELATIONAL_MODEL = {**POINTER_MODEL, "pointer_places": 2, "relative_offset": True, "answer_geometry_weight": 0.1,
                     "object_centre_weight": 0.1, "map_subdivision": 2, "bev_frame": "camera", "vision_merge": 2,
-                    "answer_readout_heads": 2}
+                    "answer_readout_heads": 2, "answer_grounding_weight": 0.2}
 
 
 def test_the_pointer_recovers_a_known_point_and_numpy_points_the_same_way():
@@ -176,6 +176,21 @@ def test_grounding_classes_are_what_places_and_what_is_faced(world_by_kind):
         assert PATCH_CLASSES[classes[2]] in situation.text
 
 
+def test_the_asked_class_is_the_one_object_an_egocentric_question_is_about(world_by_kind):
+    dataset = SceneClipDataset(world_by_kind["walk"], num_frames=4, patch_grid=(4, 4))
+    asked = 0
+    for index in range(0, len(dataset), 3):
+        item = dataset[index]
+        if not bool(item["answer_xy_valid"]):
+            assert item["asked_class"].item() == -1
+            continue
+        asked += 1
+        label = PATCH_CLASSES[item["asked_class"].item()]
+        about = item["answer"] if item["question_type"] in ("nearest", "what_direction") else item["question"]
+        assert label in about, (item["question"], item["answer"], label)
+    assert asked > 0
+
+
 @pytest.fixture(scope="module", params=[POINTER_MODEL, RELATIONAL_MODEL], ids=["one-place", "relational"])
 def pointer_model(request, world_by_kind, tmp_path_factory):
     """A tiny pointer-readout model after a few steps on one batch (so its pointers are not uniform)."""
@@ -194,7 +209,7 @@ def pointer_model(request, world_by_kind, tmp_path_factory):
 
 def test_a_pointer_model_learns_where_to_point(pointer_model):
     _, _, history = pointer_model
-    optional = ("answer_geometry", "object_centre", "map_bev", "map_semantic")
+    optional = ("answer_geometry", "answer_grounding", "object_centre", "map_bev", "map_semantic")
     for term in ("grounding", "pos", "ori", *(t for t in optional if t in history[0])):
         first, last = history[0][term], np.mean([h[term] for h in history[-3:]])
         assert last < first - 0.05 * abs(first), f"{term}: {first:.3f} -> {last:.3f}"

@@ -282,14 +282,17 @@ def asked_object_target(scene: Scene, situation: Situation, question: Question, 
                         ) -> dict[str, torch.Tensor]:
     """answer_xy: the centre of the one object a situated question is about, in the asker's frame
     (metres ahead, to the left; any frame the situation is given in gives the same), and whether
-    there is one (answer_xy_valid)."""
+    there is one (answer_xy_valid); asked_class: its patch class (-1: none)."""
     valid = has_situation and question.type in EGOCENTRIC_TYPES and len(question.object_ids) == 1
-    xy = np.zeros(2)
+    xy, asked_class = np.zeros(2), -1
     if valid:
-        offset = scene.object(question.object_ids[0]).center[:2] - np.asarray(situation.position)
+        asked = scene.object(question.object_ids[0])
+        offset = asked.center[:2] - np.asarray(situation.position)
         cos, sin = math.cos(situation.yaw), math.sin(situation.yaw)
         xy = np.array([cos * offset[0] + sin * offset[1], -sin * offset[0] + cos * offset[1]])
-    return {"answer_xy": torch.from_numpy(xy), "answer_xy_valid": torch.tensor(valid)}
+        asked_class = PATCH_CLASSES.index(asked.label)
+    return {"answer_xy": torch.from_numpy(xy), "answer_xy_valid": torch.tensor(valid),
+            "asked_class": torch.tensor(asked_class)}
 
 
 def named_classes(scene: Scene, situation: Situation) -> tuple[int, int]:

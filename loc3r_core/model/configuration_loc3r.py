@@ -96,6 +96,10 @@ class Loc3rConfig(PreTrainedConfig):
     # an MLP of the reads is added to the hidden state of every answer token before the LM head.
     # It gives the answer the geometry the LM does not compute from its own placement.
     answer_readout_heads: int = 0
+    # Answer-readout models only: weight of -log(the attention mass the readout's first head puts
+    # on the tokens of the class of the one object a direction / distance / nearest /
+    # what_direction question is about), so that head learns to find the asked object (training only).
+    answer_grounding_weight: float = 0.0
     # Map readout: each vision token also gives s x s sub-patch BEV points and labels (s =
     # map_subdivision; 1: none), trained like the BEV and semantic heads on a finer patch grid,
     # so the runtime's map gets s^2 points per token instead of one (the other heads unchanged).

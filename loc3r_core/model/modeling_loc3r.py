@@ -50,6 +50,7 @@ class Loc3rOutput:
     map_semantic_logits: torch.Tensor | None = None  # (B, F, P, s^2, classes) their labels
     answer_geometry: torch.Tensor | None = None  # (B, 4) the asked object in the asker's frame, x, y, log sigmas
     answer_context: torch.Tensor | None = None  # (B, H) the answer readout, added to every answer token's state
+    answer_weights: torch.Tensor | None = None  # (B, heads, N) the answer readout's attention over vision tokens
     row_clip: torch.Tensor | None = None  # packed: (R,) the clip of each text row; pos, ori, logits are per row
     loss: torch.Tensor | None = None
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -209,10 +210,12 @@ class Loc3rForSpatialQA(PreTrainedModel):
             heads["pointer_weights"], heads["pointer_spread"] = weights, spread[:, :-1].mean(dim=1)
             if self.answer_readout is not None and has_every_row(row_ids, self.config.answer_token_id):
                 probs = torch.softmax(on_rows(heads["semantic_logits"]).detach().float(), dim=-1).flatten(1, 2)
-                reads = self.answer_readout.reads(first_token_state(row_ids, row_hidden, self.config.answer_token_id),
-                                                  keys, pointed.flatten(1, 2), probs, heads["pos"][:, :2].detach(),
-                                                  soft_argmax_yaw(heads["ori_logits"]).detach())
+                weights, ego = self.answer_readout.attend(
+                    first_token_state(row_ids, row_hidden, self.config.answer_token_id), keys, pointed.flatten(1, 2),
+                    heads["pos"][:, :2].detach(), soft_argmax_yaw(heads["ori_logits"]).detach())
+                reads = self.answer_readout.read(weights, ego, probs)
                 heads["answer_context"] = self.answer_readout.out(reads.to(row_hidden.dtype))
+                heads["answer_weights"] = weights
         if self.answer_geometry_head is not None and has_every_row(row_ids, self.config.answer_token_id):
             heads["answer_geometry"] = self.answer_geometry_head(
                 first_token_state(row_ids, row_hidden, self.config.answer_token_id))
@@ -293,6 +296,7 @@ class Loc3rForSpatialQA(PreTrainedModel):
             "ego_yaw": c.ego_weight * c.ori_factor, "semantic": c.semantic_weight,
             "grounding": c.grounding_weight if self.pointer is not None else 0.0,
             "answer_geometry": c.answer_geometry_weight,
+            "answer_grounding": c.answer_grounding_weight if self.answer_readout is not None else 0.0,
             "object_centre": c.object_centre_weight if self.centre_head is not None else 0.0,
             "map_bev": c.bev_weight if self.map_head is not None else 0.0,
             "map_semantic": c.semantic_weight if self.map_head is not None else 0.0,
@@ -338,6 +342,12 @@ class Loc3rForSpatialQA(PreTrainedModel):
             patch_labels = targets["patch_label"].flatten(1)
             losses["grounding"] = grounding_loss(out.pointer_weights, patch_labels if out.row_clip is None
                                                  else patch_labels[out.row_clip], targets["grounding_classes"])
+        if weights["answer_grounding"] and out.answer_weights is not None:
+            patch_labels = targets["patch_label"].flatten(1)
+            labels = patch_labels if out.row_clip is None else patch_labels[out.row_clip]
+            asked = targets["asked_class"][:, None]
+            masks = ((labels == asked) & (asked >= 0))[:, None]  # (B, 1, N): the first head only
+            losses["answer_grounding"] = attention_mass_loss(out.answer_weights[:, :1], masks)
         return losses
 
 
@@ -424,13 +434,23 @@ class AnswerReadout(nn.Module):
               position: torch.Tensor, yaw: torch.Tensor) -> torch.Tensor:
         """answer_state (B, H); keys (B, N, d); points (B, N, 2); class_probs (B, N, C); the asker's
         position (B, 2) and yaw (B,) -> (B, heads * (EGO_FEATURES + C)) reads."""
+        weights, ego = self.attend(answer_state, keys, points, position, yaw)
+        return self.read(weights, ego, class_probs)
+
+    def attend(self, answer_state: torch.Tensor, keys: torch.Tensor, points: torch.Tensor, position: torch.Tensor,
+               yaw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> each head's (B, heads, N) attention weights and the tokens' (B, N, EGO_FEATURES)."""
         ego = egocentric_features(points.float(), position.float(), yaw.float())
         queries = self.query(answer_state).view(-1, self.heads, self.dim).float()
         gates = self.gate(answer_state).view(-1, self.heads, EGO_FEATURES).float()
         scores = torch.einsum("bhd,bnd->bhn", queries, keys.float()) * self.dim ** -0.5 \
             + torch.einsum("bhe,bne->bhn", gates, ego)
+        return torch.softmax(scores, dim=-1), ego
+
+    @staticmethod
+    def read(weights: torch.Tensor, ego: torch.Tensor, class_probs: torch.Tensor) -> torch.Tensor:
         values = torch.cat([ego, class_probs.float()], dim=-1)
-        return torch.einsum("bhn,bnv->bhv", torch.softmax(scores, dim=-1), values).flatten(1)
+        return torch.einsum("bhn,bnv->bhv", weights, values).flatten(1)
 
 
 def egocentric_features(points: torch.Tensor, position: torch.Tensor, yaw: torch.Tensor) -> torch.Tensor:
@@ -514,7 +534,12 @@ def grounding_loss(weights: torch.Tensor, labels: torch.Tensor, classes: torch.T
     else:
         second = torch.where(classes[:, 1:2] >= 0, classes[:, 1:2], classes[:, 0:1])
         pos_masks = [(labels == classes[:, 0:1]) & (classes[:, 0:1] >= 0), (labels == second) & (second >= 0)]
-    masks = torch.stack([*pos_masks, (labels == faced) & (faced >= 0)], dim=1)  # (B, Q, N)
+    return attention_mass_loss(weights, torch.stack([*pos_masks, (labels == faced) & (faced >= 0)], dim=1))
+
+
+def attention_mass_loss(weights: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Mean -log of the attention mass (B, Q, N) weights put on their (B, Q, N) masks' tokens; queries
+    whose mask holds no token are left out."""
     mass = (weights * masks).sum(dim=-1)
     used = masks.any(dim=-1)
     if not bool(used.any()):
