@@ -338,15 +338,14 @@ class Loc3rForSpatialQA(PreTrainedModel):
         if weights["object_centre"]:
             losses["object_centre"] = gaussian_nll(out.object_centre.float(), targets["centre_target"].float(),
                                                    targets["bev_valid"])
+        if weights["grounding"] or weights["answer_grounding"]:
+            patch_labels = targets["patch_label"].flatten(1)
+            row_labels = patch_labels if out.row_clip is None else patch_labels[out.row_clip]  # each row's clip
         if weights["grounding"]:
-            patch_labels = targets["patch_label"].flatten(1)
-            losses["grounding"] = grounding_loss(out.pointer_weights, patch_labels if out.row_clip is None
-                                                 else patch_labels[out.row_clip], targets["grounding_classes"])
+            losses["grounding"] = grounding_loss(out.pointer_weights, row_labels, targets["grounding_classes"])
         if weights["answer_grounding"] and out.answer_weights is not None:
-            patch_labels = targets["patch_label"].flatten(1)
-            labels = patch_labels if out.row_clip is None else patch_labels[out.row_clip]
             asked = targets["asked_class"][:, None]
-            masks = ((labels == asked) & (asked >= 0))[:, None]  # (B, 1, N): the first head only
+            masks = ((row_labels == asked) & (asked >= 0))[:, None]  # (B, 1, N): the first head only
             losses["answer_grounding"] = attention_mass_loss(out.answer_weights[:, :1], masks)
         return losses
 
