@@ -75,27 +75,40 @@ def pointer_attention(queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
 
 
 EGO_FEATURES = 5  # a point as the asker sees it: metres ahead, to the left, distance, cos and sin of its bearing
+# Loc3rConfig.answer_sector_features: also how far inside each 90-degree sector (front, left, behind,
+# right: the answers' sectors) a point lies, sigmoid(SECTOR_SHARPNESS * (cos(bearing - sector) - cos 45)),
+# so one gate weight can prefer "well inside my left" where cos and sin of the bearing only tilt.
+SECTOR_FEATURES = 4
+SECTOR_SHARPNESS = 10.0
 
 
-def egocentric_features(points: np.ndarray, position: np.ndarray, yaw: float) -> np.ndarray:
-    """(N, 2) points -> (N, EGO_FEATURES) as seen from an asker at position (2,) facing yaw (the
-    numpy twin of model.modeling_loc3r.egocentric_features)."""
+def ego_feature_count(sectors: bool) -> int:
+    return EGO_FEATURES + (SECTOR_FEATURES if sectors else 0)
+
+
+def egocentric_features(points: np.ndarray, position: np.ndarray, yaw: float, sectors: bool = False) -> np.ndarray:
+    """(N, 2) points -> (N, ego_feature_count(sectors)) as seen from an asker at position (2,)
+    facing yaw (the numpy twin of model.modeling_loc3r.egocentric_features)."""
     delta = np.asarray(points, np.float64) - np.asarray(position, np.float64)
     cos, sin = math.cos(yaw), math.sin(yaw)
     ahead, left = cos * delta[:, 0] + sin * delta[:, 1], -sin * delta[:, 0] + cos * delta[:, 1]
     distance = np.sqrt(ahead ** 2 + left ** 2 + 1e-6)
-    return np.stack([ahead, left, distance, ahead / distance, left / distance], axis=1)
+    columns = [ahead, left, distance, ahead / distance, left / distance]
+    if sectors:  # cos(bearing - k * 90 degrees) for front, left, behind, right
+        columns += [1.0 / (1.0 + np.exp(-SECTOR_SHARPNESS * (c - math.sqrt(0.5))))
+                    for c in (ahead / distance, left / distance, -ahead / distance, -left / distance)]
+    return np.stack(columns, axis=1)
 
 
 def answer_reads(queries: np.ndarray, gates: np.ndarray, keys: np.ndarray, points: np.ndarray,
-                 class_probs: np.ndarray, position: np.ndarray, yaw: float) -> np.ndarray:
+                 class_probs: np.ndarray, position: np.ndarray, yaw: float, sectors: bool = False) -> np.ndarray:
     """The answer readout's attention in numpy (model.modeling_loc3r.AnswerReadout.reads).
 
-    queries (heads, d) and gates (heads, EGO_FEATURES) from the <answer> state; keys (N, d),
-    points (N, 2) and class_probs (N, C) of the memory's vision tokens; the asker's position
-    and yaw in the points' frame. Returns (heads * (EGO_FEATURES + C),) reads.
+    queries (heads, d) and gates (heads, ego_feature_count(sectors)) from the <answer> state; keys
+    (N, d), points (N, 2) and class_probs (N, C) of the memory's vision tokens; the asker's position
+    and yaw in the points' frame. Returns (heads * (ego_feature_count(sectors) + C),) reads.
     """
-    ego = egocentric_features(points, position, yaw)
+    ego = egocentric_features(points, position, yaw, sectors)
     scores = np.asarray(queries, np.float64) @ np.asarray(keys, np.float64).T / math.sqrt(keys.shape[-1])
     weights = softmax(scores + np.asarray(gates, np.float64) @ ego.T)
     return (weights @ np.concatenate([ego, np.asarray(class_probs, np.float64)], axis=1)).reshape(-1)

@@ -18,6 +18,7 @@ from loc3r_core.model.configuration_loc3r import Loc3rConfig
 from loc3r_core.model.modeling_loc3r import (
     AnswerReadout,
     SituationPointer,
+    egocentric_features,
     grounding_loss,
     relative_place,
     rotate_towards,
@@ -49,10 +50,11 @@ POINTER_MODEL = {**TINY_MODEL, "situation_readout": "pointer", "grounding_weight
 # the <answer> state also learns where the asked object stands from the asker (training only); the
 # pointer averages the tokens' object centres; the map gets 2 x 2 sub-patch points per token, each
 # given in its own frame's camera axes; each LM token merges 2 x 2 of the tower's patches; the answer
-# reads the map as the asker sees it (two heads, the first taught to find the asked object)
+# reads the map as the asker sees it (two heads, the first taught to find the asked object; their
+# features include the four sectors)
 RELATIONAL_MODEL = {**POINTER_MODEL, "pointer_places": 2, "relative_offset": True, "answer_geometry_weight": 0.1,
                     "object_centre_weight": 0.1, "map_subdivision": 2, "bev_frame": "camera", "vision_merge": 2,
-                    "answer_readout_heads": 2, "answer_grounding_weight": 0.2}
+                    "answer_readout_heads": 2, "answer_grounding_weight": 0.2, "answer_sector_features": True}
 
 
 def test_the_pointer_recovers_a_known_point_and_numpy_points_the_same_way():
@@ -156,6 +158,29 @@ def test_the_answer_readout_finds_a_named_or_placed_token_and_numpy_reads_the_sa
     np.testing.assert_allclose(answer_reads(queries.numpy(), gates.numpy(), keys[0].numpy(), points[0].numpy(),
                                             probs[0].numpy(), np.zeros(2), math.pi / 2),
                                turned.flatten().detach().numpy(), atol=1e-5)
+
+
+def test_sector_features_let_one_head_find_the_nearest_thing_well_inside_a_sector():
+    readout = AnswerReadout(hidden=8, dim=4, heads=1, classes=3, sectors=True)
+    # asker at the origin facing +x: a chair far on the left, a lamp near on the left, a table ahead-left
+    # (42 degrees: nearer than both, but not well inside the left sector)
+    points = torch.tensor([[[0.2, 2.5], [-0.1, 1.0], [0.6, 0.55]]])
+    probs = torch.eye(3)[None]
+    keys, state = torch.zeros(1, 3, 4), torch.randn(1, 8)
+    ego = egocentric_features(points, torch.zeros(1, 2), torch.zeros(1), sectors=True)[0]
+    np.testing.assert_allclose(ego[1, 5:].numpy(), [0.001, 0.95, 0.002, 0.0], atol=0.01)  # front, left, behind, right
+    with torch.no_grad():  # "what is on my left?": well inside the left sector, then the nearest
+        readout.query.weight.zero_()
+        readout.query.bias.zero_()
+        readout.gate.weight.zero_()
+        readout.gate.bias.copy_(torch.tensor([0.0, 0.0, -4.0, 0.0, 0.0, 0.0, 30.0, 0.0, 0.0]))
+    reads = readout.reads(state, keys, points, probs, torch.zeros(1, 2), torch.zeros(1))[0]
+    np.testing.assert_allclose(reads[-3:].detach().numpy(), [0.0, 1.0, 0.0], atol=0.02)  # the lamp
+    with torch.no_grad():
+        queries, gates = readout.query(state).view(1, 4), readout.gate(state).view(1, 9)
+    np.testing.assert_allclose(answer_reads(queries.numpy(), gates.numpy(), keys[0].numpy(), points[0].numpy(),
+                                            probs[0].numpy(), np.zeros(2), 0.0, sectors=True),
+                               reads.detach().numpy(), atol=1e-5)
 
 
 def test_grounding_classes_are_what_places_and_what_is_faced(world_by_kind):

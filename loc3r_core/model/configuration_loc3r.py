@@ -100,6 +100,10 @@ class Loc3rConfig(PreTrainedConfig):
     # on the tokens of the class of the one object a direction / distance / nearest /
     # what_direction question is about), so that head learns to find the asked object (training only).
     answer_grounding_weight: float = 0.0
+    # Answer-readout models only: the egocentric features also say how far inside each of the
+    # four 90-degree sectors (front, left, behind, right) a token lies (readout.SECTOR_FEATURES),
+    # so a head can prefer "well inside my left, and near" (what_direction) with two gate weights.
+    answer_sector_features: bool = False
     # Map readout: each vision token also gives s x s sub-patch BEV points and labels (s =
     # map_subdivision; 1: none), trained like the BEV and semantic heads on a finer patch grid,
     # so the runtime's map gets s^2 points per token instead of one (the other heads unchanged).
@@ -136,6 +140,8 @@ class Loc3rConfig(PreTrainedConfig):
             raise ValueError(f"answer_readout_heads must be 0 or more, not {self.answer_readout_heads}")
         if self.answer_readout_heads and self.situation_readout != "pointer":
             raise ValueError("answer_readout_heads needs situation_readout: pointer (it reads the pointer's keys)")
+        if self.answer_sector_features and not self.answer_readout_heads:
+            raise ValueError("answer_sector_features needs answer_readout_heads (they are its heads' features)")
         if self.bev_frame not in BEV_FRAMES:
             raise ValueError(f"bev_frame must be one of {BEV_FRAMES}, not {self.bev_frame!r}")
         if not 1 <= self.map_subdivision <= 8:

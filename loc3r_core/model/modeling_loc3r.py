@@ -22,7 +22,7 @@ from transformers import AutoModel, AutoModelForCausalLM, PreTrainedModel
 from loc3r_core.model.configuration_loc3r import Loc3rConfig
 from loc3r_core.model.prior import PRIOR_FEATURES
 from loc3r_core.model.spatial import bin_centres, focal_cross_entropy, gaussian_nll, soft_argmax_yaw, yaw_kl
-from loc3r_core.readout import EGO_FEATURES
+from loc3r_core.readout import SECTOR_SHARPNESS, ego_feature_count
 
 IGNORE_INDEX = -100
 
@@ -87,7 +87,8 @@ class Loc3rForSpatialQA(PreTrainedModel):
         self.centre_head = nn.Linear(hidden, 4) if self.pointer is not None and config.object_centre_weight > 0 \
             else None
         self.answer_readout = AnswerReadout(hidden, config.pointer_dim, config.answer_readout_heads,
-                                            config.num_patch_classes) if config.answer_readout_heads else None
+                                            config.num_patch_classes, config.answer_sector_features) \
+            if config.answer_readout_heads else None
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -422,26 +423,27 @@ class AnswerReadout(nn.Module):
     `out` in its answer graph.
     """
 
-    def __init__(self, hidden: int, dim: int, heads: int, classes: int) -> None:
+    def __init__(self, hidden: int, dim: int, heads: int, classes: int, sectors: bool = False) -> None:
         super().__init__()
-        self.heads, self.dim = heads, dim
+        self.heads, self.dim, self.sectors = heads, dim, sectors
+        self.features = ego_feature_count(sectors)
         self.query = nn.Linear(hidden, heads * dim)
-        self.gate = nn.Linear(hidden, heads * EGO_FEATURES)
-        self.out = mlp(heads * (EGO_FEATURES + classes), hidden, hidden)
+        self.gate = nn.Linear(hidden, heads * self.features)
+        self.out = mlp(heads * (self.features + classes), hidden, hidden)
 
     def reads(self, answer_state: torch.Tensor, keys: torch.Tensor, points: torch.Tensor, class_probs: torch.Tensor,
               position: torch.Tensor, yaw: torch.Tensor) -> torch.Tensor:
         """answer_state (B, H); keys (B, N, d); points (B, N, 2); class_probs (B, N, C); the asker's
-        position (B, 2) and yaw (B,) -> (B, heads * (EGO_FEATURES + C)) reads."""
+        position (B, 2) and yaw (B,) -> (B, heads * (features + C)) reads."""
         weights, ego = self.attend(answer_state, keys, points, position, yaw)
         return self.read(weights, ego, class_probs)
 
     def attend(self, answer_state: torch.Tensor, keys: torch.Tensor, points: torch.Tensor, position: torch.Tensor,
                yaw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> each head's (B, heads, N) attention weights and the tokens' (B, N, EGO_FEATURES)."""
-        ego = egocentric_features(points.float(), position.float(), yaw.float())
+        """-> each head's (B, heads, N) attention weights and the tokens' (B, N, features)."""
+        ego = egocentric_features(points.float(), position.float(), yaw.float(), self.sectors)
         queries = self.query(answer_state).view(-1, self.heads, self.dim).float()
-        gates = self.gate(answer_state).view(-1, self.heads, EGO_FEATURES).float()
+        gates = self.gate(answer_state).view(-1, self.heads, self.features).float()
         scores = torch.einsum("bhd,bnd->bhn", queries, keys.float()) * self.dim ** -0.5 \
             + torch.einsum("bhe,bne->bhn", gates, ego)
         return torch.softmax(scores, dim=-1), ego
@@ -452,14 +454,19 @@ class AnswerReadout(nn.Module):
         return torch.einsum("bhn,bnv->bhv", weights, values).flatten(1)
 
 
-def egocentric_features(points: torch.Tensor, position: torch.Tensor, yaw: torch.Tensor) -> torch.Tensor:
-    """(B, N, 2) points -> (B, N, EGO_FEATURES) as seen from the asker at position (B, 2) facing
-    yaw (B,): the torch twin of loc3r_core.readout.egocentric_features."""
+def egocentric_features(points: torch.Tensor, position: torch.Tensor, yaw: torch.Tensor, sectors: bool = False
+                        ) -> torch.Tensor:
+    """(B, N, 2) points -> (B, N, ego_feature_count(sectors)) as seen from the asker at position
+    (B, 2) facing yaw (B,): the torch twin of loc3r_core.readout.egocentric_features."""
     delta = points - position[:, None]
     cos, sin = torch.cos(yaw)[:, None], torch.sin(yaw)[:, None]
     ahead, left = cos * delta[..., 0] + sin * delta[..., 1], -sin * delta[..., 0] + cos * delta[..., 1]
     distance = torch.sqrt(ahead ** 2 + left ** 2 + 1e-6)
-    return torch.stack([ahead, left, distance, ahead / distance, left / distance], dim=-1)
+    columns = [ahead, left, distance, ahead / distance, left / distance]
+    if sectors:
+        columns += [torch.sigmoid(SECTOR_SHARPNESS * (c - math.sqrt(0.5)))
+                    for c in (ahead / distance, left / distance, -ahead / distance, -left / distance)]
+    return torch.stack(columns, dim=-1)
 
 
 def split_map_head(raw: torch.Tensor, subpatches: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -50,6 +50,7 @@ class ModelSpec:
     map_subdivision: int = 1  # Loc3rConfig.map_subdivision: the map gets s^2 points per token
     bev_frame: str = "clip"  # Loc3rConfig.bev_frame: "camera" points are placed by their keyframe's pose
     answer_readout_heads: int = 0  # Loc3rConfig.answer_readout_heads: answers read the map from the asker (0: no)
+    answer_sector_features: bool = False  # Loc3rConfig.answer_sector_features: its reads include the sectors
 
     @classmethod
     def from_checkpoint(cls, folder: Path) -> ModelSpec:
@@ -74,6 +75,7 @@ class ModelSpec:
             object_centre=readout == "pointer" and config.get("object_centre_weight", 0.0) > 0,
             map_subdivision=config.get("map_subdivision", 1), bev_frame=config.get("bev_frame", "clip"),
             answer_readout_heads=config.get("answer_readout_heads", 0),
+            answer_sector_features=config.get("answer_sector_features", False),
             checkpoint_sha256=file_sha256(folder / "model.safetensors"),
         )
 
