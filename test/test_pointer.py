@@ -43,6 +43,7 @@ from loc3r_core.training.batch import collate, model_inputs
 from loc3r_core.training.config import TrainConfig
 from loc3r_core.training.loop import create_model
 from loc3r_core.world.scene_io import SceneFolder
+from loc3r_core.world.situations import plural
 from loc3r_core.world.vocabulary import PATCH_CLASSES
 
 POINTER_MODEL = {**TINY_MODEL, "situation_readout": "pointer", "grounding_weight": 0.2}
@@ -50,11 +51,12 @@ POINTER_MODEL = {**TINY_MODEL, "situation_readout": "pointer", "grounding_weight
 # the <answer> state also learns where the asked object stands from the asker (training only); the
 # pointer averages the tokens' object centres; the map gets 2 x 2 sub-patch points per token, each
 # given in its own frame's camera axes; each LM token merges 2 x 2 of the tower's patches; the answer
-# reads the map as the asker sees it (two heads, the first taught to find the asked object; their
-# features include the four sectors)
+# reads the map as the asker sees it (two heads, the first taught to find the asked object and the
+# counted class; their features include the four sectors)
 RELATIONAL_MODEL = {**POINTER_MODEL, "pointer_places": 2, "relative_offset": True, "answer_geometry_weight": 0.1,
                     "object_centre_weight": 0.1, "map_subdivision": 2, "bev_frame": "camera", "vision_merge": 2,
-                    "answer_readout_heads": 2, "answer_grounding_weight": 0.2, "answer_sector_features": True}
+                    "answer_readout_heads": 2, "answer_grounding_weight": 0.2, "answer_grounding_counts": True,
+                    "answer_sector_features": True}
 
 
 def test_the_pointer_recovers_a_known_point_and_numpy_points_the_same_way():
@@ -203,9 +205,15 @@ def test_grounding_classes_are_what_places_and_what_is_faced(world_by_kind):
 
 def test_the_asked_class_is_the_one_object_an_egocentric_question_is_about(world_by_kind):
     dataset = SceneClipDataset(world_by_kind["walk"], num_frames=4, patch_grid=(4, 4))
-    asked = 0
+    asked = counted = 0
     for index in range(0, len(dataset), 3):
         item = dataset[index]
+        if item["question_type"] == "count":  # the counted class, whether or not any is where it is counted
+            counted += 1
+            label = PATCH_CLASSES[item["counted_class"].item()]
+            assert f"How many {plural(label)} are" in item["question"], (item["question"], label)
+        else:
+            assert item["counted_class"].item() == -1
         if not bool(item["answer_xy_valid"]):
             assert item["asked_class"].item() == -1
             continue
@@ -213,7 +221,7 @@ def test_the_asked_class_is_the_one_object_an_egocentric_question_is_about(world
         label = PATCH_CLASSES[item["asked_class"].item()]
         about = item["answer"] if item["question_type"] in ("nearest", "what_direction") else item["question"]
         assert label in about, (item["question"], item["answer"], label)
-    assert asked > 0
+    assert asked > 0 and counted > 0
 
 
 @pytest.fixture(scope="module", params=[POINTER_MODEL, RELATIONAL_MODEL], ids=["one-place", "relational"])

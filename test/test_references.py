@@ -15,14 +15,13 @@ from loc3r_core.evaluation.metrics import MetricAccumulator
 from loc3r_core.evaluation.references import (
     REFERENCES,
     evaluate_reference,
-    labels_in,
     oracle_answer,
     oracle_placement,
     path_centre,
 )
 from loc3r_core.geometry import camera_rotation, make_pose, wrap_angle
 from loc3r_core.world.scene_io import SceneFolder
-from loc3r_core.world.situations import FACING_MAX_DEG, PLACEMENTS, placement_kind
+from loc3r_core.world.situations import FACING_MAX_DEG, PLACEMENTS, labels_in, placement_kind
 
 
 @pytest.fixture(scope="module")

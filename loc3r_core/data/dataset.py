@@ -26,7 +26,7 @@ from loc3r_core.geometry import anchor_frame, camera_yaw, invert_pose, transform
 from loc3r_core.runtime.preprocess import model_image
 from loc3r_core.world.scene import Question, Scene, Situation, seen_object_ids, transform_situation
 from loc3r_core.world.scene_io import SceneFolder, SceneRoots, scene_folders
-from loc3r_core.world.situations import placement_kind
+from loc3r_core.world.situations import labels_in, placement_kind
 from loc3r_core.world.vocabulary import PATCH_CLASSES
 
 SAMPLING = ("uniform", "random")
@@ -282,7 +282,8 @@ def asked_object_target(scene: Scene, situation: Situation, question: Question, 
                         ) -> dict[str, torch.Tensor]:
     """answer_xy: the centre of the one object a situated question is about, in the asker's frame
     (metres ahead, to the left; any frame the situation is given in gives the same), and whether
-    there is one (answer_xy_valid); asked_class: its patch class (-1: none)."""
+    there is one (answer_xy_valid); asked_class: its patch class (-1: none); counted_class: the
+    patch class a count question counts (-1 for other questions; its objects may be none)."""
     valid = has_situation and question.type in EGOCENTRIC_TYPES and len(question.object_ids) == 1
     xy, asked_class = np.zeros(2), -1
     if valid:
@@ -291,8 +292,9 @@ def asked_object_target(scene: Scene, situation: Situation, question: Question, 
         cos, sin = math.cos(situation.yaw), math.sin(situation.yaw)
         xy = np.array([cos * offset[0] + sin * offset[1], -sin * offset[0] + cos * offset[1]])
         asked_class = PATCH_CLASSES.index(asked.label)
+    counted_class = PATCH_CLASSES.index(labels_in(question.question)[0]) if question.type == "count" else -1
     return {"answer_xy": torch.from_numpy(xy), "answer_xy_valid": torch.tensor(valid),
-            "asked_class": torch.tensor(asked_class)}
+            "asked_class": torch.tensor(asked_class), "counted_class": torch.tensor(counted_class)}
 
 
 def named_classes(scene: Scene, situation: Situation) -> tuple[int, int]:

@@ -15,7 +15,6 @@ scores, in the scene's frame (errors of positions and headings do not depend on 
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -38,12 +37,11 @@ from loc3r_core.world.situations import (
     bearing,
     direction_of,
     floor_distance,
+    labels_in,
     placement_kind,
-    plural,
     ring_around,
     rounded_distance,
 )
-from loc3r_core.world.vocabulary import LABELS
 
 if TYPE_CHECKING:  # the dataset module pulls in torch, which references do not need
     from loc3r_core.data.dataset import SceneClipDataset
@@ -123,16 +121,7 @@ def beside(anchor: SceneObject, target: SceneObject | None) -> np.ndarray:
 
 # --- answers --------------------------------------------------------------------------------
 
-_LABEL_PATTERN = re.compile(
-    r"\b(" + "|".join(sorted({re.escape(w) for label in LABELS for w in (label, plural(label))}, key=len,
-                             reverse=True)) + r")\b")
-_SINGULAR = {plural(label): label for label in LABELS} | {label: label for label in LABELS}
 _SECTOR_PHRASES = {"in front of me": "front", "on my left": "left", "behind me": "behind", "on my right": "right"}
-
-
-def labels_in(text: str) -> list[str]:
-    """Object labels a sentence mentions, in order, plurals made singular."""
-    return [_SINGULAR[match] for match in _LABEL_PATTERN.findall(text.lower())]
 
 
 def oracle_answer(question: Question, scene: Scene, position: np.ndarray, yaw: float) -> str:

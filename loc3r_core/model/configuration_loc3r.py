@@ -100,6 +100,9 @@ class Loc3rConfig(PreTrainedConfig):
     # on the tokens of the class of the one object a direction / distance / nearest /
     # what_direction question is about), so that head learns to find the asked object (training only).
     answer_grounding_weight: float = 0.0
+    # ... and on count questions the same head is taught to look at the counted class (the
+    # tokens whose places say how many there are, and which lie ahead).
+    answer_grounding_counts: bool = False
     # Answer-readout models only: the egocentric features also say how far inside each of the
     # four 90-degree sectors (front, left, behind, right) a token lies (readout.SECTOR_FEATURES),
     # so a head can prefer "well inside my left, and near" (what_direction) with two gate weights.
@@ -140,6 +143,8 @@ class Loc3rConfig(PreTrainedConfig):
             raise ValueError(f"answer_readout_heads must be 0 or more, not {self.answer_readout_heads}")
         if self.answer_readout_heads and self.situation_readout != "pointer":
             raise ValueError("answer_readout_heads needs situation_readout: pointer (it reads the pointer's keys)")
+        if self.answer_grounding_counts and not self.answer_grounding_weight:
+            raise ValueError("answer_grounding_counts needs answer_grounding_weight (it extends that term)")
         if self.answer_sector_features and not self.answer_readout_heads:
             raise ValueError("answer_sector_features needs answer_readout_heads (they are its heads' features)")
         if self.bev_frame not in BEV_FRAMES:

@@ -346,6 +346,8 @@ class Loc3rForSpatialQA(PreTrainedModel):
             losses["grounding"] = grounding_loss(out.pointer_weights, row_labels, targets["grounding_classes"])
         if weights["answer_grounding"] and out.answer_weights is not None:
             asked = targets["asked_class"][:, None]
+            if self.config.answer_grounding_counts:  # count questions: the counted class
+                asked = torch.where(asked >= 0, asked, targets["counted_class"][:, None])
             masks = ((row_labels == asked) & (asked >= 0))[:, None]  # (B, 1, N): the first head only
             losses["answer_grounding"] = attention_mass_loss(out.answer_weights[:, :1], masks)
         return losses

@@ -10,6 +10,7 @@ sector boundary, no near-ties).
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 
@@ -19,7 +20,7 @@ from loc3r_core.geometry import heading_to, wrap_angle
 from loc3r_core.world.freespace import FreeSpace
 from loc3r_core.world.polygon import distance_to_box, from_box_frame, to_box_frame
 from loc3r_core.world.scene import Question, Scene, SceneObject, Situation
-from loc3r_core.world.vocabulary import CATEGORY_BY_NAME
+from loc3r_core.world.vocabulary import CATEGORY_BY_NAME, LABELS
 
 QUESTION_TYPES = ("direction", "distance", "nearest", "count", "what_direction")
 DIRECTIONS = ("front", "left", "behind", "right")  # sectors of 90 degrees, centred on 0, 90, 180, -90
@@ -60,6 +61,17 @@ def placement_kind(scene: Scene, situation: Situation) -> str:
 
 def plural(label: str) -> str:
     return PLURALS.get(label, label + "s")
+
+
+_LABEL_PATTERN = re.compile(
+    r"\b(" + "|".join(sorted({re.escape(w) for label in LABELS for w in (label, plural(label))}, key=len,
+                             reverse=True)) + r")\b")
+_SINGULAR = {plural(label): label for label in LABELS} | {label: label for label in LABELS}
+
+
+def labels_in(text: str) -> list[str]:
+    """Object labels a sentence mentions, in order, plurals made singular."""
+    return [_SINGULAR[match] for match in _LABEL_PATTERN.findall(text.lower())]
 
 
 def bearing(position: np.ndarray, yaw: float, target: np.ndarray) -> float:
