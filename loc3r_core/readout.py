@@ -86,6 +86,12 @@ def ego_feature_count(sectors: bool) -> int:
     return EGO_FEATURES + (SECTOR_FEATURES if sectors else 0)
 
 
+def answer_read_width(features: int, classes: int, spread: bool) -> int:
+    """One answer head's read: its mean egocentric features and class probabilities, and with
+    `spread` (Loc3rConfig.answer_spread_reads) the RMS distance of its weighed places from their mean."""
+    return features + classes + (1 if spread else 0)
+
+
 def egocentric_features(points: np.ndarray, position: np.ndarray, yaw: float, sectors: bool = False) -> np.ndarray:
     """(N, 2) points -> (N, ego_feature_count(sectors)) as seen from an asker at position (2,)
     facing yaw (the numpy twin of model.modeling_loc3r.egocentric_features)."""
@@ -101,17 +107,22 @@ def egocentric_features(points: np.ndarray, position: np.ndarray, yaw: float, se
 
 
 def answer_reads(queries: np.ndarray, gates: np.ndarray, keys: np.ndarray, points: np.ndarray,
-                 class_probs: np.ndarray, position: np.ndarray, yaw: float, sectors: bool = False) -> np.ndarray:
+                 class_probs: np.ndarray, position: np.ndarray, yaw: float, sectors: bool = False,
+                 spread: bool = False) -> np.ndarray:
     """The answer readout's attention in numpy (model.modeling_loc3r.AnswerReadout.reads).
 
     queries (heads, d) and gates (heads, ego_feature_count(sectors)) from the <answer> state; keys
     (N, d), points (N, 2) and class_probs (N, C) of the memory's vision tokens; the asker's position
-    and yaw in the points' frame. Returns (heads * (ego_feature_count(sectors) + C),) reads.
+    and yaw in the points' frame. Returns (heads * answer_read_width(features, C, spread),) reads.
     """
     ego = egocentric_features(points, position, yaw, sectors)
     scores = np.asarray(queries, np.float64) @ np.asarray(keys, np.float64).T / math.sqrt(keys.shape[-1])
     weights = softmax(scores + np.asarray(gates, np.float64) @ ego.T)
-    return (weights @ np.concatenate([ego, np.asarray(class_probs, np.float64)], axis=1)).reshape(-1)
+    reads = weights @ np.concatenate([ego, np.asarray(class_probs, np.float64)], axis=1)
+    if spread:  # RMS distance of the weighed places (ahead, left) from their mean
+        squared = ((ego[None, :, :2] - reads[:, None, :2]) ** 2).sum(axis=-1)
+        reads = np.concatenate([reads, np.sqrt((weights * squared).sum(axis=1) + 1e-6)[:, None]], axis=1)
+    return reads.reshape(-1)
 
 
 def relative_offsets(offset: np.ndarray, at: np.ndarray, faced: np.ndarray, viewer: np.ndarray) -> np.ndarray:

@@ -52,11 +52,11 @@ POINTER_MODEL = {**TINY_MODEL, "situation_readout": "pointer", "grounding_weight
 # pointer averages the tokens' object centres; the map gets 2 x 2 sub-patch points per token, each
 # given in its own frame's camera axes; each LM token merges 2 x 2 of the tower's patches; the answer
 # reads the map as the asker sees it (two heads, the first taught to find the asked object and the
-# counted class; their features include the four sectors)
+# counted class; their features include the four sectors, their reads the spread of what they weigh)
 RELATIONAL_MODEL = {**POINTER_MODEL, "pointer_places": 2, "relative_offset": True, "answer_geometry_weight": 0.1,
                     "object_centre_weight": 0.1, "map_subdivision": 2, "bev_frame": "camera", "vision_merge": 2,
                     "answer_readout_heads": 2, "answer_grounding_weight": 0.2, "answer_grounding_counts": True,
-                    "answer_sector_features": True}
+                    "answer_sector_features": True, "answer_spread_reads": True}
 
 
 def test_the_pointer_recovers_a_known_point_and_numpy_points_the_same_way():
@@ -183,6 +183,27 @@ def test_sector_features_let_one_head_find_the_nearest_thing_well_inside_a_secto
     np.testing.assert_allclose(answer_reads(queries.numpy(), gates.numpy(), keys[0].numpy(), points[0].numpy(),
                                             probs[0].numpy(), np.zeros(2), 0.0, sectors=True),
                                reads.detach().numpy(), atol=1e-5)
+
+
+def test_spread_reads_tell_two_objects_apart_from_one():
+    readout = AnswerReadout(hidden=8, dim=2, heads=2, classes=2, spread=True)
+    # two chairs 3 m apart and a table; head 0 looks for chairs, head 1 for the table
+    points = torch.tensor([[[2.0, 1.5], [2.0, -1.5], [-1.0, 0.0]]])
+    keys, probs = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]]), torch.eye(2)[[0, 0, 1]][None]
+    state = torch.randn(1, 8)
+    with torch.no_grad():
+        readout.query.weight.zero_()
+        readout.query.bias.copy_(torch.tensor([60.0, 0.0, 0.0, 60.0]))
+        readout.gate.weight.zero_()
+        readout.gate.bias.zero_()
+    reads = readout.reads(state, keys, points, probs, torch.zeros(1, 2), torch.zeros(1)).view(2, -1)
+    np.testing.assert_allclose(reads[:, -1].detach().numpy(), [1.5, 0.0], atol=1e-2)  # 3 m apart; one table
+    np.testing.assert_allclose(reads[0, :2].detach().numpy(), [2.0, 0.0], atol=1e-3)  # their mean: between them
+    with torch.no_grad():
+        queries, gates = readout.query(state).view(2, 2), readout.gate(state).view(2, 5)
+    np.testing.assert_allclose(answer_reads(queries.numpy(), gates.numpy(), keys[0].numpy(), points[0].numpy(),
+                                            probs[0].numpy(), np.zeros(2), 0.0, spread=True),
+                               reads.flatten().detach().numpy(), atol=1e-5)
 
 
 def test_grounding_classes_are_what_places_and_what_is_faced(world_by_kind):

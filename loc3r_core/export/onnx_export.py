@@ -24,7 +24,7 @@ import torch
 from loc3r_core.atomic import atomic_path
 from loc3r_core.errors import UsageError
 from loc3r_core.model.checkpoint import SHIPPED_MODEL, load_model
-from loc3r_core.readout import ego_feature_count
+from loc3r_core.readout import answer_read_width, ego_feature_count
 from loc3r_core.runtime.backend import empty_cache, graph_names, head_names
 from loc3r_core.runtime.graphs import model_graphs
 from loc3r_core.runtime.spec import ModelSpec, file_sha256
@@ -70,7 +70,8 @@ def example_inputs(spec: ModelSpec) -> dict[str, tuple[torch.Tensor, ...]]:
 
 def answer_read_size(spec: ModelSpec) -> int:
     """Features per row of the answer graph's input (readout.answer_reads)."""
-    return spec.answer_readout_heads * (ego_feature_count(spec.answer_sector_features) + len(spec.label_names))
+    return spec.answer_readout_heads * answer_read_width(ego_feature_count(spec.answer_sector_features),
+                                                         len(spec.label_names), spec.answer_spread_reads)
 
 
 def export_checkpoint(checkpoint: Path | None, out: Path, precision: str = "fp32") -> dict:

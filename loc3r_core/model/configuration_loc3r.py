@@ -107,6 +107,9 @@ class Loc3rConfig(PreTrainedConfig):
     # four 90-degree sectors (front, left, behind, right) a token lies (readout.SECTOR_FEATURES),
     # so a head can prefer "well inside my left, and near" (what_direction) with two gate weights.
     answer_sector_features: bool = False
+    # Answer-readout models only: each head also reads how far (RMS, metres) the places it weighs
+    # lie from their mean, which a mean cannot say: one object, or several apart (count).
+    answer_spread_reads: bool = False
     # Map readout: each vision token also gives s x s sub-patch BEV points and labels (s =
     # map_subdivision; 1: none), trained like the BEV and semantic heads on a finer patch grid,
     # so the runtime's map gets s^2 points per token instead of one (the other heads unchanged).
@@ -147,6 +150,8 @@ class Loc3rConfig(PreTrainedConfig):
             raise ValueError("answer_grounding_counts needs answer_grounding_weight (it extends that term)")
         if self.answer_sector_features and not self.answer_readout_heads:
             raise ValueError("answer_sector_features needs answer_readout_heads (they are its heads' features)")
+        if self.answer_spread_reads and not self.answer_readout_heads:
+            raise ValueError("answer_spread_reads needs answer_readout_heads (they are its heads' reads)")
         if self.bev_frame not in BEV_FRAMES:
             raise ValueError(f"bev_frame must be one of {BEV_FRAMES}, not {self.bev_frame!r}")
         if not 1 <= self.map_subdivision <= 8:

@@ -22,7 +22,7 @@ from transformers import AutoModel, AutoModelForCausalLM, PreTrainedModel
 from loc3r_core.model.configuration_loc3r import Loc3rConfig
 from loc3r_core.model.prior import PRIOR_FEATURES
 from loc3r_core.model.spatial import bin_centres, focal_cross_entropy, gaussian_nll, soft_argmax_yaw, yaw_kl
-from loc3r_core.readout import SECTOR_SHARPNESS, ego_feature_count
+from loc3r_core.readout import SECTOR_SHARPNESS, answer_read_width, ego_feature_count
 
 IGNORE_INDEX = -100
 
@@ -87,7 +87,8 @@ class Loc3rForSpatialQA(PreTrainedModel):
         self.centre_head = nn.Linear(hidden, 4) if self.pointer is not None and config.object_centre_weight > 0 \
             else None
         self.answer_readout = AnswerReadout(hidden, config.pointer_dim, config.answer_readout_heads,
-                                            config.num_patch_classes, config.answer_sector_features) \
+                                            config.num_patch_classes, config.answer_sector_features,
+                                            config.answer_spread_reads) \
             if config.answer_readout_heads else None
         self.post_init()
 
@@ -214,7 +215,7 @@ class Loc3rForSpatialQA(PreTrainedModel):
                 weights, ego = self.answer_readout.attend(
                     first_token_state(row_ids, row_hidden, self.config.answer_token_id), keys, pointed.flatten(1, 2),
                     heads["pos"][:, :2].detach(), soft_argmax_yaw(heads["ori_logits"]).detach())
-                reads = self.answer_readout.read(weights, ego, probs)
+                reads = self.answer_readout.read(weights, ego, probs, self.answer_readout.spread)
                 heads["answer_context"] = self.answer_readout.out(reads.to(row_hidden.dtype))
                 heads["answer_weights"] = weights
         if self.answer_geometry_head is not None and has_every_row(row_ids, self.config.answer_token_id):
@@ -425,20 +426,21 @@ class AnswerReadout(nn.Module):
     `out` in its answer graph.
     """
 
-    def __init__(self, hidden: int, dim: int, heads: int, classes: int, sectors: bool = False) -> None:
+    def __init__(self, hidden: int, dim: int, heads: int, classes: int, sectors: bool = False,
+                 spread: bool = False) -> None:
         super().__init__()
-        self.heads, self.dim, self.sectors = heads, dim, sectors
+        self.heads, self.dim, self.sectors, self.spread = heads, dim, sectors, spread
         self.features = ego_feature_count(sectors)
         self.query = nn.Linear(hidden, heads * dim)
         self.gate = nn.Linear(hidden, heads * self.features)
-        self.out = mlp(heads * (self.features + classes), hidden, hidden)
+        self.out = mlp(heads * answer_read_width(self.features, classes, spread), hidden, hidden)
 
     def reads(self, answer_state: torch.Tensor, keys: torch.Tensor, points: torch.Tensor, class_probs: torch.Tensor,
               position: torch.Tensor, yaw: torch.Tensor) -> torch.Tensor:
         """answer_state (B, H); keys (B, N, d); points (B, N, 2); class_probs (B, N, C); the asker's
-        position (B, 2) and yaw (B,) -> (B, heads * (features + C)) reads."""
+        position (B, 2) and yaw (B,) -> (B, heads * answer_read_width(features, C, spread)) reads."""
         weights, ego = self.attend(answer_state, keys, points, position, yaw)
-        return self.read(weights, ego, class_probs)
+        return self.read(weights, ego, class_probs, self.spread)
 
     def attend(self, answer_state: torch.Tensor, keys: torch.Tensor, points: torch.Tensor, position: torch.Tensor,
                yaw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -451,9 +453,17 @@ class AnswerReadout(nn.Module):
         return torch.softmax(scores, dim=-1), ego
 
     @staticmethod
-    def read(weights: torch.Tensor, ego: torch.Tensor, class_probs: torch.Tensor) -> torch.Tensor:
+    def read(weights: torch.Tensor, ego: torch.Tensor, class_probs: torch.Tensor, spread: bool = False) -> torch.Tensor:
+        """(B, heads, N) weights -> (B, heads * width) reads: the weighted mean of each token's
+        features and class probabilities; with `spread`, also how far (RMS, metres) the weighed
+        places lie from their mean (one object, or several apart: what a mean cannot say)."""
         values = torch.cat([ego, class_probs.float()], dim=-1)
-        return torch.einsum("bhn,bnv->bhv", weights, values).flatten(1)
+        reads = torch.einsum("bhn,bnv->bhv", weights, values)
+        if spread:
+            offsets = ego[:, None, :, :2] - reads[..., None, :2]  # (B, heads, N, 2): ahead, left
+            rms = torch.sqrt(torch.einsum("bhn,bhn->bh", weights, (offsets ** 2).sum(-1)) + 1e-6)
+            reads = torch.cat([reads, rms[..., None]], dim=-1)
+        return reads.flatten(1)
 
 
 def egocentric_features(points: torch.Tensor, position: torch.Tensor, yaw: torch.Tensor, sectors: bool = False

@@ -270,7 +270,8 @@ class Session:
                              np.concatenate([k.pointer_keys for k in self.memory]),
                              np.concatenate([k.pointer_points for k in self.memory]),
                              np.concatenate([k.class_probs for k in self.memory]),
-                             np.array([asker.x, asker.y]), asker.yaw, self.spec.answer_sector_features)
+                             np.array([asker.x, asker.y]), asker.yaw, self.spec.answer_sector_features,
+                             self.spec.answer_spread_reads)
         return self.backend.answer_context(reads[None].astype(np.float32))
 
     def localize(self, situation: str) -> Localization:

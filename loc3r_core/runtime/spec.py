@@ -51,6 +51,7 @@ class ModelSpec:
     bev_frame: str = "clip"  # Loc3rConfig.bev_frame: "camera" points are placed by their keyframe's pose
     answer_readout_heads: int = 0  # Loc3rConfig.answer_readout_heads: answers read the map from the asker (0: no)
     answer_sector_features: bool = False  # Loc3rConfig.answer_sector_features: its reads include the sectors
+    answer_spread_reads: bool = False  # Loc3rConfig.answer_spread_reads: ... and their places' spread
 
     @classmethod
     def from_checkpoint(cls, folder: Path) -> ModelSpec:
@@ -76,6 +77,7 @@ class ModelSpec:
             map_subdivision=config.get("map_subdivision", 1), bev_frame=config.get("bev_frame", "clip"),
             answer_readout_heads=config.get("answer_readout_heads", 0),
             answer_sector_features=config.get("answer_sector_features", False),
+            answer_spread_reads=config.get("answer_spread_reads", False),
             checkpoint_sha256=file_sha256(folder / "model.safetensors"),
         )
 
