@@ -215,7 +215,7 @@ class Loc3rForSpatialQA(PreTrainedModel):
                 weights, ego = self.answer_readout.attend(
                     first_token_state(row_ids, row_hidden, self.config.answer_token_id), keys, pointed.flatten(1, 2),
                     heads["pos"][:, :2].detach(), soft_argmax_yaw(heads["ori_logits"]).detach())
-                reads = self.answer_readout.read(weights, ego, probs, self.answer_readout.spread)
+                reads = self.answer_readout.read(weights, ego, probs)
                 heads["answer_context"] = self.answer_readout.out(reads.to(row_hidden.dtype))
                 heads["answer_weights"] = weights
         if self.answer_geometry_head is not None and has_every_row(row_ids, self.config.answer_token_id):
@@ -440,7 +440,7 @@ class AnswerReadout(nn.Module):
         """answer_state (B, H); keys (B, N, d); points (B, N, 2); class_probs (B, N, C); the asker's
         position (B, 2) and yaw (B,) -> (B, heads * answer_read_width(features, C, spread)) reads."""
         weights, ego = self.attend(answer_state, keys, points, position, yaw)
-        return self.read(weights, ego, class_probs, self.spread)
+        return self.read(weights, ego, class_probs)
 
     def attend(self, answer_state: torch.Tensor, keys: torch.Tensor, points: torch.Tensor, position: torch.Tensor,
                yaw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -452,14 +452,13 @@ class AnswerReadout(nn.Module):
             + torch.einsum("bhe,bne->bhn", gates, ego)
         return torch.softmax(scores, dim=-1), ego
 
-    @staticmethod
-    def read(weights: torch.Tensor, ego: torch.Tensor, class_probs: torch.Tensor, spread: bool = False) -> torch.Tensor:
+    def read(self, weights: torch.Tensor, ego: torch.Tensor, class_probs: torch.Tensor) -> torch.Tensor:
         """(B, heads, N) weights -> (B, heads * width) reads: the weighted mean of each token's
         features and class probabilities; with `spread`, also how far (RMS, metres) the weighed
         places lie from their mean (one object, or several apart: what a mean cannot say)."""
         values = torch.cat([ego, class_probs.float()], dim=-1)
         reads = torch.einsum("bhn,bnv->bhv", weights, values)
-        if spread:
+        if self.spread:
             offsets = ego[:, None, :, :2] - reads[..., None, :2]  # (B, heads, N, 2): ahead, left
             rms = torch.sqrt(torch.einsum("bhn,bhn->bh", weights, (offsets ** 2).sum(-1)) + 1e-6)
             reads = torch.cat([reads, rms[..., None]], dim=-1)
