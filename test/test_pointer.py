@@ -56,7 +56,7 @@ POINTER_MODEL = {**TINY_MODEL, "situation_readout": "pointer", "grounding_weight
 RELATIONAL_MODEL = {**POINTER_MODEL, "pointer_places": 2, "relative_offset": True, "answer_geometry_weight": 0.1,
                     "object_centre_weight": 0.1, "map_subdivision": 2, "bev_frame": "camera", "vision_merge": 2,
                     "answer_readout_heads": 2, "answer_grounding_weight": 0.2, "answer_grounding_counts": True,
-                    "answer_sector_features": True, "answer_spread_reads": True}
+                    "answer_sector_features": True, "answer_spread_reads": True, "answer_copy_labels": True}
 
 
 def test_the_pointer_recovers_a_known_point_and_numpy_points_the_same_way():
@@ -206,6 +206,28 @@ def test_spread_reads_tell_two_objects_apart_from_one():
                                reads.flatten().detach().numpy(), atol=1e-5)
 
 
+def test_the_copy_path_votes_for_the_label_the_first_head_reads():
+    # classes: wall (structure), then chair, lamp, table, whose answers start with tokens 10, 11, 12
+    readout = AnswerReadout(hidden=8, dim=2, heads=2, classes=4, copy_tokens=[10, 11, 12], vocab=16)
+    points = torch.tensor([[[2.0, 1.5], [-1.0, 0.0], [0.5, -2.0]]])
+    keys, probs = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]]), torch.eye(4)[[0, 2, 1]][None]
+    with torch.no_grad():  # head 0 finds the lamp; head 1 the wall and the chair
+        readout.query.weight.zero_()
+        readout.query.bias.copy_(torch.tensor([0.0, 60.0, 60.0, 0.0]))
+        readout.gate.weight.zero_()
+        readout.gate.bias.zero_()
+    reads = readout.reads(torch.randn(1, 8), keys, points, probs, torch.zeros(1, 2), torch.zeros(1))
+    copy = readout.copy_logits(reads)[0]
+    assert int(copy.argmax()) == 11  # the lamp: what head 0 reads, whatever head 1 does
+    np.testing.assert_allclose(copy[10:13].detach().numpy(), np.array([-1, 2, -1]) * np.log(1001) / 3, atol=1e-3)
+    assert float(copy[:10].abs().max()) == 0.0 and float(copy[13:].abs().max()) == 0.0  # other tokens untouched
+    state = torch.randn(3, 8)
+    with torch.no_grad():
+        readout.copy_gate.weight.zero_()
+        readout.copy_gate.bias.fill_(2.0)
+    np.testing.assert_allclose(readout.vote(state, copy).detach().numpy(), 2.0 * copy.expand(3, -1).detach().numpy())
+
+
 def test_grounding_classes_are_what_places_and_what_is_faced(world_by_kind):
     dataset = SceneClipDataset(world_by_kind["walk"], num_frames=4, patch_grid=(4, 4))
     for index in range(0, len(dataset), 7):
@@ -317,6 +339,8 @@ def test_the_session_points_like_the_model_forward(pointer_model, world_by_kind,
     assert asked.text == answers[0]
     if model.answer_readout is not None:
         assert float(heads["answer_context"].abs().max()) > 1e-3  # trained: the readout changes the answer's state
+    if "answer_copy" in heads:  # ... and the copy path votes (a gate trained away from its zero start)
+        assert float(model.answer_readout.copy_gate.weight.abs().max()) > 1e-4
 
 
 def test_an_exported_pointer_model_points_like_its_checkpoint(pointer_model, world_by_kind, tmp_path):

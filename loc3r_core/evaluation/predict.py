@@ -42,6 +42,8 @@ def greedy_answers(
         if "answer_context" in heads:  # every answer token's state gains the answer readout, as in training
             last = last + heads["answer_context"]
         logits = model.language_model.get_output_embeddings()(last)
+        if "answer_copy" in heads:  # ... and its label tokens the first head's vote
+            logits = logits + model.answer_readout.vote(last, heads["answer_copy"])
         if step == 0:  # every answer has a token (readout.without_eos)
             logits[:, eos] = -torch.inf
         token = logits.argmax(dim=-1)

@@ -25,7 +25,7 @@ from loc3r_core.atomic import atomic_path
 from loc3r_core.errors import UsageError
 from loc3r_core.model.checkpoint import SHIPPED_MODEL, load_model
 from loc3r_core.readout import answer_read_width, ego_feature_count
-from loc3r_core.runtime.backend import empty_cache, graph_names, head_names
+from loc3r_core.runtime.backend import answer_outputs, empty_cache, graph_names, head_names
 from loc3r_core.runtime.graphs import model_graphs
 from loc3r_core.runtime.spec import ModelSpec, file_sha256
 
@@ -51,7 +51,7 @@ GRAPH_IO = {
 
 def graph_io(spec: ModelSpec) -> dict[str, GraphIO]:
     return {**GRAPH_IO, "heads": GraphIO(("hidden",), head_names(spec), {"hidden": {0: "tokens"}}),
-            "answer": GraphIO(("reads",), ("context",), {"reads": {0: "rows"}})}
+            "answer": GraphIO(("reads",), answer_outputs(spec), {"reads": {0: "rows"}})}
 
 
 def example_inputs(spec: ModelSpec) -> dict[str, tuple[torch.Tensor, ...]]:

@@ -40,5 +40,7 @@ def check_parity(checkpoint: Path | None, export: Path, seed: int = 0) -> dict[s
         compare("heads", heads_t[name], heads_o[name])
     if spec.answer_readout_heads:
         reads = rng.random((2, answer_read_size(spec))).astype(np.float32)
-        compare("answer", torch_backend.answer_context(reads), onnx_backend.answer_context(reads))
+        answer_t, answer_o = torch_backend.answer(reads), onnx_backend.answer(reads)
+        for name in answer_t:
+            compare("answer", answer_t[name], answer_o[name])
     return errors

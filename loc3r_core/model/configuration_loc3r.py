@@ -110,6 +110,15 @@ class Loc3rConfig(PreTrainedConfig):
     # Answer-readout models only: each head also reads how far (RMS, metres) the places it weighs
     # lie from their mean, which a mean cannot say: one object, or several apart (count).
     answer_spread_reads: bool = False
+    # Answer-readout models only: the class probabilities the first head reads also vote on the
+    # answer's label tokens directly (a copy path, as pointer-generator models copy): each answer
+    # token's logits gain g * (log q - mean log q) on the first token of every object label, q the
+    # read's probabilities over object classes and g a gate of that token's state (0 at first),
+    # so the LM need not relay through its state what the readout already found.
+    answer_copy_labels: bool = False
+    # The first token of each object label (PATCH_CLASSES after the structure classes), filled in
+    # from the tokenizer when the model is built; the copy path's vocabulary.
+    label_token_ids: list[int] | None = None
     # Map readout: each vision token also gives s x s sub-patch BEV points and labels (s =
     # map_subdivision; 1: none), trained like the BEV and semantic heads on a finer patch grid,
     # so the runtime's map gets s^2 points per token instead of one (the other heads unchanged).
@@ -152,6 +161,8 @@ class Loc3rConfig(PreTrainedConfig):
             raise ValueError("answer_sector_features needs answer_readout_heads (they are its heads' features)")
         if self.answer_spread_reads and not self.answer_readout_heads:
             raise ValueError("answer_spread_reads needs answer_readout_heads (they are its heads' reads)")
+        if self.answer_copy_labels and not self.answer_readout_heads:
+            raise ValueError("answer_copy_labels needs answer_readout_heads (it copies the first head's read)")
         if self.bev_frame not in BEV_FRAMES:
             raise ValueError(f"bev_frame must be one of {BEV_FRAMES}, not {self.bev_frame!r}")
         if not 1 <= self.map_subdivision <= 8:

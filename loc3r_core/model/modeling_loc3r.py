@@ -25,6 +25,7 @@ from loc3r_core.model.spatial import bin_centres, focal_cross_entropy, gaussian_
 from loc3r_core.readout import SECTOR_SHARPNESS, answer_read_width, ego_feature_count
 
 IGNORE_INDEX = -100
+COPY_FLOOR = 1e-3  # the answer copy path's floor on a read probability: a vote of at most log(1e3) against
 
 
 def mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
@@ -51,6 +52,7 @@ class Loc3rOutput:
     answer_geometry: torch.Tensor | None = None  # (B, 4) the asked object in the asker's frame, x, y, log sigmas
     answer_context: torch.Tensor | None = None  # (B, H) the answer readout, added to every answer token's state
     answer_weights: torch.Tensor | None = None  # (B, heads, N) the answer readout's attention over vision tokens
+    answer_copy: torch.Tensor | None = None  # (B, vocab) the first head's vote on label tokens (answer_copy_labels)
     row_clip: torch.Tensor | None = None  # packed: (R,) the clip of each text row; pos, ori, logits are per row
     loss: torch.Tensor | None = None
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -88,7 +90,9 @@ class Loc3rForSpatialQA(PreTrainedModel):
             else None
         self.answer_readout = AnswerReadout(hidden, config.pointer_dim, config.answer_readout_heads,
                                             config.num_patch_classes, config.answer_sector_features,
-                                            config.answer_spread_reads) \
+                                            config.answer_spread_reads,
+                                            config.label_token_ids if config.answer_copy_labels else None,
+                                            config.text_config.vocab_size) \
             if config.answer_readout_heads else None
         self.post_init()
 
@@ -100,7 +104,7 @@ class Loc3rForSpatialQA(PreTrainedModel):
             nn.init.zeros_(module.weight)
             nn.init.zeros_(module.bias)
         if isinstance(module, AnswerReadout):  # the LM's answers are untouched until training says otherwise
-            for layer in (module.gate, module.out[-1]):
+            for layer in (module.gate, module.out[-1], *([module.copy_gate] if module.copy_gate else [])):
                 nn.init.zeros_(layer.weight)
                 nn.init.zeros_(layer.bias)
         if isinstance(module, SituationPointer):
@@ -218,6 +222,8 @@ class Loc3rForSpatialQA(PreTrainedModel):
                 reads = self.answer_readout.read(weights, ego, probs)
                 heads["answer_context"] = self.answer_readout.out(reads.to(row_hidden.dtype))
                 heads["answer_weights"] = weights
+                if self.answer_readout.copy_gate is not None:
+                    heads["answer_copy"] = self.answer_readout.copy_logits(reads)
         if self.answer_geometry_head is not None and has_every_row(row_ids, self.config.answer_token_id):
             heads["answer_geometry"] = self.answer_geometry_head(
                 first_token_state(row_ids, row_hidden, self.config.answer_token_id))
@@ -282,8 +288,11 @@ class Loc3rForSpatialQA(PreTrainedModel):
             text_ids = input_ids if row_ids is None else row_ids
             answering = (text_ids == self.config.answer_token_id).cumsum(dim=1) > 0
             text_hidden = text_hidden + answering[..., None] * heads["answer_context"][:, None]
-        output = Loc3rOutput(logits=self.language_model.get_output_embeddings()(text_hidden), row_clip=row_clip,
-                             **heads)
+        logits = self.language_model.get_output_embeddings()(text_hidden)
+        if "answer_copy" in heads:  # ... and its label tokens the first head's vote
+            vote = self.answer_readout.vote(text_hidden, heads["answer_copy"][:, None])
+            logits = logits + answering[..., None] * vote
+        output = Loc3rOutput(logits=logits, row_clip=row_clip, **heads)
         if labels is not None:
             output.losses = self.spatial_losses(output, labels, targets or {}, class_weights or {})
             weights = self.loss_weights()
@@ -423,17 +432,43 @@ class AnswerReadout(nn.Module):
     vector added to the answer tokens' states before the LM head. Pose, points and labels are
     detached: answers cannot bend the map or the placement. The runtime computes the queries
     and gates in its heads graph, the reads in numpy (loc3r_core.readout.answer_reads), and
-    `out` in its answer graph.
+    `out` in its answer graph. With a copy path (answer_copy_labels) the first head's class read
+    also votes on the label tokens (copy_logits, in the answer graph) with a gate of each answer
+    token's state (vote; copy_gate in the heads graph).
     """
 
     def __init__(self, hidden: int, dim: int, heads: int, classes: int, sectors: bool = False,
-                 spread: bool = False) -> None:
+                 spread: bool = False, copy_tokens: list[int] | None = None, vocab: int = 0) -> None:
         super().__init__()
         self.heads, self.dim, self.sectors, self.spread = heads, dim, sectors, spread
-        self.features = ego_feature_count(sectors)
+        self.features, self.classes = ego_feature_count(sectors), classes
         self.query = nn.Linear(hidden, heads * dim)
         self.gate = nn.Linear(hidden, heads * self.features)
         self.out = mlp(heads * answer_read_width(self.features, classes, spread), hidden, hidden)
+        # the copy path (Loc3rConfig.answer_copy_labels): a gate per answer token, and the first
+        # token of each object label (the classes after the structure classes)
+        self.copy_gate = nn.Linear(hidden, 1) if copy_tokens is not None else None
+        if copy_tokens is not None and not 0 < len(copy_tokens) <= classes:
+            raise ValueError(f"the copy path needs the first token of each object class, not {copy_tokens} "
+                             "(label_token_ids: filled in from the tokenizer when training builds the model)")
+        # a plain list, not a buffer: from_pretrained leaves buffers that no checkpoint holds uninitialised
+        self.copy_tokens, self.vocab = list(copy_tokens or ()), vocab
+
+    def copy_logits(self, reads: torch.Tensor) -> torch.Tensor:
+        """(B, heads * width) reads -> (B, vocab): on each object label's first token, the log of the
+        first head's read probability of that class (renormalised over object classes, floored at
+        COPY_FLOOR), less their mean, so the vote moves labels against each other only."""
+        width = answer_read_width(self.features, self.classes, self.spread)
+        first = reads.float().view(reads.shape[0], self.heads, width)[:, 0, self.features:self.features + self.classes]
+        objects = first[:, self.classes - len(self.copy_tokens):]
+        log_q = torch.log(objects / objects.sum(dim=-1, keepdim=True).clamp(min=1e-6) + COPY_FLOOR)
+        votes = log_q - log_q.mean(dim=-1, keepdim=True)
+        label_tokens = F.one_hot(torch.tensor(self.copy_tokens, device=reads.device), self.vocab).float()
+        return votes @ label_tokens  # (objects, vocab): each object label's first token, one-hot
+
+    def vote(self, states: torch.Tensor, copy: torch.Tensor) -> torch.Tensor:
+        """(..., H) answer-token states and their (..., vocab) copy logits -> what their LM logits gain."""
+        return (self.copy_gate(states).float() * copy).to(states.dtype)
 
     def reads(self, answer_state: torch.Tensor, keys: torch.Tensor, points: torch.Tensor, class_probs: torch.Tensor,
               position: torch.Tensor, yaw: torch.Tensor) -> torch.Tensor:

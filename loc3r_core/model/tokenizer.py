@@ -57,3 +57,9 @@ def special_ids(tokenizer: PreTrainedTokenizerFast) -> dict[str, int]:
     if tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids.values():
         raise ValueError("the tokenizer lacks loc3r's special tokens; call add_special_tokens first")
     return ids
+
+
+def label_token_ids(tokenizer: PreTrainedTokenizerFast, labels: Iterable[str]) -> list[int]:
+    """The first token of each label as an answer spells it (straight after <answer>, no space):
+    the token an answer naming that object starts with (Loc3rConfig.answer_copy_labels)."""
+    return [tokenizer.encode(label, add_special_tokens=False)[0] for label in labels]

@@ -23,8 +23,13 @@ GRAPHS = ("vision", "camera", "embed", "decoder", "heads")  # every model's grap
 
 def graph_names(spec: ModelSpec) -> tuple[str, ...]:
     """The graphs this model runs: every model's, and "answer" where answers read the map
-    (Loc3rConfig.answer_readout_heads: reads (R, features) -> context (R, H))."""
+    (Loc3rConfig.answer_readout_heads: reads (R, features) -> answer_outputs)."""
     return GRAPHS + (("answer",) if spec.answer_readout_heads else ())
+
+
+def answer_outputs(spec: ModelSpec) -> tuple[str, ...]:
+    """The answer graph's outputs: the context (R, H), and the copy path's label vote (R, vocab)."""
+    return ("context",) + (("copy",) if spec.answer_copy_labels else ())
 
 
 def head_names(spec: ModelSpec) -> tuple[str, ...]:
@@ -33,7 +38,8 @@ def head_names(spec: ModelSpec) -> tuple[str, ...]:
         POINTER_HEAD_NAMES + (("pointer_query_second",) if spec.pointer_places == 2 else ())
         + (("pos_relative",) if spec.relative_offset else ())
         + (("object_centre_offset",) if spec.object_centre else ()))
-    answer = ("answer_query", "answer_gate") if spec.answer_readout_heads else ()
+    answer = (("answer_query", "answer_gate") if spec.answer_readout_heads else ()) \
+        + (("answer_copy_gate",) if spec.answer_copy_labels else ())
     return HEAD_NAMES + pointer + (("map_head",) if spec.map_subdivision > 1 else ()) + answer
 
 
@@ -52,7 +58,7 @@ class Backend(Protocol):
 
     def heads(self, hidden: np.ndarray) -> dict[str, np.ndarray]: ...
 
-    def answer_context(self, reads: np.ndarray) -> np.ndarray: ...
+    def answer(self, reads: np.ndarray) -> dict[str, np.ndarray]: ...
 
 
 def empty_cache(spec: ModelSpec) -> KVCache:

@@ -10,7 +10,9 @@ both backends do exactly the same work:
 - heads:   hidden (T, H) -> every readout for those rows (LM logits, BEV, labels, ego, Pos, Ori,
            and for pointer-readout models each row's pointer key and query);
 - answer:  (models with an answer readout) the reads of the map from the asker (R, features)
-           -> the context added to each answer token's state before the LM head (R, H).
+           -> the context added to each answer token's state before the LM head (R, H), and
+           with a copy path (answer_copy_labels) the vote on label tokens (R, vocab) that the
+           session adds to their logits, scaled by the heads graph's answer_copy_gate.
 """
 
 from __future__ import annotations
@@ -82,14 +84,19 @@ class HeadsGraph(Graph):
             outputs += (m.map_head(hidden),)
         if m.answer_readout is not None:
             outputs += (m.answer_readout.query(hidden), m.answer_readout.gate(hidden))
+            if m.answer_readout.copy_gate is not None:
+                outputs += (m.answer_readout.copy_gate(hidden),)
         return tuple(output.float() for output in outputs)
 
 
 class AnswerGraph(Graph):
-    """The answer readout's reads (R, features), which the session computes in numpy, -> (R, H)."""
+    """The answer readout's reads (R, features), which the session computes in numpy, -> the context
+    (R, H), and with a copy path the first head's vote on the label tokens (R, vocab)."""
 
-    def forward(self, reads: torch.Tensor) -> torch.Tensor:
-        return self.model.answer_readout.out(reads.to(self.dtype)).float()
+    def forward(self, reads: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        readout = self.model.answer_readout  # the order of runtime.backend.answer_outputs
+        context = readout.out(reads.to(self.dtype)).float()
+        return (context,) if readout.copy_gate is None else (context, readout.copy_logits(reads))
 
 
 def model_graphs(model: Loc3rForSpatialQA) -> dict[str, nn.Module]:

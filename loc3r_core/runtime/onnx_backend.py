@@ -12,7 +12,7 @@ import numpy as np
 import onnxruntime as ort
 
 from loc3r_core.errors import DataError, UsageError
-from loc3r_core.runtime.backend import KVCache, TextCodec, graph_names, head_names
+from loc3r_core.runtime.backend import KVCache, TextCodec, answer_outputs, graph_names, head_names
 from loc3r_core.runtime.spec import ModelSpec, file_sha256, read_json
 
 SHIPPED_EXPORT = Path(__file__).resolve().parent.parent / "checkpoints" / "loc3r-tiny-onnx"
@@ -90,8 +90,9 @@ class OnnxBackend:
         outputs = self.sessions["heads"].run(None, {"hidden": hidden.astype(np.float32)})
         return dict(zip(head_names(self.spec), outputs, strict=True))
 
-    def answer_context(self, reads: np.ndarray) -> np.ndarray:
-        return self.sessions["answer"].run(None, {"reads": reads.astype(np.float32)})[0]
+    def answer(self, reads: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = self.sessions["answer"].run(None, {"reads": reads.astype(np.float32)})
+        return dict(zip(answer_outputs(self.spec), outputs, strict=True))
 
 
 def read_manifest(folder: Path) -> dict:

@@ -247,8 +247,8 @@ class Session:
                                 f"at most {self.config.placeable_sigma} m) to answer from it")
         generated: list[int] = []
         log_probs: list[float] = []
-        context = self._answer_context(hidden[-1:], asker)  # the prompt ends with <answer>
-        logits = without_eos(self.backend.heads(hidden[-1:] + context)["logits"][0], self.spec.eos_token_id)
+        readout = self._answer_readout(hidden[-1:], asker)  # the prompt ends with <answer>
+        logits = without_eos(self._answer_logits(hidden[-1:], readout), self.spec.eos_token_id)
         for _ in range(self.config.max_answer_tokens):
             token = int(np.argmax(logits))
             log_probs.append(float(np.log(softmax(logits)[token])))
@@ -256,14 +256,24 @@ class Session:
                 break
             generated.append(token)
             hidden, cache = self.backend.decode(self.backend.embed_tokens(np.array([token])), cache)
-            logits = self.backend.heads(hidden + context)["logits"][0]
+            logits = self._answer_logits(hidden, readout)
         return Answer(self.backend.text.decode(generated), float(np.exp(np.mean(log_probs))), asker)
 
-    def _answer_context(self, answer_state: np.ndarray, asker: PlanarPose) -> np.ndarray | float:
-        """What every answer token's state gains: the answer readout's reads of the memory's tokens
-        as the placed asker sees them (model.modeling_loc3r.AnswerReadout); 0 without one."""
+    def _answer_logits(self, hidden: np.ndarray, readout: dict[str, np.ndarray]) -> np.ndarray:
+        """(vocab,) logits of the one answer token whose last-layer state is hidden (1, H): its state
+        gains the readout's context, and with a copy path its label tokens the gated vote."""
+        heads = self.backend.heads(hidden + readout.get("context", 0.0))
+        logits = heads["logits"][0]
+        if "copy" in readout:
+            logits = logits + heads["answer_copy_gate"][0] * readout["copy"][0]
+        return logits
+
+    def _answer_readout(self, answer_state: np.ndarray, asker: PlanarPose) -> dict[str, np.ndarray]:
+        """What every answer token gains (runtime.backend.answer_outputs): the answer readout's
+        reads of the memory's tokens as the placed asker sees them, through the answer graph
+        (model.modeling_loc3r.AnswerReadout); nothing without one."""
         if not self.spec.answer_readout_heads:
-            return 0.0
+            return {}
         heads = self.backend.heads(answer_state)
         count = self.spec.answer_readout_heads
         reads = answer_reads(heads["answer_query"][0].reshape(count, -1), heads["answer_gate"][0].reshape(count, -1),
@@ -272,7 +282,7 @@ class Session:
                              np.concatenate([k.class_probs for k in self.memory]),
                              np.array([asker.x, asker.y]), asker.yaw, self.spec.answer_sector_features,
                              self.spec.answer_spread_reads)
-        return self.backend.answer_context(reads[None].astype(np.float32))
+        return self.backend.answer(reads[None].astype(np.float32))
 
     def localize(self, situation: str) -> Localization:
         """Where the situation's text puts the asker (the <Pos>/<Ori> readout, no answer decoded)."""

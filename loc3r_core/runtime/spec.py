@@ -52,6 +52,7 @@ class ModelSpec:
     answer_readout_heads: int = 0  # Loc3rConfig.answer_readout_heads: answers read the map from the asker (0: no)
     answer_sector_features: bool = False  # Loc3rConfig.answer_sector_features: its reads include the sectors
     answer_spread_reads: bool = False  # Loc3rConfig.answer_spread_reads: ... and their places' spread
+    answer_copy_labels: bool = False  # Loc3rConfig.answer_copy_labels: the first head votes on label tokens
 
     @classmethod
     def from_checkpoint(cls, folder: Path) -> ModelSpec:
@@ -78,6 +79,7 @@ class ModelSpec:
             answer_readout_heads=config.get("answer_readout_heads", 0),
             answer_sector_features=config.get("answer_sector_features", False),
             answer_spread_reads=config.get("answer_spread_reads", False),
+            answer_copy_labels=config.get("answer_copy_labels", False),
             checkpoint_sha256=file_sha256(folder / "model.safetensors"),
         )
 

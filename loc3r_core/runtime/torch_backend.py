@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from loc3r_core.model.checkpoint import SHIPPED_MODEL, load_model
-from loc3r_core.runtime.backend import KVCache, TextCodec, head_names
+from loc3r_core.runtime.backend import KVCache, TextCodec, answer_outputs, head_names
 from loc3r_core.runtime.graphs import model_graphs
 from loc3r_core.runtime.spec import ModelSpec
 
@@ -52,5 +52,6 @@ class TorchBackend:
         return {name: value.cpu().numpy() for name, value in zip(head_names(self.spec), outputs, strict=True)}
 
     @torch.inference_mode()
-    def answer_context(self, reads: np.ndarray) -> np.ndarray:
-        return self.graphs["answer"](self._tensor(reads.astype(np.float32))).cpu().numpy()
+    def answer(self, reads: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = self.graphs["answer"](self._tensor(reads.astype(np.float32)))
+        return {name: value.cpu().numpy() for name, value in zip(answer_outputs(self.spec), outputs, strict=True)}

@@ -34,11 +34,12 @@ from loc3r_core.model.checkpoint import save_model
 from loc3r_core.model.configuration_loc3r import Loc3rConfig, config_kwargs
 from loc3r_core.model.modeling_loc3r import Loc3rForSpatialQA, apply_freezing, build_model
 from loc3r_core.model.spatial import balanced_class_weights
-from loc3r_core.model.tokenizer import add_special_tokens, special_ids, train_tokenizer
+from loc3r_core.model.tokenizer import add_special_tokens, label_token_ids, special_ids, train_tokenizer
 from loc3r_core.training.batch import collate, collate_packed, model_inputs
 from loc3r_core.training.config import TrainConfig, VisionPretrainConfig
 from loc3r_core.training.curves import plot_curves
 from loc3r_core.training.feature_cache import TowerFeatureCache
+from loc3r_core.world.vocabulary import PATCH_CLASSES, STRUCTURE_CLASSES
 
 STATE_FILE = "trainer_state.json"
 
@@ -94,7 +95,10 @@ def create_model(config: TrainConfig, dataset: SceneClipDataset) -> tuple[Loc3rF
         add_special_tokens(tokenizer)
     else:
         tokenizer = train_tokenizer(dataset_texts(dataset), config.tokenizer_vocab_size)
-    model_config = Loc3rConfig(**{**model_kwargs(config), **special_ids(tokenizer)})
+    kwargs = {**model_kwargs(config), **special_ids(tokenizer)}
+    classes = kwargs.get("num_patch_classes", len(PATCH_CLASSES))
+    kwargs["label_token_ids"] = label_token_ids(tokenizer, PATCH_CLASSES[len(STRUCTURE_CLASSES):classes])
+    model_config = Loc3rConfig(**kwargs)
     if not lm_path:
         model_config.text_config.vocab_size = len(tokenizer)
     model_config.text_config.pad_token_id = tokenizer.pad_token_id
