@@ -457,11 +457,11 @@ class AnswerReadout(nn.Module):
     def copy_logits(self, reads: torch.Tensor) -> torch.Tensor:
         """(B, heads * width) reads -> (B, vocab): on each object label's first token, the log of the
         first head's read probability of that class (renormalised over object classes, floored at
-        COPY_FLOOR), less their mean, so the vote moves labels against each other only. The reads are
-        detached: the vote's gradient trains its gate alone, never the attention (whose keys are the
-        situation pointer's; P27, whose vote trained them, placed 7 points worse on val)."""
+        COPY_FLOOR), less their mean, so the vote moves labels against each other only. The vote's
+        gradient also trains the first head's attention (with the reads detached, P28, what_direction
+        fell back: results/experiments.md, session 19)."""
         width = answer_read_width(self.features, self.classes, self.spread)
-        first = reads.detach().float().view(reads.shape[0], self.heads, width)[:, 0, self.features:self.features + self.classes]
+        first = reads.float().view(reads.shape[0], self.heads, width)[:, 0, self.features:self.features + self.classes]
         objects = first[:, self.classes - len(self.copy_tokens):]
         log_q = torch.log(objects / objects.sum(dim=-1, keepdim=True).clamp(min=1e-6) + COPY_FLOOR)
         votes = log_q - log_q.mean(dim=-1, keepdim=True)
