@@ -104,7 +104,7 @@ class Loc3rForSpatialQA(PreTrainedModel):
             nn.init.zeros_(module.weight)
             nn.init.zeros_(module.bias)
         if isinstance(module, AnswerReadout):  # the LM's answers are untouched until training says otherwise
-            for layer in (module.gate, module.out[-1], *([module.copy_gate] if module.copy_gate else [])):
+            for layer in (module.gate, module.out[-1], *([module.copy_gate] if module.copy_gate is not None else [])):
                 nn.init.zeros_(layer.weight)
                 nn.init.zeros_(layer.bias)
         if isinstance(module, SituationPointer):
