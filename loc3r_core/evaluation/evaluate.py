@@ -69,12 +69,14 @@ def evaluate(
     examples: list[dict] = []
     indices = pick_items(dataset, max_samples)
     patches = model.config.patches_per_frame
+    device = next(model.parameters()).device
     with tqdm(total=len(indices), desc="eval", unit="q", disable=not progress, leave=False) as bar:
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
             items = [dataset[i] for i in chunk]
             batch = collate(items, tokenizer, patches, with_answers=False)
             inputs = model_inputs(batch, use_prior=prior == "odometry")
+            inputs = {key: value.to(device) for key, value in inputs.items()}  # a model on an accelerator
             out = predict_batch(model, tokenizer, inputs, batch["lengths"])
             targets = {k: v.numpy() for k, v in batch["targets"].items()}
             for row, index in enumerate(chunk):

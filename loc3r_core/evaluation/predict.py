@@ -26,12 +26,12 @@ def greedy_answers(
     """
     eos = tokenizer.eos_token_id
     count = len(input_ids)
-    ids = torch.cat([input_ids, torch.full((count, max_new_tokens), tokenizer.pad_token_id)], dim=1)
-    lengths = lengths.clone()
+    ids = torch.cat([input_ids, input_ids.new_full((count, max_new_tokens), tokenizer.pad_token_id)], dim=1)
+    lengths = lengths.to(input_ids.device, copy=True)
     done = torch.zeros(count, dtype=torch.bool)
     generated: list[list[int]] = [[] for _ in range(count)]
     heads: dict[str, torch.Tensor] = {}
-    rows = torch.arange(count)
+    rows = torch.arange(count, device=input_ids.device)
     for step in range(max_new_tokens):
         width = int(lengths.max())
         hidden, _ = model.language_forward(model.embed(ids[:, :width], frame_tokens))
@@ -70,7 +70,7 @@ def predict_batch(model: Loc3rForSpatialQA, tokenizer: PreTrainedTokenizerFast, 
     tokens = model.encode_frames(images.flatten(0, 1), inputs["prior"].flatten(0, 1), prior_valid, geometry)
     answers, heads = greedy_answers(model, tokenizer, inputs["input_ids"], lengths,
                                     tokens.view(batch, -1, tokens.shape[-1]), max_new_tokens)
-    heads = {name: value.float().numpy() for name, value in heads.items()}
+    heads = {name: value.float().cpu().numpy() for name, value in heads.items()}
     pos = heads["pos"]
     if "pointer_spread" in heads:  # the pointer's spread widens the head's sigma, as the runtime reads it
         pos = np.concatenate([pos[:, :2], widened_log_sigma(pos[:, 2:4], heads["pointer_spread"])], axis=1)

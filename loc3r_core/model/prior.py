@@ -25,7 +25,9 @@ def drifted(planar: torch.Tensor, generator: torch.Generator, drift_per_m: float
     """
     steps = planar[:, 1:, :2] - planar[:, :-1, :2]
     step_length = steps.norm(dim=-1, keepdim=True)
-    xy_noise = torch.randn(steps.shape, generator=generator) * drift_per_m * step_length
-    yaw_noise = torch.randn(step_length.shape, generator=generator) * torch.deg2rad(torch.tensor(yaw_drift_deg))
+    # drawn on the generator's device (CPU), so a run draws the same noise on any accelerator
+    xy_noise = torch.randn(steps.shape, generator=generator).to(planar.device) * drift_per_m * step_length
+    yaw_step = torch.deg2rad(torch.tensor(yaw_drift_deg))
+    yaw_noise = torch.randn(step_length.shape, generator=generator).to(planar.device) * yaw_step
     noise = torch.cat([xy_noise, yaw_noise], dim=-1).cumsum(dim=1)
     return planar + torch.cat([torch.zeros_like(noise[:, :1]), noise.to(planar.dtype)], dim=1)

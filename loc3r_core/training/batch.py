@@ -118,6 +118,7 @@ def model_inputs(batch: dict, generator: torch.Generator | None = None, prior_dr
     if generator is not None:
         planar = drifted(planar, generator, drift_per_m, yaw_drift_deg)
         valid &= torch.rand(planar.shape[0], generator=generator) >= prior_dropout
+    valid = valid.to(planar.device)
     packed = {key: batch[key] for key in ("row_ids", "row_clip") if key in batch}  # collate_packed's
     if features is None and "images" not in batch:
         raise ValueError("a batch without images (a dataset with load_images off) needs the tower feature cache")
