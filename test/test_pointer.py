@@ -24,6 +24,7 @@ from loc3r_core.model.modeling_loc3r import (
     rotate_towards,
     viewer_place,
 )
+from loc3r_core.model.spatial import place_loss
 from loc3r_core.readout import (
     answer_reads,
     circular_soft_argmax,
@@ -52,11 +53,13 @@ POINTER_MODEL = {**TINY_MODEL, "situation_readout": "pointer", "grounding_weight
 # pointer averages the tokens' object centres; the map gets 2 x 2 sub-patch points per token, each
 # given in its own frame's camera axes; each LM token merges 2 x 2 of the tower's patches; the answer
 # reads the map as the asker sees it (two heads, the first taught to find the asked object and the
-# counted class; their features include the four sectors, their reads the spread of what they weigh)
+# counted class; their features include the four sectors, their reads the spread of what they weigh);
+# <Ori>'s place is also pulled to the faced object's centre
 RELATIONAL_MODEL = {**POINTER_MODEL, "pointer_places": 2, "relative_offset": True, "answer_geometry_weight": 0.1,
                     "object_centre_weight": 0.1, "map_subdivision": 2, "bev_frame": "camera", "vision_merge": 2,
                     "answer_readout_heads": 2, "answer_grounding_weight": 0.2, "answer_grounding_counts": True,
-                    "answer_sector_features": True, "answer_spread_reads": True, "answer_copy_labels": True}
+                    "answer_sector_features": True, "answer_spread_reads": True, "answer_copy_labels": True,
+                    "faced_place_weight": 0.2}
 
 
 def test_the_pointer_recovers_a_known_point_and_numpy_points_the_same_way():
@@ -99,6 +102,42 @@ def test_grounding_loss_rewards_attention_on_the_named_tokens():
     # "between A and C": both placing objects count; a class no token shows leaves its pointer out
     assert grounding_loss(uniform, labels, torch.tensor([[3, 7, 9]])).item() == pytest.approx(math.log(3))
     assert grounding_loss(uniform, labels, torch.tensor([[-1, -1, -1]])).item() == 0.0
+
+
+def test_the_place_loss_is_a_huber_loss_of_the_distance_over_placed_rows_only():
+    place = torch.tensor([[0.0, 0.0], [3.0, 4.0], [9.0, 9.0]], requires_grad=True)
+    target = torch.zeros(3, 2)
+    valid = torch.tensor([True, True, False])
+    loss = place_loss(place, target, valid, delta=0.5)
+    assert loss.item() == pytest.approx((0.0 + 0.5 * (5.0 - 0.25)) / 2)  # 0 at the target, linear beyond delta
+    loss.backward()
+    assert torch.isfinite(place.grad).all() and place.grad[2].abs().sum() == 0  # the row without a place learns nothing
+    assert place_loss(place, target, torch.zeros(3, dtype=torch.bool)).item() == 0.0
+
+
+def test_the_place_loss_trains_the_faced_pointer_onto_the_target():
+    """With the map's points fixed, the loss alone moves <Ori>'s place onto a place the points
+    can average to (here midway between two tokens' points), through the attention only."""
+    torch.manual_seed(0)
+    pointer = SituationPointer(hidden=16, dim=16)
+    vision = torch.randn(4, 6, 16)
+    points = torch.rand(4, 6, 2) * 4 - 2
+    target = (points[:, 1] + points[:, 4]) / 2
+    states = torch.randn(4, 2, 16, requires_grad=True)  # the <Pos> and <Ori> hidden states
+    optimizer = torch.optim.Adam([*pointer.parameters(), states], lr=0.05)
+
+    def faced() -> torch.Tensor:
+        weights = pointer.attention(pointer.queries(states[:, 0], states[:, 1]), pointer.keys(vision))
+        return pointer.point(weights, points)[0][:, -1]
+
+    valid = torch.ones(4, dtype=torch.bool)
+    first = (faced() - target).norm(dim=-1).mean().item()
+    for _ in range(300):
+        optimizer.zero_grad()
+        place_loss(faced(), target, valid).backward()
+        optimizer.step()
+    last = (faced() - target).norm(dim=-1).mean().item()
+    assert first > 0.5 and last < 0.1, (first, last)
 
 
 def test_two_place_grounding_sends_one_pointer_to_each_placing_object():
@@ -244,6 +283,12 @@ def test_grounding_classes_are_what_places_and_what_is_faced(world_by_kind):
         assert classes[:len(placing)] == [PATCH_CLASSES.index(folder.scene.object(i).label) for i in placing]
         assert classes[2] == PATCH_CLASSES.index(folder.scene.object(faced["object_id"]).label)
         assert PATCH_CLASSES[classes[2]] in situation.text
+        # faced_xy: that object's centre in the clip's frame, the place the asker's facing points to
+        centre = next(o["center"] for o in item["objects"] if o["id"] == faced["object_id"])
+        np.testing.assert_allclose(item["faced_xy"].numpy(), centre, atol=1e-9)
+        ahead = item["faced_xy"].numpy() - item["situation_position"].numpy()
+        turn = math.atan2(ahead[1], ahead[0]) - item["situation_yaw"].item()
+        assert math.cos(turn) > math.cos(math.radians(30)), (situation.text, math.degrees(turn))
 
 
 def test_the_asked_class_is_the_one_object_an_egocentric_question_is_about(world_by_kind):
@@ -289,6 +334,10 @@ def test_a_pointer_model_learns_where_to_point(pointer_model):
     for term in ("grounding", "pos", "ori", *(t for t in optional if t in history[0])):
         first, last = history[0][term], np.mean([h[term] for h in history[-3:]])
         assert last < first - 0.05 * abs(first), f"{term}: {first:.3f} -> {last:.3f}"
+    # in 40 steps the map's points move more than <Ori>'s place can follow: only wired and finite
+    # here (test_the_place_loss_trains_the_faced_pointer_onto_the_target shows it trains)
+    if "faced_place" in history[0]:  # the relational model
+        assert all(np.isfinite(h["faced_place"]) for h in history)
 
 
 def test_the_session_points_like_the_model_forward(pointer_model, world_by_kind, tmp_path):

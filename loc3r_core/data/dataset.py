@@ -201,6 +201,8 @@ class SceneClipDataset(Dataset):
             "named_classes": named_classes(scene, situation) if has_situation else None,
             "placement": placement_kind(scene, situation) if has_situation else None,
             "grounding_classes": torch.tensor(grounding_classes(scene, situation) if has_situation else (-1, -1, -1)),
+            "faced_xy": faced_place(scene, situation, T_clip_world) if has_situation
+            else torch.zeros(2, dtype=torch.float64),
             **asked_object_target(scene, stored, question, has_situation),
         }
 
@@ -265,14 +267,25 @@ def clip_objects(scene: Scene, T_clip_world: np.ndarray) -> list[dict]:
     return objects
 
 
+def faced_object_id(situation: Situation) -> int:
+    """The object a situation faces: the last one it names."""
+    last = situation.relations[-1]
+    return last["object_ids"][-1] if "object_ids" in last else last["object_id"]
+
+
 def grounding_classes(scene: Scene, situation: Situation) -> tuple[int, int, int]:
     """Classes of what places a situation (its first relation's one or two objects; -1 for none)
     and of what it faces (named last): the tokens <Pos> and <Ori> should point at in training."""
-    first, last = situation.relations[0], situation.relations[-1]
+    first = situation.relations[0]
     placing = [*(first["object_ids"] if "object_ids" in first else [first["object_id"]]), None][:2]
-    faced = last["object_ids"][-1] if "object_ids" in last else last["object_id"]
     classes = [-1 if i is None else PATCH_CLASSES.index(scene.object(i).label) for i in placing]
-    return classes[0], classes[1], PATCH_CLASSES.index(scene.object(faced).label)
+    return classes[0], classes[1], PATCH_CLASSES.index(scene.object(faced_object_id(situation)).label)
+
+
+def faced_place(scene: Scene, situation: Situation, T_clip_world: np.ndarray) -> torch.Tensor:
+    """(2,) the centre of the object a situation faces, in the clip's frame (the faced_place_weight target)."""
+    xy, _ = transform_planar(T_clip_world, scene.object(faced_object_id(situation)).center[:2], 0.0)
+    return torch.from_numpy(np.asarray(xy, dtype=np.float64))
 
 
 EGOCENTRIC_TYPES = ("direction", "distance", "nearest", "what_direction")  # about one object, from the asker
@@ -299,7 +312,7 @@ def asked_object_target(scene: Scene, situation: Situation, question: Question, 
 
 def named_classes(scene: Scene, situation: Situation) -> tuple[int, int]:
     """Classes of the object a situation names first (what places it) and of the one it faces (named last)."""
-    first, last = situation.relations[0], situation.relations[-1]
+    first = situation.relations[0]
     first_id = first["object_ids"][0] if "object_ids" in first else first["object_id"]
-    last_id = last["object_ids"][-1] if "object_ids" in last else last["object_id"]
-    return PATCH_CLASSES.index(scene.object(first_id).label), PATCH_CLASSES.index(scene.object(last_id).label)
+    return (PATCH_CLASSES.index(scene.object(first_id).label),
+            PATCH_CLASSES.index(scene.object(faced_object_id(situation)).label))

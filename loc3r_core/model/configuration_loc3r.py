@@ -84,6 +84,11 @@ class Loc3rConfig(PreTrainedConfig):
     # Pointer models only: weight of -log(attention mass on the tokens of the objects the
     # situation names), <Pos> on what places it, <Ori> on what it faces (training only).
     grounding_weight: float = 0.0
+    # Pointer models only: weight of a Huber loss (0.5 m) on the distance from the place <Ori>
+    # points at to the centre of the object the situation faces. The asker's facing is read off
+    # that place (the ori head alone sits near chance), so this trains the pointer to land on the
+    # object's centre, not only among its tokens (training only).
+    faced_place_weight: float = 0.0
     # Weight of an auxiliary Gaussian NLL on the <answer> token's hidden state: where the object
     # a question asks about stands in the asker's own frame (metres ahead, to the left), so the
     # state the answer is decoded from holds the egocentric geometry it depends on (training only;
@@ -151,6 +156,8 @@ class Loc3rConfig(PreTrainedConfig):
             raise ValueError(f"situation_readout must be one of {SITUATION_READOUTS}, not {self.situation_readout!r}")
         if self.pointer_places not in (1, 2):
             raise ValueError(f"pointer_places must be 1 or 2, not {self.pointer_places}")
+        if self.faced_place_weight and self.situation_readout != "pointer":
+            raise ValueError("faced_place_weight needs situation_readout: pointer (it trains where <Ori> points)")
         if self.answer_readout_heads < 0:
             raise ValueError(f"answer_readout_heads must be 0 or more, not {self.answer_readout_heads}")
         if self.answer_readout_heads and self.situation_readout != "pointer":

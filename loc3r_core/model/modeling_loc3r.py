@@ -21,7 +21,7 @@ from transformers import AutoModel, AutoModelForCausalLM, PreTrainedModel
 
 from loc3r_core.model.configuration_loc3r import Loc3rConfig
 from loc3r_core.model.prior import PRIOR_FEATURES
-from loc3r_core.model.spatial import bin_centres, focal_cross_entropy, gaussian_nll, soft_argmax_yaw, yaw_kl
+from loc3r_core.model.spatial import bin_centres, focal_cross_entropy, gaussian_nll, place_loss, soft_argmax_yaw, yaw_kl
 from loc3r_core.readout import SECTOR_SHARPNESS, answer_read_width, ego_feature_count
 
 IGNORE_INDEX = -100
@@ -46,6 +46,7 @@ class Loc3rOutput:
     # (B, places + 1, F * P) where <Pos> (pointer_places queries) and <Ori> point (pointer readout)
     pointer_weights: torch.Tensor | None = None
     pointer_spread: torch.Tensor | None = None  # (B, 2) variance of the points <Pos> weighs, per axis
+    pointer_faced: torch.Tensor | None = None  # (B, 2) the place <Ori> points at (the asker faces it)
     object_centre: torch.Tensor | None = None  # (B, F, P, 4) centre of each token's object, x, y, log sigmas
     map_bev: torch.Tensor | None = None  # (B, F, P, s^2, 4) sub-patch BEV points (map_subdivision s > 1)
     map_semantic_logits: torch.Tensor | None = None  # (B, F, P, s^2, classes) their labels
@@ -214,6 +215,7 @@ class Loc3rForSpatialQA(PreTrainedModel):
                 at = at + relative_place(offset.float(), at.detach(), faced.detach(), viewer)
             heads["pos"], heads["ori_logits"] = self.pointer.combine(heads["pos"], heads["ori_logits"], at, faced)
             heads["pointer_weights"], heads["pointer_spread"] = weights, spread[:, :-1].mean(dim=1)
+            heads["pointer_faced"] = faced
             if self.answer_readout is not None and has_every_row(row_ids, self.config.answer_token_id):
                 probs = torch.softmax(on_rows(heads["semantic_logits"]).detach().float(), dim=-1).flatten(1, 2)
                 weights, ego = self.answer_readout.attend(
@@ -306,6 +308,7 @@ class Loc3rForSpatialQA(PreTrainedModel):
             "ori": c.situation_weight * c.ori_factor, "ego_pos": c.ego_weight,
             "ego_yaw": c.ego_weight * c.ori_factor, "semantic": c.semantic_weight,
             "grounding": c.grounding_weight if self.pointer is not None else 0.0,
+            "faced_place": c.faced_place_weight if self.pointer is not None else 0.0,
             "answer_geometry": c.answer_geometry_weight,
             "answer_grounding": c.answer_grounding_weight if self.answer_readout is not None else 0.0,
             "object_centre": c.object_centre_weight if self.centre_head is not None else 0.0,
@@ -318,7 +321,8 @@ class Loc3rForSpatialQA(PreTrainedModel):
         """Each loss term whose weight is not zero (unweighted).
 
         targets: bev_target (B, F, P, 2), bev_valid (B, F, P), patch_label (B, F, P; -1 unknown),
-        ego_pose (B, F, 3), situation_position (B, 2), situation_yaw (B,), has_situation (B,).
+        ego_pose (B, F, 3), situation_position (B, 2), situation_yaw (B,), has_situation (B,),
+        faced_xy (B, 2) the centre of the object the situation faces.
         """
         weights, class_weights = self.loss_weights(), class_weights or {}
         sigma = torch.deg2rad(torch.tensor(self.config.yaw_sigma_deg)).item()
@@ -354,6 +358,8 @@ class Loc3rForSpatialQA(PreTrainedModel):
             row_labels = patch_labels if out.row_clip is None else patch_labels[out.row_clip]  # each row's clip
         if weights["grounding"]:
             losses["grounding"] = grounding_loss(out.pointer_weights, row_labels, targets["grounding_classes"])
+        if weights["faced_place"]:
+            losses["faced_place"] = place_loss(out.pointer_faced, targets["faced_xy"], targets["has_situation"])
         if weights["answer_grounding"] and out.answer_weights is not None:
             asked = targets["asked_class"][:, None]
             if self.config.answer_grounding_counts:  # count questions: the counted class

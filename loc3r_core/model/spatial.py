@@ -86,6 +86,15 @@ def focal_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, gamma: float
     return (weights * loss).sum() / weights.sum()
 
 
+def place_loss(place: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, delta: float = 0.5) -> torch.Tensor:
+    """Mean Huber loss (delta in metres) of the distance from each valid row's (B, 2) place to its target."""
+    if not bool(valid.any()):
+        return place.sum() * 0.0
+    squared = ((place.float() - target.float()) ** 2).sum(dim=-1)[valid]
+    distance = torch.sqrt(squared + 1e-12)  # finite gradient at the target itself
+    return F.huber_loss(distance, torch.zeros_like(distance), delta=delta)
+
+
 def balanced_class_weights(counts: np.ndarray, power: float) -> torch.Tensor:
     """(C,) weights proportional to count^-power (0: all 1), normalised so the mean weight over the
     counted items is 1; classes never seen get the largest weight of those seen."""
