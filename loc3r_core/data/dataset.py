@@ -312,7 +312,5 @@ def asked_object_target(scene: Scene, situation: Situation, question: Question, 
 
 def named_classes(scene: Scene, situation: Situation) -> tuple[int, int]:
     """Classes of the object a situation names first (what places it) and of the one it faces (named last)."""
-    first = situation.relations[0]
-    first_id = first["object_ids"][0] if "object_ids" in first else first["object_id"]
-    return (PATCH_CLASSES.index(scene.object(first_id).label),
-            PATCH_CLASSES.index(scene.object(faced_object_id(situation)).label))
+    placing, _, faced = grounding_classes(scene, situation)
+    return placing, faced
