@@ -328,3 +328,29 @@ def test_a_missing_or_empty_data_folder_is_one_line(tmp_path, empty) -> None:
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("loc3r: error:") and str(data) in lines[0], result.stderr
+
+
+def test_grid_overrides_reach_the_fusion_and_bad_ones_are_one_line(world_by_kind) -> None:
+    blind = run_cli("eval-map", "--data", world_by_kind["walk"], "--max-scenes", "1", "--json", "--no-progress",
+                    "--grid", "min_evidence=1e9", check=True)
+    report = json.loads(blind.stdout)
+    assert report["grid"]["min_evidence"] == 1e9
+    for block in ("model", "oracle_fusion"):  # no cell holds that much evidence: nothing is mapped
+        assert report[block]["free_coverage"] == 0.0 and report[block]["wall_recall"] == 0.0
+    for bad, says in (("nonsense=1", "no grid field 'nonsense'"), ("fill_reach_cells=2.5", "whole number"),
+                      ("free_weight=much", "takes a float"), ("box_noise_share=2", "box_noise_share"),
+                      ("free_weight", "FIELD=VALUE")):
+        result = run_cli("eval-map", "--data", world_by_kind["walk"], "--grid", bad)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode != 0 and len(lines) == 1 and says in lines[0], (bad, result.stderr)
+
+
+def test_grid_config_overrides_keep_types_and_validate() -> None:
+    config = GridConfig().overridden({"free_weight": 1, "fill_reach_cells": 5.0, "fill_objects": False})
+    assert (config.free_weight, config.fill_reach_cells, config.fill_objects) == (1.0, 5, False)
+    assert isinstance(config.free_weight, float) and isinstance(config.fill_reach_cells, int)
+    assert GridConfig().overridden({}) == GridConfig()
+    with pytest.raises(ValueError, match="takes a bool"):
+        GridConfig().overridden({"fill_objects": 1})
+    with pytest.raises(ValueError, match="takes a float"):
+        GridConfig().overridden({"free_weight": True})

@@ -5,11 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from loc3r_core.cli.runtime import add_backend_arguments
+from loc3r_core.cli.train import parse_overrides
 from loc3r_core.data.targets import PATCH_TARGETS
+from loc3r_core.errors import UsageError
 from loc3r_core.evaluation.map_quality import BOX_METRICS, CELL_METRICS, OBJECT_METRICS
+
+if TYPE_CHECKING:
+    from loc3r_core.runtime.session import SessionConfig
 
 ROWS = (*CELL_METRICS, *OBJECT_METRICS, *BOX_METRICS)
 
@@ -21,6 +28,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("--figures", type=Path, help="folder for one PNG per scene: model and oracle maps over the truth")
     ev.add_argument("--oracle-targets", choices=PATCH_TARGETS, default="majority",
                     help="per-patch truth the oracle grid is fed (default majority; objects_first keeps small objects)")
+    ev.add_argument("--grid", action="append", default=[], metavar="FIELD=VALUE",
+                    help="score the fusion with a GridConfig field changed (model and oracle alike), "
+                         "e.g. --grid free_weight=0.4; repeatable")
     ev.add_argument("--json", action="store_true", help="print one JSON object (else a readable table)")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_backend_arguments(ev)
@@ -31,16 +41,20 @@ def _eval_map(args: argparse.Namespace) -> int:
     from loc3r_core.evaluation.map_run import evaluate_maps, split_scenes
     from loc3r_core.runtime.open import open_backend
 
+    config = _session_config(parse_overrides(args.grid, "--grid"))
     split_scenes(args.data, args.max_scenes)  # a missing or empty folder fails before a model loads
     backend = open_backend(args.backend, args.checkpoint, args.onnx, args.provider)
     report = evaluate_maps(backend, args.data, args.max_scenes, args.figures, progress=not args.no_progress,
-                           oracle_targets=args.oracle_targets)
+                           config=config, oracle_targets=args.oracle_targets)
+    report["grid"] = asdict(config.grid)
     if args.json:
         print(json.dumps(_json_safe(report)))
         return 0
     model, oracle = report["model"], report["oracle_fusion"]
     print(f"{report['num_scenes']} scenes of {args.data} ({backend.name} backend, "
           f"{model['seconds_per_scene']:.2f} s per scene streamed)")
+    if args.grid:
+        print("grid: " + ", ".join(args.grid))
     print(f"{'mean over scenes':<22}{'model':>8}{'oracle':>8}   (oracle: {args.oracle_targets} patch truth)")
     for key in ROWS:
         print(f"{key:<22}{model[key]:>8.3f}{oracle[key]:>8.3f}")
@@ -57,6 +71,17 @@ def _eval_map(args: argparse.Namespace) -> int:
     if args.figures:
         print(f"wrote {report['num_scenes']} figures to {args.figures}")
     return 0
+
+
+def _session_config(grid_overrides: dict) -> SessionConfig:
+    """The node's defaults, with the fusion's fields changed as asked."""
+    from loc3r_core.runtime.mapping import GridConfig
+    from loc3r_core.runtime.session import SessionConfig
+
+    try:
+        return SessionConfig(grid=GridConfig().overridden(grid_overrides))
+    except ValueError as exc:
+        raise UsageError(f"--grid: {exc}") from None
 
 
 def _json_safe(value: object) -> object:

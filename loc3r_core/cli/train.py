@@ -62,14 +62,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     ablate.set_defaults(handler=_ablate)
 
 
-def parse_overrides(pairs: list[str]) -> dict:
+def parse_overrides(pairs: list[str], option: str = "--set") -> dict:
+    """FIELD=VALUE pairs to {field: YAML value}."""
     import yaml
 
     overrides = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
-            raise UsageError(f"--set takes FIELD=VALUE, not {pair!r}")
+            raise UsageError(f"{option} takes FIELD=VALUE, not {pair!r}")
         overrides[name.strip()] = yaml.safe_load(value)
     return overrides
 

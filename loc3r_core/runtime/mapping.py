@@ -11,7 +11,7 @@ object free the floor under it (results/map_quality_fusion.md has what was tried
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -39,6 +39,29 @@ class GridConfig:
     fill_objects: bool = True  # an object is an obstacle: the gaps between its cells are occupied too
     fill_reach_cells: int = 3  # gaps up to twice this wide, inside its box, are closed (val)
     box_noise_share: float = 0.25  # an object's spread less this share of its points' own variance is its size (val)
+
+    def overridden(self, overrides: dict[str, object]) -> GridConfig:
+        """A copy with some fields replaced (a number where the field is one), validated;
+        ValueError naming the field otherwise. What `loc3r eval-map --grid` scores a fusion with."""
+        kinds = {f.name: type(getattr(self, f.name)) for f in fields(self)}
+        typed = {}
+        for name, value in overrides.items():
+            if name not in kinds:
+                raise ValueError(f"no grid field {name!r} (fields: {', '.join(kinds)})")
+            kind = kinds[name]
+            if isinstance(value, str) and kind is not bool:  # YAML reads 1e9 as a string
+                try:
+                    value = float(value)
+                except ValueError:
+                    raise ValueError(f"grid field {name} takes a {kind.__name__}, not {value!r}") from None
+            if isinstance(value, bool) != (kind is bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"grid field {name} takes a {kind.__name__}, not {value!r}")
+            if kind is int and value != int(value):
+                raise ValueError(f"grid field {name} takes a whole number, not {value!r}")
+            typed[name] = kind(value)
+        config = replace(self, **typed)
+        config.validate()
+        return config
 
     def validate(self) -> None:
         if not 0.0 <= self.box_noise_share <= 1.0:
