@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,7 +45,6 @@ def _eval_map(args: argparse.Namespace) -> int:
     backend = open_backend(args.backend, args.checkpoint, args.onnx, args.provider)
     report = evaluate_maps(backend, args.data, args.max_scenes, args.figures, progress=not args.no_progress,
                            config=config, oracle_targets=args.oracle_targets)
-    report["grid"] = asdict(config.grid)
     if args.json:
         print(json.dumps(_json_safe(report)))
         return 0

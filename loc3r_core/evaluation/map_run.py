@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -156,7 +156,7 @@ def split_scenes(root: Path, max_scenes: int | None = None) -> list[Path]:
 def evaluate_maps(backend: Backend, root: Path, max_scenes: int | None = None, figures: Path | None = None,
                   progress: bool = True, config: SessionConfig | None = None,
                   oracle_targets: str = "majority") -> dict:
-    """Score the model's and the oracle's map of every scene: {"model", "oracle_fusion", "num_scenes"}."""
+    """Score the model's and the oracle's map of every scene: {"model", "oracle_fusion", "num_scenes", "grid"}."""
     folders = split_scenes(root, max_scenes)
     session = Session(backend, config)
     blocks: dict[str, list[dict]] = {"model": [], "oracle_fusion": []}
@@ -174,4 +174,5 @@ def evaluate_maps(backend: Backend, root: Path, max_scenes: int | None = None, f
     report["model"]["seconds_per_scene"] = float(np.mean([s["seconds"] for s in blocks["model"]]))
     report["oracle_fusion"]["targets"] = oracle_targets
     report["num_scenes"] = len(folders)
+    report["grid"] = asdict(session.config.grid)  # the fusion these maps were scored with
     return report
