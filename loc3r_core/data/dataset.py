@@ -173,6 +173,7 @@ class SceneClipDataset(Dataset):
             "bev_valid": torch.from_numpy(np.stack([t["valid"] for t in targets])),
             "centre_target": torch.from_numpy(np.nan_to_num(
                 transform_points(T_clip_world, np.stack([t["centres"] for t in targets]))[..., :2])),
+            **clip_fronts(np.stack([t["fronts"] for t in targets]), T_clip_world),
             "patch_label": torch.from_numpy(np.stack([t["label"] for t in targets])),
             "objects": clip_objects(scene, T_clip_world),
             "seen_object_ids": sorted(seen_object_ids(pixels, scene.intrinsics.width * scene.intrinsics.height)),
@@ -255,6 +256,14 @@ def map_targets(targets: list[dict[str, np.ndarray]], T_clip_world: np.ndarray) 
     return {"map_target": torch.from_numpy(np.nan_to_num(points)),
             "map_valid": torch.from_numpy(np.stack([t["map_valid"] for t in targets])),
             "map_label": torch.from_numpy(np.stack([t["map_label"] for t in targets]))}
+
+
+def clip_fronts(fronts: np.ndarray, T_clip_world: np.ndarray) -> dict[str, torch.Tensor]:
+    """(F, rows, cols, 2) world-frame front vectors (NaN: no fronted object) -> front_target
+    (F, rows, cols, 2) in the clip's axes and front_valid (F, rows, cols)."""
+    valid = ~np.isnan(fronts[..., 0])
+    rotated = np.nan_to_num(fronts) @ T_clip_world[:2, :2].T
+    return {"front_target": torch.from_numpy(rotated), "front_valid": torch.from_numpy(valid)}
 
 
 def clip_objects(scene: Scene, T_clip_world: np.ndarray) -> list[dict]:

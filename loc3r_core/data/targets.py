@@ -6,7 +6,7 @@ import numpy as np
 
 from loc3r_core.geometry import Intrinsics, backproject
 from loc3r_core.world.scene import Scene
-from loc3r_core.world.vocabulary import LABELS, STRUCTURE_CLASSES
+from loc3r_core.world.vocabulary import CATEGORY_BY_NAME, LABELS, STRUCTURE_CLASSES
 
 STRUCTURE_TOLERANCE_M = 0.03  # a structure point this close to z = 0 is floor, to the ceiling is ceiling
 UNKNOWN_CLASS = -1
@@ -18,6 +18,9 @@ UNKNOWN_CLASS = -1
 #   16-px patch, so majority labels bury them; this keeps them, and keeps their points on them.
 PATCH_TARGETS = ("majority", "objects_first")
 PRESENT_SHARE = 0.10
+# Objects whose box yaw says which way they face: a wall piece's +x faces the room, a chair's
+# its table (the generator stands people in front of them and seats them facing that way).
+FRONTED_PLACEMENTS = ("wall", "seat")
 
 
 def pixel_classes(points: np.ndarray, instance: np.ndarray, scene: Scene) -> np.ndarray:
@@ -50,9 +53,11 @@ def patch_targets(
 
     points: (rows, cols, 3) world point of the patch (NaN if no pixel has depth); valid:
     (rows, cols) whether it has one; label: (rows, cols) its class (UNKNOWN_CLASS if none);
-    object_pixels: (max id + 1,) pixels of each instance id in the whole frame; centres:
-    (rows, cols, 3) the centre of the object the patch shows (the instance most of its chosen
-    pixels belong to), the patch's own point where it shows structure (only with `centres`).
+    object_pixels: (max id + 1,) pixels of each instance id in the whole frame; with `centres`,
+    centres: (rows, cols, 3) the centre of the object the patch shows (the instance most of its
+    chosen pixels belong to), the patch's own point where it shows structure, and fronts:
+    (rows, cols, 2) the world-frame unit vector that object faces (NaN where the patch shows
+    no fronted object).
     """
     if mode not in PATCH_TARGETS:
         raise ValueError(f"patch targets must be one of {PATCH_TARGETS}, not {mode!r}")
@@ -85,7 +90,9 @@ def patch_targets(
                "object_pixels": np.bincount(instance.ravel().astype(np.int64))}
     if centres:
         instance_blocks = instance.reshape(rows, ph, cols, pw).transpose(0, 2, 1, 3).reshape(rows, cols, ph * pw)
-        targets["centres"] = object_centres(mean, label, chosen, instance_blocks, scene)
+        shown = patch_objects(label, chosen, instance_blocks)
+        targets["centres"] = object_centres(mean, shown, scene)
+        targets["fronts"] = object_fronts(shown, scene)
     return targets
 
 
@@ -99,14 +106,33 @@ def subdivide(fine: np.ndarray, grid: tuple[int, int], subdivision: int) -> np.n
     return fine.reshape(rows, s, cols, s, *rest).transpose(order).reshape(rows * cols, s * s, *rest)
 
 
-def object_centres(points: np.ndarray, label: np.ndarray, chosen: np.ndarray, instances: np.ndarray, scene: Scene
-                   ) -> np.ndarray:
+def patch_objects(label: np.ndarray, chosen: np.ndarray, instances: np.ndarray) -> np.ndarray:
+    """(rows, cols) the instance id most of each object patch's chosen pixels belong to (0: none)."""
+    shown = np.zeros(label.shape, dtype=np.int64)
+    for r, c in zip(*np.nonzero(label >= len(STRUCTURE_CLASSES)), strict=True):
+        ids = instances[r, c][chosen[r, c] & (instances[r, c] > 0)]
+        if ids.size:
+            shown[r, c] = int(np.bincount(ids.astype(np.int64)).argmax())
+    return shown
+
+
+def object_centres(points: np.ndarray, shown: np.ndarray, scene: Scene) -> np.ndarray:
     """(rows, cols, 3): where a pointer at a patch's object should land, its box centre (a mean of
     visible surface points sits on the near face, ~0.6 m off for a bed); points where no object."""
     centres = points.copy()
     by_id = {obj.id: obj.center for obj in scene.objects}
-    for r, c in zip(*np.nonzero(label >= len(STRUCTURE_CLASSES)), strict=True):
-        ids = instances[r, c][chosen[r, c] & (instances[r, c] > 0)]
-        if ids.size:
-            centres[r, c] = by_id[int(np.bincount(ids.astype(np.int64)).argmax())]
+    for r, c in zip(*np.nonzero(shown), strict=True):
+        centres[r, c] = by_id[int(shown[r, c])]
     return centres
+
+
+def object_fronts(shown: np.ndarray, scene: Scene) -> np.ndarray:
+    """(rows, cols, 2): the world-frame unit vector (cos yaw, sin yaw) the patch's object faces,
+    for fronted objects (FRONTED_PLACEMENTS); NaN elsewhere."""
+    fronts = np.full((*shown.shape, 2), np.nan)
+    by_id = {obj.id: obj for obj in scene.objects if CATEGORY_BY_NAME[obj.label].placement in FRONTED_PLACEMENTS}
+    for r, c in zip(*np.nonzero(shown), strict=True):
+        obj = by_id.get(int(shown[r, c]))
+        if obj is not None:
+            fronts[r, c] = np.cos(obj.yaw), np.sin(obj.yaw)
+    return fronts

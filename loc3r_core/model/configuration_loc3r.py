@@ -81,6 +81,12 @@ class Loc3rConfig(PreTrainedConfig):
     # BEV point, log sigmas) to the centre of the object the token shows (its own point for
     # structure); the pointer then averages these centres, not surface points (0: no head).
     object_centre_weight: float = 0.0
+    # Pointer models only: weight of a cosine loss on a per-token head to the way the token's
+    # object faces (fronted objects: wall pieces face the room, chairs their table). The yaw
+    # logits then gain, with strengths the <Ori> state sets, bumps towards the mean front of the
+    # tokens <Ori> points at and of those <Pos> points at: "in front of the shelf, looking at
+    # it" faces against the shelf's front, whatever the lever arm from the asker to it (0: no head).
+    object_front_weight: float = 0.0
     # Pointer models only: weight of -log(attention mass on the tokens of the objects the
     # situation names), <Pos> on what places it, <Ori> on what it faces (training only).
     grounding_weight: float = 0.0
@@ -156,6 +162,8 @@ class Loc3rConfig(PreTrainedConfig):
             raise ValueError(f"situation_readout must be one of {SITUATION_READOUTS}, not {self.situation_readout!r}")
         if self.pointer_places not in (1, 2):
             raise ValueError(f"pointer_places must be 1 or 2, not {self.pointer_places}")
+        if self.object_front_weight and self.situation_readout != "pointer":
+            raise ValueError("object_front_weight needs situation_readout: pointer (it reads fronts where it points)")
         if self.faced_place_weight and self.situation_readout != "pointer":
             raise ValueError("faced_place_weight needs situation_readout: pointer (it trains where <Ori> points)")
         if self.answer_readout_heads < 0:

@@ -48,6 +48,7 @@ class Loc3rOutput:
     pointer_spread: torch.Tensor | None = None  # (B, 2) variance of the points <Pos> weighs, per axis
     pointer_faced: torch.Tensor | None = None  # (B, 2) the place <Ori> points at (the asker faces it)
     object_centre: torch.Tensor | None = None  # (B, F, P, 4) centre of each token's object, x, y, log sigmas
+    object_front: torch.Tensor | None = None  # (B, F, P, 2) the way each token's object faces (unnormalised)
     map_bev: torch.Tensor | None = None  # (B, F, P, s^2, 4) sub-patch BEV points (map_subdivision s > 1)
     map_semantic_logits: torch.Tensor | None = None  # (B, F, P, s^2, classes) their labels
     answer_geometry: torch.Tensor | None = None  # (B, 4) the asked object in the asker's frame, x, y, log sigmas
@@ -84,10 +85,14 @@ class Loc3rForSpatialQA(PreTrainedModel):
         self.ego_head = mlp(hidden, hidden, 4 + config.num_yaw_bins)
         # training only: the runtime never reads it (answer_geometry_weight)
         self.answer_geometry_head = mlp(hidden, hidden, 4) if config.answer_geometry_weight > 0 else None
-        self.pointer = SituationPointer(hidden, config.pointer_dim, config.pointer_places, config.relative_offset) \
+        self.pointer = SituationPointer(hidden, config.pointer_dim, config.pointer_places, config.relative_offset,
+                                        config.object_front_weight > 0) \
             if config.situation_readout == "pointer" else None
         # offset from each token's BEV point to its object's centre (object_centre_weight)
         self.centre_head = nn.Linear(hidden, 4) if self.pointer is not None and config.object_centre_weight > 0 \
+            else None
+        # the way each token's object faces, in the clip's axes (object_front_weight)
+        self.front_head = nn.Linear(hidden, 2) if self.pointer is not None and config.object_front_weight > 0 \
             else None
         self.answer_readout = AnswerReadout(hidden, config.pointer_dim, config.answer_readout_heads,
                                             config.num_patch_classes, config.answer_sector_features,
@@ -113,6 +118,9 @@ class Loc3rForSpatialQA(PreTrainedModel):
             if module.relative is not None:  # no relative offset until the <Pos> state asks for one
                 nn.init.zeros_(module.relative[-1].weight)
                 nn.init.zeros_(module.relative[-1].bias)
+            if module.front_gain is not None:  # no front bump until the <Ori> state asks for one
+                nn.init.zeros_(module.front_gain.weight)
+                nn.init.zeros_(module.front_gain.bias)
 
     # --- the pieces the streaming runtime calls separately -------------------------------
 
@@ -195,6 +203,8 @@ class Loc3rForSpatialQA(PreTrainedModel):
                 heads["map_bev"] = camera_to_clip(heads["map_bev"], poses)
         if self.centre_head is not None:
             heads["object_centre"] = object_centre(heads["bev"], self.centre_head(vision))
+        if self.front_head is not None:
+            heads["object_front"] = self.front_head(vision)
         row_ids, row_hidden, row_clip = rows if rows is not None else (input_ids, hidden, None)
 
         def on_rows(clip_value: torch.Tensor) -> torch.Tensor:
@@ -214,6 +224,10 @@ class Loc3rForSpatialQA(PreTrainedModel):
                 viewer = viewer_place(on_rows(heads["ego"]))
                 at = at + relative_place(offset.float(), at.detach(), faced.detach(), viewer)
             heads["pos"], heads["ori_logits"] = self.pointer.combine(heads["pos"], heads["ori_logits"], at, faced)
+            if "object_front" in heads:
+                fronts = on_rows(heads["object_front"]).flatten(1, 2)
+                bump = self.pointer.front_bump(ori_state, weights, fronts, heads["ori_logits"].shape[-1])
+                heads["ori_logits"] = heads["ori_logits"] + bump.to(heads["ori_logits"].dtype)
             heads["pointer_weights"], heads["pointer_spread"] = weights, spread[:, :-1].mean(dim=1)
             heads["pointer_faced"] = faced
             if self.answer_readout is not None and has_every_row(row_ids, self.config.answer_token_id):
@@ -312,6 +326,7 @@ class Loc3rForSpatialQA(PreTrainedModel):
             "answer_geometry": c.answer_geometry_weight,
             "answer_grounding": c.answer_grounding_weight if self.answer_readout is not None else 0.0,
             "object_centre": c.object_centre_weight if self.centre_head is not None else 0.0,
+            "object_front": c.object_front_weight if self.front_head is not None else 0.0,
             "map_bev": c.bev_weight if self.map_head is not None else 0.0,
             "map_semantic": c.semantic_weight if self.map_head is not None else 0.0,
         }
@@ -353,6 +368,8 @@ class Loc3rForSpatialQA(PreTrainedModel):
         if weights["object_centre"]:
             losses["object_centre"] = gaussian_nll(out.object_centre.float(), targets["centre_target"].float(),
                                                    targets["bev_valid"])
+        if weights["object_front"]:
+            losses["object_front"] = front_loss(out.object_front, targets["front_target"], targets["front_valid"])
         if weights["grounding"] or weights["answer_grounding"]:
             patch_labels = targets["patch_label"].flatten(1)
             row_labels = patch_labels if out.row_clip is None else patch_labels[out.row_clip]  # each row's clip
@@ -385,13 +402,16 @@ class SituationPointer(nn.Module):
     relative_offsets, facing_bump, widened_log_sigma).
     """
 
-    def __init__(self, hidden: int, dim: int, places: int = 1, relative: bool = False) -> None:
+    def __init__(self, hidden: int, dim: int, places: int = 1, relative: bool = False, fronts: bool = False
+                 ) -> None:
         super().__init__()
         self.key = nn.Linear(hidden, dim)
         self.query = nn.Linear(hidden, dim)
         self.second_query = nn.Linear(hidden, dim) if places == 2 else None  # <Pos>'s second place
         self.relative = mlp(hidden, hidden, 4) if relative else None  # (along, left) towards faced, viewer
         self.log_kappa = nn.Parameter(torch.ones(1))  # kappa e: a bump of about 40 degrees at first
+        # strengths (<Ori>'s pointed fronts, <Pos>'s) of the yaw bumps towards the fronts they weigh
+        self.front_gain = nn.Linear(hidden, 2) if fronts else None
 
     def keys(self, vision_states: torch.Tensor) -> torch.Tensor:
         return self.key(vision_states.detach())
@@ -425,6 +445,20 @@ class SituationPointer(nn.Module):
         centres = bin_centres(ori_logits.shape[-1], ori_logits.device)
         bump = self.log_kappa.exp() * torch.cos(centres[None] - heading[:, None])
         return pos, ori_logits + bump.to(ori_logits.dtype)
+
+    def front_bump(self, ori_state: torch.Tensor, weights: torch.Tensor, fronts: torch.Tensor, bins: int
+                   ) -> torch.Tensor:
+        """(B, bins) yaw-logit bumps gain_o |f_o| cos(bin - angle of f_o) + gain_p (the same for f_p):
+        f_o the mean unit front (fronts (B, N, 2), detached: the readout cannot bend the head) of
+        the tokens <Ori> points at (weights (B, Q, N)), f_p that of <Pos>'s. A gain can be
+        negative: "in front of the shelf, looking at it" faces against the shelf's front."""
+        unit = F.normalize(fronts.detach().float(), dim=-1)
+        pointed = torch.einsum("bqn,bnc->bqc", weights, unit)
+        means = torch.stack([pointed[:, -1], pointed[:, :-1].mean(dim=1)], dim=1)  # (B, <Ori> / <Pos>, 2)
+        centres = bin_centres(bins, weights.device)
+        directions = torch.stack([torch.cos(centres), torch.sin(centres)], dim=-1)  # (bins, 2)
+        bumps = torch.einsum("bkc,mc->bkm", means, directions)
+        return (self.front_gain(ori_state).float()[..., None] * bumps).sum(dim=1)
 
 
 class AnswerReadout(nn.Module):
@@ -595,6 +629,15 @@ def grounding_loss(weights: torch.Tensor, labels: torch.Tensor, classes: torch.T
         second = torch.where(classes[:, 1:2] >= 0, classes[:, 1:2], classes[:, 0:1])
         pos_masks = [(labels == classes[:, 0:1]) & (classes[:, 0:1] >= 0), (labels == second) & (second >= 0)]
     return attention_mass_loss(weights, torch.stack([*pos_masks, (labels == faced) & (faced >= 0)], dim=1))
+
+
+def front_loss(front: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean 1 - cos(angle) between the (B, F, P, 2) predicted fronts and their unit targets, over
+    the (B, F, P) tokens whose object has a front (none: 0, still a graph for the step)."""
+    if not bool(valid.any()):
+        return front.sum() * 0.0
+    cosine = (F.normalize(front.float(), dim=-1) * target.float()).sum(dim=-1)
+    return (1.0 - cosine[valid]).mean()
 
 
 def attention_mass_loss(weights: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:

@@ -60,6 +60,9 @@ class ModelSpec:
         vision, text = config["vision_config"], config["text_config"]
         if config.get("use_geometry_input"):
             raise DataError(f"{folder} is the geometric-input ablation baseline; it needs depth and cannot stream")
+        if config.get("object_front_weight", 0.0) > 0:
+            raise DataError(f"{folder} reads object fronts (object_front_weight), which the streaming runtime "
+                            "does not yet: score it with `loc3r eval`")
         side = vision["image_size"] // vision["patch_size"] // config.get("vision_merge", 1)  # LM tokens
         readout = config.get("situation_readout", "mlp")
         kappa = float(np.exp(read_weight(folder / "model.safetensors", POINTER_LOG_KAPPA)[0])) \

@@ -14,7 +14,8 @@ from loc3r_core.training.feature_cache import TowerFeatureCache
 
 CLIP_META_KEYS = ("scene", "objects", "seen_object_ids")
 ROW_META_KEYS = ("question_type", "answer", "situation_text", "question", "named_classes", "placement")
-CLIP_TARGET_KEYS = ("bev_target", "bev_valid", "centre_target", "patch_label", "ego_pose")
+CLIP_TARGET_KEYS = ("bev_target", "bev_valid", "centre_target", "front_target", "front_valid", "patch_label",
+                    "ego_pose")
 ROW_TARGET_KEYS = ("situation_position", "situation_yaw", "grounding_classes", "faced_xy", "answer_xy",
                    "answer_xy_valid", "asked_class", "counted_class")
 MAP_TARGET_KEYS = ("map_target", "map_valid", "map_label")
@@ -83,7 +84,7 @@ def collate_packed(items: list[dict], tokenizer: PreTrainedTokenizerFast, patche
 def clip_batch(items: list[dict]) -> dict:
     """Images (where the items carry them), clean prior, geometry and the per-frame targets of the items' clips."""
     targets = {key: torch.stack([item[key] for item in items]) for key in CLIP_TARGET_KEYS}
-    per_patch = ("bev_target", "bev_valid", "centre_target", "patch_label")
+    per_patch = ("bev_target", "bev_valid", "centre_target", "front_target", "front_valid", "patch_label")
     targets = {k: v.flatten(2, 3) if k in per_patch else v for k, v in targets.items()}
     if "map_target" in items[0]:  # map_subdivision > 1: (B, F, P, s^2, ...)
         targets |= {key: torch.stack([item[key] for item in items]) for key in MAP_TARGET_KEYS}

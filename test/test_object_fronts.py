@@ -1,0 +1,96 @@
+"""Object fronts (object_front_weight): their targets, loss and the yaw bump the pointer reads from them."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY_MODEL, overfit_one_batch, tiny_train_config
+from loc3r_core.data.dataset import SceneClipDataset
+from loc3r_core.data.targets import FRONTED_PLACEMENTS
+from loc3r_core.errors import DataError
+from loc3r_core.model.checkpoint import save_model
+from loc3r_core.model.configuration_loc3r import Loc3rConfig
+from loc3r_core.model.modeling_loc3r import SituationPointer, front_loss
+from loc3r_core.model.spatial import bin_centres
+from loc3r_core.runtime.spec import ModelSpec
+from loc3r_core.training.batch import collate
+from loc3r_core.training.config import TrainConfig
+from loc3r_core.training.loop import create_model
+from loc3r_core.world.vocabulary import CATEGORY_BY_NAME, PATCH_CLASSES
+
+FRONT_MODEL = {**TINY_MODEL, "situation_readout": "pointer", "grounding_weight": 0.2, "object_front_weight": 0.5}
+
+
+def test_front_targets_are_the_way_each_fronted_object_faces_in_the_clip(world_by_kind):
+    ds = SceneClipDataset(world_by_kind["walk"], num_frames=8, patch_grid=(4, 4), patch_target="objects_first")
+    checked = 0
+    for index in np.linspace(0, len(ds) - 1, 12).round().astype(int):
+        item = ds[index]
+        labels, fronts, valid = (item[k].numpy() for k in ("patch_label", "front_target", "front_valid"))
+        fronted = np.array([c >= 3 and CATEGORY_BY_NAME[PATCH_CLASSES[c]].placement in FRONTED_PLACEMENTS
+                            for c in labels.ravel()]).reshape(labels.shape)
+        assert not (valid & ~fronted).any(), "only patches of fronted objects carry a front"
+        np.testing.assert_allclose(np.linalg.norm(fronts[valid], axis=-1), 1.0, atol=1e-9)
+        by_class = {}
+        for o in item["objects"]:
+            by_class.setdefault(o["class"], []).append(np.array([math.cos(o["yaw"]), math.sin(o["yaw"])]))
+        for front, label in zip(fronts[valid], labels[valid], strict=True):
+            # the front of an object of the patch's class, turned into the clip's axes
+            assert min(np.linalg.norm(front - f) for f in by_class[int(label)]) < 1e-6
+            checked += 1
+    assert checked > 20
+
+
+def test_the_front_loss_is_zero_when_aligned_two_when_opposed_and_skips_tokens_without_a_front():
+    target = torch.tensor([[[[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]]])
+    valid = torch.tensor([[[True, True, False]]])
+    aligned = torch.tensor([[[[3.0, 0.0], [0.0, 0.5], [-1.0, 0.0]]]], requires_grad=True)  # length does not count
+    assert front_loss(aligned, target, valid).item() == pytest.approx(0.0, abs=1e-6)
+    assert front_loss(-aligned, target, valid).item() == pytest.approx(2.0)
+    front_loss(aligned + torch.tensor([0.0, 1.0]), target, valid).backward()
+    assert aligned.grad[0, 0, 2].abs().sum() == 0 and aligned.grad[0, 0, 0].abs().sum() > 0
+    assert front_loss(aligned, target, torch.zeros_like(valid)).item() == 0.0
+
+
+def test_the_front_bump_faces_along_or_against_the_pointed_fronts():
+    pointer = SituationPointer(hidden=8, dim=8, places=1, fronts=True)
+    bins = 36
+    # <Pos> weighs token 0 (front along +y), <Ori> token 1 (front along +x)
+    weights = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    fronts = torch.tensor([[[0.0, 2.0], [5.0, 0.0]]])
+    state = torch.zeros(1, 8)
+    with torch.no_grad():
+        pointer.front_gain.weight.zero_()
+        pointer.front_gain.bias.zero_()
+        assert pointer.front_bump(state, weights, fronts, bins).abs().max() < 1e-6  # no gain, no bump
+        centres = bin_centres(bins)
+        pointer.front_gain.bias.copy_(torch.tensor([-3.0, 0.0]))  # against <Ori>'s front: facing -x
+        peak = centres[pointer.front_bump(state, weights, fronts, bins).argmax()].item()
+        assert abs(abs(peak) - math.pi) < 2 * math.pi / bins
+        pointer.front_gain.bias.copy_(torch.tensor([0.0, 3.0]))  # along <Pos>'s front: facing +y
+        peak = centres[pointer.front_bump(state, weights, fronts, bins).argmax()].item()
+        assert abs(peak - math.pi / 2) < 2 * math.pi / bins
+
+
+def test_a_front_model_learns_its_fronts_and_the_runtime_refuses_it(world_by_kind, tmp_path):
+    config = TrainConfig.from_dict(tiny_train_config(world_by_kind["walk"], tmp_path / "run", model=FRONT_MODEL,
+                                                     patch_targets="objects_first"))
+    probe = Loc3rConfig(**FRONT_MODEL)
+    dataset = SceneClipDataset(world_by_kind["walk"], num_frames=4, patch_grid=probe.patch_grid,
+                               image_size=probe.vision_config.image_size, patch_target="objects_first")
+    torch.manual_seed(0)
+    model, tokenizer = create_model(config, dataset)
+    batch = collate([dataset[i] for i in range(0, 32, 4)], tokenizer, model.config.patches_per_frame)
+    history = overfit_one_batch(model, batch, steps=30)
+    first, last = history[0]["object_front"], np.mean([h["object_front"] for h in history[-3:]])
+    assert last < first - 0.05 * first, (first, last)
+    assert all(np.isfinite(h["ori"]) for h in history)
+    save_model(model, tokenizer, tmp_path / "model")
+    with pytest.raises(DataError, match="object fronts"):
+        ModelSpec.from_checkpoint(tmp_path / "model")
+    with pytest.raises(Exception, match="object_front_weight needs"):  # transformers wraps the ValueError
+        Loc3rConfig(**{**TINY_MODEL, "object_front_weight": 0.5})
