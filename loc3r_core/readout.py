@@ -144,6 +144,17 @@ def facing_bump(num_bins: int, heading: float, kappa: float) -> np.ndarray:
     return kappa * np.cos(bin_centres(num_bins) - heading)
 
 
+def front_bump(gains: np.ndarray, weights: np.ndarray, fronts: np.ndarray, num_bins: int) -> np.ndarray:
+    """(bins,) yaw-logit bumps gain_o |f_o| cos(bin - angle of f_o) + gain_p (the same for f_p): f_o
+    the mean unit front of the (N, 2) fronts that <Ori>'s row of the (Q, N) pointer weights
+    weighs (its last), f_p that of <Pos>'s rows (numpy twin of SituationPointer.front_bump)."""
+    unit = fronts / np.maximum(np.linalg.norm(fronts, axis=-1, keepdims=True), 1e-12)
+    pointed = weights @ unit
+    means = np.stack([pointed[-1], pointed[:-1].mean(axis=0)])  # <Ori>'s, <Pos>'s
+    centres = bin_centres(num_bins)
+    return gains @ (means @ np.stack([np.cos(centres), np.sin(centres)]))
+
+
 def widened_log_sigma(log_sigma: np.ndarray, variance: np.ndarray) -> np.ndarray:
     """log sqrt(sigma^2 + variance): a head's sigma widened by the spread of the points a pointer weighs."""
     return 0.5 * np.log(np.exp(2.0 * np.clip(log_sigma, *LOG_SIGMA_RANGE)) + variance)

@@ -11,11 +11,12 @@ import torch
 from conftest import TINY_MODEL, overfit_one_batch, tiny_train_config
 from loc3r_core.data.dataset import SceneClipDataset
 from loc3r_core.data.targets import FRONTED_PLACEMENTS
-from loc3r_core.errors import DataError
 from loc3r_core.model.checkpoint import save_model
 from loc3r_core.model.configuration_loc3r import Loc3rConfig
 from loc3r_core.model.modeling_loc3r import SituationPointer, front_loss
 from loc3r_core.model.spatial import bin_centres
+from loc3r_core.readout import front_bump as numpy_front_bump
+from loc3r_core.runtime.backend import head_names
 from loc3r_core.runtime.spec import ModelSpec
 from loc3r_core.training.batch import collate
 from loc3r_core.training.config import TrainConfig
@@ -76,7 +77,23 @@ def test_the_front_bump_faces_along_or_against_the_pointed_fronts():
         assert abs(peak - math.pi / 2) < 2 * math.pi / bins
 
 
-def test_a_front_model_learns_its_fronts_and_the_runtime_refuses_it(world_by_kind, tmp_path):
+def test_numpy_bumps_the_yaw_like_the_model():
+    """The runtime's twin (readout.front_bump), with two <Pos> places and random fronts and gains."""
+    torch.manual_seed(1)
+    pointer = SituationPointer(hidden=8, dim=8, places=2, fronts=True)
+    with torch.no_grad():
+        pointer.front_gain.weight.normal_()
+        state = torch.randn(1, 8)
+        weights = torch.softmax(torch.randn(1, 3, 5), dim=-1)
+        fronts = torch.randn(1, 5, 2)
+        expected = pointer.front_bump(state, weights, fronts, 24)[0].numpy()
+        gains = pointer.front_gain(state)[0].numpy()
+    bump = numpy_front_bump(gains, weights[0].numpy(), fronts[0].numpy(), 24)
+    assert np.abs(expected).max() > 0.1
+    np.testing.assert_allclose(bump, expected, atol=1e-5)
+
+
+def test_a_front_model_learns_its_fronts_and_the_runtime_reads_them(world_by_kind, tmp_path):
     config = TrainConfig.from_dict(tiny_train_config(world_by_kind["walk"], tmp_path / "run", model=FRONT_MODEL,
                                                      patch_targets="objects_first"))
     probe = Loc3rConfig(**FRONT_MODEL)
@@ -89,8 +106,7 @@ def test_a_front_model_learns_its_fronts_and_the_runtime_refuses_it(world_by_kin
     first, last = history[0]["object_front"], np.mean([h["object_front"] for h in history[-3:]])
     assert last < first - 0.05 * first, (first, last)
     assert all(np.isfinite(h["ori"]) for h in history)
-    save_model(model, tokenizer, tmp_path / "model")
-    with pytest.raises(DataError, match="object fronts"):
-        ModelSpec.from_checkpoint(tmp_path / "model")
+    spec = ModelSpec.from_checkpoint(save_model(model, tokenizer, tmp_path / "model"))
+    assert spec.object_front and head_names(spec)[-2:] == ("object_front", "front_gain")
     with pytest.raises(Exception, match="object_front_weight needs"):  # transformers wraps the ValueError
         Loc3rConfig(**{**TINY_MODEL, "object_front_weight": 0.5})

@@ -54,12 +54,12 @@ POINTER_MODEL = {**TINY_MODEL, "situation_readout": "pointer", "grounding_weight
 # given in its own frame's camera axes; each LM token merges 2 x 2 of the tower's patches; the answer
 # reads the map as the asker sees it (two heads, the first taught to find the asked object and the
 # counted class; their features include the four sectors, their reads the spread of what they weigh);
-# <Ori>'s place is also pulled to the faced object's centre
+# <Ori>'s place is also pulled to the faced object's centre; the yaw reads the pointed objects' fronts
 RELATIONAL_MODEL = {**POINTER_MODEL, "pointer_places": 2, "relative_offset": True, "answer_geometry_weight": 0.1,
                     "object_centre_weight": 0.1, "map_subdivision": 2, "bev_frame": "camera", "vision_merge": 2,
                     "answer_readout_heads": 2, "answer_grounding_weight": 0.2, "answer_grounding_counts": True,
                     "answer_sector_features": True, "answer_spread_reads": True, "answer_copy_labels": True,
-                    "faced_place_weight": 0.2}
+                    "faced_place_weight": 0.2, "object_front_weight": 0.2}
 
 
 def test_the_pointer_recovers_a_known_point_and_numpy_points_the_same_way():
@@ -330,7 +330,7 @@ def pointer_model(request, world_by_kind, tmp_path_factory):
 
 def test_a_pointer_model_learns_where_to_point(pointer_model):
     _, _, history = pointer_model
-    optional = ("answer_geometry", "answer_grounding", "object_centre", "map_bev", "map_semantic")
+    optional = ("answer_geometry", "answer_grounding", "object_centre", "object_front", "map_bev", "map_semantic")
     for term in ("grounding", "pos", "ori", *(t for t in optional if t in history[0])):
         first, last = history[0][term], np.mean([h[term] for h in history[-3:]])
         assert last < first - 0.05 * abs(first), f"{term}: {first:.3f} -> {last:.3f}"
@@ -390,6 +390,8 @@ def test_the_session_points_like_the_model_forward(pointer_model, world_by_kind,
         assert float(heads["answer_context"].abs().max()) > 1e-3  # trained: the readout changes the answer's state
     if "answer_copy" in heads:  # ... and the copy path votes (a gate trained away from its zero start)
         assert float(model.answer_readout.copy_gate.weight.abs().max()) > 1e-4
+    if model.front_head is not None:  # the yaw above read fronts: gains trained away from their zero start
+        assert float(model.pointer.front_gain.weight.abs().max()) > 1e-4
 
 
 def test_an_exported_pointer_model_points_like_its_checkpoint(pointer_model, world_by_kind, tmp_path):

@@ -37,7 +37,8 @@ def head_names(spec: ModelSpec) -> tuple[str, ...]:
     pointer = () if spec.situation_readout != "pointer" else (
         POINTER_HEAD_NAMES + (("pointer_query_second",) if spec.pointer_places == 2 else ())
         + (("pos_relative",) if spec.relative_offset else ())
-        + (("object_centre_offset",) if spec.object_centre else ()))
+        + (("object_centre_offset",) if spec.object_centre else ())
+        + (("object_front", "front_gain") if spec.object_front else ()))
     answer = (("answer_query", "answer_gate") if spec.answer_readout_heads else ()) \
         + (("answer_copy_gate",) if spec.answer_copy_labels else ())
     return HEAD_NAMES + pointer + (("map_head",) if spec.map_subdivision > 1 else ()) + answer

@@ -30,6 +30,7 @@ from loc3r_core.readout import (
     circular_soft_argmax,
     circular_std,
     facing_bump,
+    front_bump,
     pointer_attention,
     relative_offsets,
     softmax,
@@ -97,6 +98,7 @@ class Keyframe:
     # (P, 2) map-frame places the pointer averages, once fused: its BEV points, or its objects' centres
     pointer_points: np.ndarray | None = None
     class_probs: np.ndarray | None = None  # (P, classes) its tokens' label probabilities (answer readout)
+    pointer_fronts: np.ndarray | None = None  # (P, 2) map-frame ways its tokens' objects face (object fronts)
 
 
 class Session:
@@ -220,6 +222,8 @@ class Session:
             keyframe.pointer_keys = heads["pointer_key"][1:]
         if "object_centre_offset" in heads:  # model.object_centre: the token's point plus the head's offset
             keyframe.pointer_points = points + heads["object_centre_offset"][1:, :2] @ rot_z(anchor_pose[2])[:2, :2].T
+        if "object_front" in heads:  # model.object_front: in the anchor's axes, like the centre offsets
+            keyframe.pointer_fronts = heads["object_front"][1:] @ rot_z(anchor_pose[2])[:2, :2].T
 
     # --- map --------------------------------------------------------------------------------
 
@@ -319,6 +323,9 @@ class Session:
             toward = faced - position
             logits = logits + facing_bump(len(logits), math.atan2(toward[1], toward[0]) - anchor[2],
                                           self.spec.pointer_kappa)
+            if "front_gain" in heads:  # ... and towards or against the fronts of what they point at
+                fronts = np.concatenate([k.pointer_fronts for k in self.memory]) @ rotation  # anchor's axes
+                logits = logits + front_bump(heads["front_gain"][1], weights, fronts, len(logits))
             mean = relative_planar(anchor, np.array([*position, 0.0]))[:2]
             # per axis of the anchor's frame, as trained: each <Pos> place's spread, averaged
             spread = np.mean([w @ (((points - p) @ rotation) ** 2) for w, p in zip(weights[:-1], places[:-1],

@@ -47,6 +47,7 @@ class ModelSpec:
     pointer_places: int = 1  # Loc3rConfig.pointer_places: <Pos> points at this many places
     relative_offset: bool = False  # Loc3rConfig.relative_offset
     object_centre: bool = False  # the pointer averages object centres (Loc3rConfig.object_centre_weight > 0)
+    object_front: bool = False  # the yaw reads the pointed objects' fronts (Loc3rConfig.object_front_weight > 0)
     map_subdivision: int = 1  # Loc3rConfig.map_subdivision: the map gets s^2 points per token
     bev_frame: str = "clip"  # Loc3rConfig.bev_frame: "camera" points are placed by their keyframe's pose
     answer_readout_heads: int = 0  # Loc3rConfig.answer_readout_heads: answers read the map from the asker (0: no)
@@ -60,9 +61,6 @@ class ModelSpec:
         vision, text = config["vision_config"], config["text_config"]
         if config.get("use_geometry_input"):
             raise DataError(f"{folder} is the geometric-input ablation baseline; it needs depth and cannot stream")
-        if config.get("object_front_weight", 0.0) > 0:
-            raise DataError(f"{folder} reads object fronts (object_front_weight), which the streaming runtime "
-                            "does not yet: score it with `loc3r eval`")
         side = vision["image_size"] // vision["patch_size"] // config.get("vision_merge", 1)  # LM tokens
         readout = config.get("situation_readout", "mlp")
         kappa = float(np.exp(read_weight(folder / "model.safetensors", POINTER_LOG_KAPPA)[0])) \
@@ -78,6 +76,7 @@ class ModelSpec:
             use_camera_prior=config["use_camera_prior"], situation_readout=readout, pointer_kappa=kappa,
             pointer_places=config.get("pointer_places", 1), relative_offset=config.get("relative_offset", False),
             object_centre=readout == "pointer" and config.get("object_centre_weight", 0.0) > 0,
+            object_front=readout == "pointer" and config.get("object_front_weight", 0.0) > 0,
             map_subdivision=config.get("map_subdivision", 1), bev_frame=config.get("bev_frame", "clip"),
             answer_readout_heads=config.get("answer_readout_heads", 0),
             answer_sector_features=config.get("answer_sector_features", False),
