@@ -220,10 +220,11 @@ class Session:
         keyframe.class_probs = softmax(heads["semantic_logits"][1:])
         if "pointer_key" in heads:
             keyframe.pointer_keys = heads["pointer_key"][1:]
+        anchor_to_map = rot_z(anchor_pose[2])[:2, :2].T  # the centre offsets and fronts are in the anchor's axes
         if "object_centre_offset" in heads:  # model.object_centre: the token's point plus the head's offset
-            keyframe.pointer_points = points + heads["object_centre_offset"][1:, :2] @ rot_z(anchor_pose[2])[:2, :2].T
-        if "object_front" in heads:  # model.object_front: in the anchor's axes, like the centre offsets
-            keyframe.pointer_fronts = heads["object_front"][1:] @ rot_z(anchor_pose[2])[:2, :2].T
+            keyframe.pointer_points = points + heads["object_centre_offset"][1:, :2] @ anchor_to_map
+        if "object_front" in heads:  # model.object_front
+            keyframe.pointer_fronts = heads["object_front"][1:] @ anchor_to_map
 
     # --- map --------------------------------------------------------------------------------
 
