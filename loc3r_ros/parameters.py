@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from loc3r_core.runtime.keyframes import KeyframePolicy
+from loc3r_core.runtime.keyframes import MEMORY_KEYFRAMES, KeyframePolicy
 from loc3r_core.runtime.mapping import GridConfig
 from loc3r_core.runtime.session import SessionConfig
 
@@ -52,7 +52,7 @@ PARAMETERS = (
     Parameter("odometry.wait", 0.1, "seconds an image waits for odometry to reach its stamp while odometry is "
               "published (as tf2's MessageFilter); then the nearest pose within 0.1 s, or none",
               lambda v: isinstance(v, float) and 0 <= v <= 2, "in [0, 2] s"),
-    Parameter("memory.max_keyframes", 8, "keyframes in memory (the model was trained on 8-frame clips)",
+    Parameter("memory.max_keyframes", MEMORY_KEYFRAMES, "keyframes in memory (the model's clip length)",
               lambda v: isinstance(v, int) and 2 <= v <= 256, "an integer in [2, 256]"),
     Parameter("keyframe.min_translation", 0.4, "metres moved before a frame becomes a keyframe", positive, "> 0"),
     Parameter("keyframe.min_rotation_deg", 20.0, "degrees turned before a frame becomes a keyframe", positive, "> 0"),

@@ -345,6 +345,16 @@ def test_grid_overrides_reach_the_fusion_and_bad_ones_are_one_line(world_by_kind
         assert result.returncode != 0 and len(lines) == 1 and says in lines[0], (bad, result.stderr)
 
 
+def test_the_memory_length_reaches_the_session_and_a_bad_one_is_one_line(world_by_kind) -> None:
+    short = run_cli("eval-map", "--data", world_by_kind["walk"], "--max-scenes", "1", "--json", "--no-progress",
+                    "--keyframes", "3", check=True)
+    assert json.loads(short.stdout)["max_keyframes"] == 3
+    result = run_cli("eval-map", "--data", world_by_kind["walk"], "--keyframes", "1")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1 and "--keyframes" in lines[0] and "[2, 256]" in lines[0], \
+        result.stderr
+
+
 def test_grid_config_overrides_keep_types_and_validate() -> None:
     config = GridConfig().overridden({"free_weight": 1, "fill_reach_cells": 5.0, "fill_objects": False})
     assert (config.free_weight, config.fill_reach_cells, config.fill_objects) == (1.0, 5, False)

@@ -121,6 +121,12 @@ def test_eval_names_a_missing_checkpoint_in_one_line(world_by_kind, tmp_path):
     assert result.stderr.strip() == f"loc3r: error: no model folder at {tmp_path / 'nothing'}"
 
 
+def test_eval_refuses_a_clip_of_no_frames_in_one_line(world_by_kind):
+    result = run_cli("eval", "--data", world_by_kind["walk"], "--frames", "0")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "loc3r: error: --frames must be at least 1"
+
+
 @pytest.mark.slow
 def test_ablate_trains_each_variant_and_writes_the_table(world_by_kind, tmp_path):
     base = write_config(tmp_path / "base.yaml", tiny_train_config(world_by_kind["walk"], tmp_path / "runs",

@@ -30,6 +30,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("--grid", action="append", default=[], metavar="FIELD=VALUE",
                     help="score the fusion with a GridConfig field changed (model and oracle alike), "
                          "e.g. --grid free_weight=0.4; repeatable")
+    ev.add_argument("--keyframes", type=int, metavar="N",
+                    help="keyframes the runtime's memory holds while it maps (default: the node's, SessionConfig)")
     ev.add_argument("--json", action="store_true", help="print one JSON object (else a readable table)")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_backend_arguments(ev)
@@ -40,7 +42,7 @@ def _eval_map(args: argparse.Namespace) -> int:
     from loc3r_core.evaluation.map_run import evaluate_maps, split_scenes
     from loc3r_core.runtime.open import open_backend
 
-    config = _session_config(parse_overrides(args.grid, "--grid"))
+    config = _session_config(parse_overrides(args.grid, "--grid"), args.keyframes)
     split_scenes(args.data, args.max_scenes)  # a missing or empty folder fails before a model loads
     backend = open_backend(args.backend, args.checkpoint, args.onnx, args.provider)
     report = evaluate_maps(backend, args.data, args.max_scenes, args.figures, progress=not args.no_progress,
@@ -53,6 +55,7 @@ def _eval_map(args: argparse.Namespace) -> int:
           f"{model['seconds_per_scene']:.2f} s per scene streamed)")
     if args.grid:
         print("grid: " + ", ".join(args.grid))
+    print(f"memory: {report['max_keyframes']} keyframes")
     print(f"{'mean over scenes':<22}{'model':>8}{'oracle':>8}   (oracle: {args.oracle_targets} patch truth)")
     for key in ROWS:
         print(f"{key:<22}{model[key]:>8.3f}{oracle[key]:>8.3f}")
@@ -71,15 +74,21 @@ def _eval_map(args: argparse.Namespace) -> int:
     return 0
 
 
-def _session_config(grid_overrides: dict) -> SessionConfig:
-    """The node's defaults, with the fusion's fields changed as asked."""
+def _session_config(grid_overrides: dict, keyframes: int | None) -> SessionConfig:
+    """The node's defaults, with the fusion's fields and the memory's length changed as asked."""
     from loc3r_core.runtime.mapping import GridConfig
     from loc3r_core.runtime.session import SessionConfig
 
     try:
-        return SessionConfig(grid=GridConfig().overridden(grid_overrides))
+        grid = GridConfig().overridden(grid_overrides)
     except ValueError as exc:
         raise UsageError(f"--grid: {exc}") from None
+    config = SessionConfig(grid=grid) if keyframes is None else SessionConfig(max_keyframes=keyframes, grid=grid)
+    try:
+        config.validate()
+    except ValueError as exc:
+        raise UsageError(f"--keyframes: {exc}") from None
+    return config
 
 
 def _json_safe(value: object) -> object:

@@ -8,6 +8,9 @@ import os
 from pathlib import Path
 
 from loc3r_core.errors import UsageError
+from loc3r_core.runtime.keyframes import MEMORY_KEYFRAMES
+
+EVAL_FRAMES = 8  # the clip length every measured table in README.md and results/ uses
 
 REFERENCE_CHOICES = ("path-centre", "majority", "anchor", "oracle", "all")  # evaluation.references, kept light
 
@@ -35,7 +38,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("--max-samples", type=int, help="evaluate an evenly spread subset of this many questions")
     ev.add_argument("--prior", choices=["odometry", "none"], default="odometry",
                     help="camera prior: clean relative poses (odometry) or none (default odometry)")
-    ev.add_argument("--frames", type=int, default=8, help="frames per clip (default 8)")
+    ev.add_argument("--frames", type=int, default=EVAL_FRAMES,
+                    help=f"frames per clip, uniformly spread over the scene's walk (default {EVAL_FRAMES}, the "
+                    f"protocol of every table; the runtime's memory holds {MEMORY_KEYFRAMES} by default)")
     ev.add_argument("--batch-size", type=int, default=32)
     ev.add_argument("--figure", type=Path, help="PNG of predicted vs true layout and poses (default: none; "
                     "with --json, DATA/../eval_<split>.png is not written unless named)")
@@ -105,6 +110,8 @@ def _eval(args: argparse.Namespace) -> int:
 
     if args.max_samples is not None and args.max_samples < 1:
         raise UsageError("--max-samples must be at least 1")
+    if args.frames < 1:
+        raise UsageError("--frames must be at least 1")
     if args.reference:
         return _eval_references(args)
     model, tokenizer = load_model(args.checkpoint)

@@ -156,7 +156,8 @@ def split_scenes(root: Path, max_scenes: int | None = None) -> list[Path]:
 def evaluate_maps(backend: Backend, root: Path, max_scenes: int | None = None, figures: Path | None = None,
                   progress: bool = True, config: SessionConfig | None = None,
                   oracle_targets: str = "majority") -> dict:
-    """Score the model's and the oracle's map of every scene: {"model", "oracle_fusion", "num_scenes", "grid"}."""
+    """Score the model's and the oracle's map of every scene: {"model", "oracle_fusion", "num_scenes", "grid",
+    "max_keyframes"}."""
     folders = split_scenes(root, max_scenes)
     session = Session(backend, config)
     blocks: dict[str, list[dict]] = {"model": [], "oracle_fusion": []}
@@ -175,4 +176,5 @@ def evaluate_maps(backend: Backend, root: Path, max_scenes: int | None = None, f
     report["oracle_fusion"]["targets"] = oracle_targets
     report["num_scenes"] = len(folders)
     report["grid"] = asdict(session.config.grid)  # the fusion these maps were scored with
+    report["max_keyframes"] = session.config.max_keyframes  # and the memory they were streamed through
     return report

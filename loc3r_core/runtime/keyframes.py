@@ -9,6 +9,11 @@ import numpy as np
 
 from loc3r_core.geometry import relative_planar
 
+# Keyframes the memory holds by default (the runtime's and the node's): the clip length the
+# shipped model was trained on. It answers better from 12 frames, but its map is worse
+# (results/experiments.md, session 24).
+MEMORY_KEYFRAMES = 8
+
 
 @dataclass(frozen=True)
 class KeyframePolicy:

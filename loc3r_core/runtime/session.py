@@ -40,7 +40,7 @@ from loc3r_core.readout import (
     without_eos,
 )
 from loc3r_core.runtime.backend import Backend, KVCache, empty_cache
-from loc3r_core.runtime.keyframes import KeyframePolicy
+from loc3r_core.runtime.keyframes import MEMORY_KEYFRAMES, KeyframePolicy
 from loc3r_core.runtime.mapping import GridConfig, LayoutGrid
 from loc3r_core.runtime.preprocess import model_image
 from loc3r_core.types import Layout, PlanarPose
@@ -54,7 +54,7 @@ class QuestionError(Loc3rError):
 
 @dataclass(frozen=True)
 class SessionConfig:
-    max_keyframes: int = 8  # the shipped model was trained on 8-frame clips
+    max_keyframes: int = MEMORY_KEYFRAMES
     keyframes: KeyframePolicy = field(default_factory=KeyframePolicy)
     grid: GridConfig = field(default_factory=GridConfig)
     max_trajectory: int = 10_000  # poses kept for drawing (bounded: memory stays flat)
