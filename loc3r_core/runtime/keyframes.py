@@ -10,9 +10,9 @@ import numpy as np
 from loc3r_core.geometry import relative_planar
 
 # Keyframes the memory holds by default (the runtime's and the node's): the clip length the
-# shipped model was trained on. It answers better from 12 frames, but its map is worse
-# (results/experiments.md, session 24).
-MEMORY_KEYFRAMES = 8
+# shipped model was trained on (P37, 12-frame clips). Its predecessor, trained on 8, answered
+# better from 12 but drew a worse map from them (results/experiments.md, session 24).
+MEMORY_KEYFRAMES = 12
 
 
 @dataclass(frozen=True)
