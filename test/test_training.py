@@ -212,3 +212,25 @@ def test_the_shipped_recipe_configs_are_valid():
     assert stage2.model["vision_tower_path"] == f"{vision.output_dir}/tower" and stage2.model["freeze_vision_tower"]
     assert stage2.patch_targets == vision.patch_targets == "objects_first"
     TrainConfig.from_yaml(ROOT / "configs" / "ablation.yaml")
+
+
+def test_every_ablation_variant_builds_on_the_ablation_recipe_and_only_loc3r_keeps_spatial_terms():
+    from loc3r_core.evaluation.ablation import NO_SPATIAL_LOSSES, VARIANTS, variant_config
+    from loc3r_core.model.configuration_loc3r import Loc3rConfig
+    from loc3r_core.training.config import TrainConfig
+
+    base = TrainConfig.from_yaml(ROOT / "configs" / "ablation.yaml")
+    shipped = TrainConfig.from_yaml(ROOT / "configs" / "loc3r_tiny.yaml")
+    # The ablation is the shipped recipe at a smaller budget: the same model switches.
+    assert base.model == shipped.model and base.patch_targets == shipped.patch_targets
+    for variant in VARIANTS:
+        model = variant_config(base, variant, Path("runs")).model
+        config = Loc3rConfig(**model)  # raises on an inconsistent set of switches
+        spatial = {name: getattr(config, name) for name in NO_SPATIAL_LOSSES}
+        if variant.name.startswith(("a_", "b_")):
+            assert config.situation_readout == "mlp" and config.answer_readout_heads == 0
+            assert not config.use_camera_prior
+            assert {k: v for k, v in spatial.items() if k != "situation_weight"} == \
+                dict.fromkeys(set(spatial) - {"situation_weight"}, 0.0)
+        else:
+            assert config.bev_weight > 0 and config.situation_weight > 0 and not config.use_geometry_input

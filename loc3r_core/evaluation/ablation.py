@@ -20,7 +20,17 @@ from loc3r_core.atomic import atomic_path
 from loc3r_core.errors import UsageError
 from loc3r_core.training.config import TrainConfig, train_folders
 
-NO_SPATIAL_LOSSES = {"bev_weight": 0.0, "situation_weight": 0.0, "ego_weight": 0.0, "semantic_weight": 0.0}
+# Every term a spatial truth supervises (the layout, the situation, the ego pose, the labels, and
+# which tokens show the named objects): a variant without spatial objectives sets them all to 0.
+NO_SPATIAL_LOSSES = {"bev_weight": 0.0, "situation_weight": 0.0, "ego_weight": 0.0, "semantic_weight": 0.0,
+                     "grounding_weight": 0.0, "answer_grounding_weight": 0.0, "faced_place_weight": 0.0,
+                     "object_centre_weight": 0.0, "object_front_weight": 0.0, "answer_geometry_weight": 0.0}
+# The paper's readout: <Pos>/<Ori> read by an MLP on their hidden states. The pointer and the answer
+# readout read the model's own BEV points, which only the layout objective trains, so the variants
+# without it use this one, and c_loc3r_mlp gives Loc3R with the same readout for the comparison.
+PAPER_READOUT = {"situation_readout": "mlp", "pointer_places": 1, "relative_offset": False,
+                 "answer_readout_heads": 0, "grounding_weight": 0.0, "answer_grounding_weight": 0.0,
+                 "faced_place_weight": 0.0, "object_front_weight": 0.0}
 
 
 @dataclass(frozen=True)
@@ -32,15 +42,18 @@ class Variant:
 
 
 VARIANTS = (
-    Variant("a_qa_only", "fine-tuning on QA only (CE), no camera prior",
-            {**NO_SPATIAL_LOSSES, "use_camera_prior": False}, "none"),
+    Variant("a_qa_only", "fine-tuning on QA only (CE), no camera prior, the paper's MLP readout",
+            {**PAPER_READOUT, **NO_SPATIAL_LOSSES, "use_camera_prior": False}, "none"),
     Variant("b_geometry_input", "per-patch 3D points (depth + pose) added to vision tokens; QA + situation losses, "
-            "no layout objective, no camera prior",
-            {**NO_SPATIAL_LOSSES, "situation_weight": 0.075, "use_geometry_input": True, "use_camera_prior": False},
-            "none"),
+            "no layout objective, no camera prior, the paper's MLP readout",
+            {**PAPER_READOUT, **NO_SPATIAL_LOSSES, "situation_weight": 0.075, "use_geometry_input": True,
+             "use_camera_prior": False}, "none"),
+    Variant("c_loc3r_mlp", "Loc3R (camera prior + layout + situation objectives) with the paper's MLP readout, "
+            "no geometric input", dict(PAPER_READOUT), "odometry"),
     Variant("c_loc3r", "Loc3R: camera prior + layout + situation objectives (+ ego and semantic heads), "
-            "no geometric input", {}, "odometry"),
-    Variant("d_loc3r_no_prior", "Loc3R without the camera prior", {"use_camera_prior": False}, "none"),
+            "no geometric input, the base config's readout", {}, "odometry"),
+    Variant("d_loc3r_no_prior", "Loc3R without the camera prior, the base config's readout",
+            {"use_camera_prior": False}, "none"),
 )
 TABLE_METRICS = ("loc_acc_0_5m", "loc_acc_1_0m", "ori_acc_15deg", "ori_acc_30deg", "qa_em",
                  "bev_median_error_m", "ego_position_median_error_m", "ego_yaw_median_error_deg",
