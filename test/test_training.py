@@ -128,19 +128,27 @@ def test_eval_refuses_a_clip_of_no_frames_in_one_line(world_by_kind):
 
 
 @pytest.mark.slow
-def test_ablate_trains_each_variant_and_writes_the_table(world_by_kind, tmp_path):
+def test_ablate_trains_each_variant_per_seed_and_writes_the_table_with_the_spread(world_by_kind, tmp_path):
     base = write_config(tmp_path / "base.yaml", tiny_train_config(world_by_kind["walk"], tmp_path / "runs",
                                                                    max_steps=3))
     data_root = world_by_kind["walk"].parent
     run_cli("ablate", "--config", base, "--data-root", data_root, "--splits", "walk", "complex",
-            "--variants", "b_geometry_input", "c_loc3r", "--eval-samples", "6", "--out", tmp_path / "results",
-            check=True)
+            "--variants", "b_geometry_input", "c_loc3r", "--seeds", "0", "1", "--eval-samples", "6",
+            "--out", tmp_path / "results", check=True)
     table = (tmp_path / "results" / "ablation.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| b_") or line.startswith("| c_")]
-    assert len(rows) == 4
+    assert len(rows) == 4 and "seeds (0, 1)" in table
     assert "loc3r ablate --config" in table
+    assert all((tmp_path / "runs" / v / f"seed{s}" / "model").is_dir() for v in ("b_geometry_input", "c_loc3r")
+               for s in (0, 1))
     results = json.loads((tmp_path / "results" / "ablation.json").read_text())["results"]
     assert set(results) == {"b_geometry_input", "c_loc3r"} and set(results["c_loc3r"]) == {"walk", "complex"}
+    for by_split in results.values():
+        for summary in by_split.values():
+            per_seed = [m["loc_acc_1_0m"] for m in summary["seeds"].values()]
+            assert set(summary["seeds"]) == {"0", "1"}
+            assert summary["loc_acc_1_0m_range"] == [min(per_seed), max(per_seed)]
+            assert summary["loc_acc_1_0m"] == pytest.approx(sum(per_seed) / 2, abs=1e-4)
     assert (tmp_path / "results" / "ablation.png").stat().st_size > 10_000
 
 

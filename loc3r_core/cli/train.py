@@ -60,6 +60,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="folder holding the split folders (default data)")
     ablate.add_argument("--splits", nargs="+", default=["test", "test-novel-view", "test-complex"])
     ablate.add_argument("--variants", nargs="+", help="only these variants (default all)")
+    ablate.add_argument("--seeds", nargs="+", type=int,
+                        help="train each variant once per seed; the table gives mean and range "
+                             "(default: the config's seed)")
     ablate.add_argument("--eval-samples", type=int, default=600, help="questions per split (default 600)")
     ablate.add_argument("--out", type=Path, default=Path("results"), help="where ablation.md/.json/.png go")
     ablate.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
@@ -161,6 +164,6 @@ def _ablate(args: argparse.Namespace) -> int:
     base = TrainConfig.from_yaml(args.config, parse_overrides(args.set))
     command = "loc3r " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     run_ablation(base, args.data_root, args.splits, args.out, Path(base.output_dir), args.eval_samples,
-                 args.variants, command)
+                 args.variants, command, args.seeds)
     print(f"table written to {args.out / 'ablation.md'}")
     return 0

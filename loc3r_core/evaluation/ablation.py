@@ -60,13 +60,17 @@ TABLE_METRICS = ("loc_acc_0_5m", "loc_acc_1_0m", "ori_acc_15deg", "ori_acc_30deg
                  "sigma_error_spearman")
 
 
-def variant_config(base: TrainConfig, variant: Variant, runs: Path) -> TrainConfig:
-    return replace(base, model={**base.model, **variant.model}, output_dir=str(runs / variant.name))
+def variant_config(base: TrainConfig, variant: Variant, runs: Path, seed: int | None = None) -> TrainConfig:
+    seed = base.seed if seed is None else seed
+    return replace(base, model={**base.model, **variant.model}, seed=seed,
+                   output_dir=str(runs / variant.name / f"seed{seed}"))
 
 
 def run_ablation(base: TrainConfig, data_root: Path, splits: list[str], out: Path, runs: Path,
-                 eval_samples: int | None, variants: list[str] | None = None, command: str = "") -> dict:
-    """Train (or resume, or reuse) each variant, evaluate it on each split, write the table and PNG."""
+                 eval_samples: int | None, variants: list[str] | None = None, command: str = "",
+                 seeds: list[int] | None = None) -> dict:
+    """Train (or resume, or reuse) each variant once per seed, evaluate each run on each split,
+    and write the table (mean and range over the seeds) and its PNG."""
     from loc3r_core.evaluation.evaluate import evaluate, evaluation_dataset
     from loc3r_core.model.checkpoint import load_model
     from loc3r_core.training.loop import checkpoints, train
@@ -74,60 +78,93 @@ def run_ablation(base: TrainConfig, data_root: Path, splits: list[str], out: Pat
     chosen = [v for v in VARIANTS if variants is None or v.name in variants]
     if variants and len(chosen) != len(set(variants)):
         raise UsageError(f"unknown variant; choose from {', '.join(v.name for v in VARIANTS)}")
+    seeds = list(dict.fromkeys(seeds or [base.seed]))
     missing = [s for s in splits if not (data_root / s).is_dir()]
     if missing:
         raise UsageError(f"no split folder {', '.join(str(data_root / s) for s in missing)} "
                          "(make them with `loc3r data generate --split NAME`)")
-    results: dict = {}
+    runs_by_seed: dict[str, dict[str, dict[int, dict]]] = {}
     for variant in chosen:
-        config = variant_config(base, variant, runs)
-        model_dir = Path(config.output_dir) / "model"
-        if not model_dir.is_dir():
-            train(config, resume=bool(checkpoints(Path(config.output_dir))))
-        model, tokenizer = load_model(model_dir)
-        results[variant.name] = {}
-        for split in splits:
-            dataset = evaluation_dataset(data_root / split, model, base.num_frames)
-            metrics = evaluate(model, tokenizer, dataset, eval_samples, prior=variant.eval_prior).metrics
-            results[variant.name][split] = metrics
-            print(f"{variant.name} on {split}: " + ", ".join(f"{k} {metrics[k]}" for k in TABLE_METRICS[:5]))
+        runs_by_seed[variant.name] = {split: {} for split in splits}
+        for seed in seeds:
+            config = variant_config(base, variant, runs, seed)
+            model_dir = Path(config.output_dir) / "model"
+            if not model_dir.is_dir():
+                train(config, resume=bool(checkpoints(Path(config.output_dir))))
+            model, tokenizer = load_model(model_dir)
+            for split in splits:
+                dataset = evaluation_dataset(data_root / split, model, base.num_frames)
+                metrics = evaluate(model, tokenizer, dataset, eval_samples, prior=variant.eval_prior).metrics
+                runs_by_seed[variant.name][split][seed] = metrics
+                print(f"{variant.name} (seed {seed}) on {split}: "
+                      + ", ".join(f"{k} {metrics[k]}" for k in TABLE_METRICS[:5]))
+    results = {name: {split: summarise(per_seed) for split, per_seed in by_split.items()}
+               for name, by_split in runs_by_seed.items()}
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "ablation.json") as tmp:
-        tmp.write_text(json.dumps({"command": command, "results": results}, indent=2))
+        tmp.write_text(json.dumps({"command": command, "seeds": seeds, "results": results}, indent=2))
     with atomic_path(out / "ablation.md") as tmp:
-        tmp.write_text(markdown_table(results, chosen, base, eval_samples, command))
+        tmp.write_text(markdown_table(results, chosen, base, eval_samples, command, seeds))
     plot_ablation(results, out / "ablation.png")
     return results
 
 
+def summarise(per_seed: dict[int, dict]) -> dict:
+    """One variant on one split: each table metric's mean, min and max over the seeds, and every
+    seed's own metrics (so the spread across draws is read beside the difference between variants)."""
+    summary: dict = {"seeds": {str(seed): metrics for seed, metrics in per_seed.items()}}
+    for key in (*TABLE_METRICS, "qa_em_by_type"):
+        if key == "qa_em_by_type":
+            types = next(iter(per_seed.values()))[key]
+            summary[key] = {t: _mean([m[key].get(t) for m in per_seed.values()]) for t in types}
+            continue
+        values = [m[key] for m in per_seed.values()]
+        summary[key] = _mean(values)
+        finite = [v for v in values if _finite(v)]
+        summary[f"{key}_range"] = [min(finite), max(finite)] if finite else None
+    return summary
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def _mean(values: list[float | None]) -> float:
+    finite = [v for v in values if _finite(v)]
+    return round(sum(finite) / len(finite), 4) if finite else math.nan
+
+
 def markdown_table(results: dict, variants: list[Variant], base: TrainConfig, eval_samples: int | None,
-                   command: str) -> str:
+                   command: str, seeds: list[int]) -> str:
     data = ", ".join(train_folders(base.train_data))
     lines = [
         "# Ablation: spatial objectives vs geometric input",
         "",
         f"Command: `{command}`" if command else "",
         "",
-        f"Same backbone, data ({data}), seed ({base.seed}) and budget ({base.max_steps} steps of "
-        f"{base.batch_size} clips of {base.num_frames} frames) for every variant; evaluated on "
+        f"Same backbone, data ({data}), seeds ({', '.join(map(str, seeds))}) and budget ({base.max_steps} steps "
+        f"of {base.batch_size} clips of {base.num_frames} frames) for every variant; evaluated on "
         f"{'all' if eval_samples is None else eval_samples} questions per split (evenly spread).",
         "Accuracies in %, errors in metres or degrees; `sigma_error_spearman` is the rank correlation "
-        "between predicted position sigma and actual error.",
+        "between predicted position sigma and actual error."
+        + (f" Each cell is the mean over the {len(seeds)} seeds, their range in brackets." if len(seeds) > 1 else ""),
         "",
     ]
     lines += [f"- **{v.name}**: {v.description} (evaluated with prior: {v.eval_prior})" for v in variants]
     lines += ["", "| variant | split | " + " | ".join(TABLE_METRICS) + " | qa by type |",
               "|---|---|" + "---|" * (len(TABLE_METRICS) + 1)]
     for name, by_split in results.items():
-        for split, metrics in by_split.items():
-            by_type = ", ".join(f"{t} {v}" for t, v in metrics["qa_em_by_type"].items())
-            lines.append(f"| {name} | {split} | " + " | ".join(_cell(metrics[k]) for k in TABLE_METRICS)
-                         + f" | {by_type} |")
+        for split, summary in by_split.items():
+            by_type = ", ".join(f"{t} {_cell(v)}" for t, v in summary["qa_em_by_type"].items())
+            cells = [_cell(summary[k], summary[f"{k}_range"] if len(seeds) > 1 else None) for k in TABLE_METRICS]
+            lines.append(f"| {name} | {split} | " + " | ".join(cells) + f" | {by_type} |")
     return "\n".join(lines) + "\n"
 
 
-def _cell(value: float) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:g}"
+def _cell(value: float, spread: list[float] | None = None) -> str:
+    if not _finite(value):
+        return "n/a"
+    return f"{value:.4g}" + (f" ({spread[0]:.4g}-{spread[1]:.4g})" if spread else "")
 
 
 def plot_ablation(results: dict, out: Path) -> Path:
@@ -139,7 +176,10 @@ def plot_ablation(results: dict, out: Path) -> Path:
     for ax, metric in zip(axes, shown, strict=True):
         for i, name in enumerate(names):
             values = [results[name][s][metric] for s in splits]
-            ax.bar([j + i * width for j in range(len(splits))], values, width, label=name)
+            ranges = [results[name][s][f"{metric}_range"] or [v, v] for s, v in zip(splits, values, strict=True)]
+            whiskers = [[v - lo for v, (lo, _) in zip(values, ranges, strict=True)],
+                        [hi - v for v, (_, hi) in zip(values, ranges, strict=True)]]
+            ax.bar([j + i * width for j in range(len(splits))], values, width, label=name, yerr=whiskers, capsize=3)
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(splits))], splits, fontsize=8)
         ax.set(title=metric, ylim=(0, 100))
     axes[0].legend(fontsize=8)
