@@ -179,7 +179,9 @@ def plot_ablation(results: dict, out: Path) -> Path:
             ranges = [results[name][s][f"{metric}_range"] or [v, v] for s, v in zip(splits, values, strict=True)]
             whiskers = [[v - lo for v, (lo, _) in zip(values, ranges, strict=True)],
                         [hi - v for v, (_, hi) in zip(values, ranges, strict=True)]]
-            ax.bar([j + i * width for j in range(len(splits))], values, width, label=name, yerr=whiskers, capsize=3)
+            spread = any(w > 0 for side in whiskers for w in side)  # one seed: no whiskers
+            ax.bar([j + i * width for j in range(len(splits))], values, width, label=name,
+                   yerr=whiskers if spread else None, capsize=3)
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(splits))], splits, fontsize=8)
         ax.set(title=metric, ylim=(0, 100))
     axes[0].legend(fontsize=8)
