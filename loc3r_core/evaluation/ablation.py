@@ -113,15 +113,12 @@ def summarise(per_seed: dict[int, dict]) -> dict:
     """One variant on one split: each table metric's mean, min and max over the seeds, and every
     seed's own metrics (so the spread across draws is read beside the difference between variants)."""
     summary: dict = {"seeds": {str(seed): metrics for seed, metrics in per_seed.items()}}
-    for key in (*TABLE_METRICS, "qa_em_by_type"):
-        if key == "qa_em_by_type":
-            types = next(iter(per_seed.values()))[key]
-            summary[key] = {t: _mean([m[key].get(t) for m in per_seed.values()]) for t in types}
-            continue
-        values = [m[key] for m in per_seed.values()]
-        summary[key] = _mean(values)
-        finite = [v for v in values if _finite(v)]
+    for key in TABLE_METRICS:
+        finite = [m[key] for m in per_seed.values() if _finite(m[key])]
+        summary[key] = _mean(finite)
         summary[f"{key}_range"] = [min(finite), max(finite)] if finite else None
+    types = next(iter(per_seed.values()))["qa_em_by_type"]
+    summary["qa_em_by_type"] = {t: _mean([m["qa_em_by_type"].get(t) for m in per_seed.values()]) for t in types}
     return summary
 
 
