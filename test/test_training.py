@@ -132,9 +132,15 @@ def test_ablate_trains_each_variant_per_seed_and_writes_the_table_with_the_sprea
     base = write_config(tmp_path / "base.yaml", tiny_train_config(world_by_kind["walk"], tmp_path / "runs",
                                                                    max_steps=3))
     data_root = world_by_kind["walk"].parent
-    run_cli("ablate", "--config", base, "--data-root", data_root, "--splits", "walk", "complex",
-            "--variants", "b_geometry_input", "c_loc3r", "--seeds", "0", "1", "--eval-samples", "6",
-            "--out", tmp_path / "results", check=True)
+    # What a run stopped before its first checkpoint leaves: the ablation starts it again.
+    stopped = tmp_path / "runs" / "c_loc3r" / "seed1"
+    (stopped / "init").mkdir(parents=True)
+    (stopped / "init" / "config.json").write_text("{}")
+    (stopped / "metrics.jsonl").write_text('{"step": 0}\n')
+    ablate = ("ablate", "--config", base, "--data-root", data_root, "--splits", "walk", "complex",
+              "--variants", "b_geometry_input", "c_loc3r", "--seeds", "0", "1", "--eval-samples", "6",
+              "--out", tmp_path / "results")
+    run_cli(*ablate, check=True)
     table = (tmp_path / "results" / "ablation.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| b_") or line.startswith("| c_")]
     assert len(rows) == 4 and "seeds (0, 1)" in table
@@ -150,6 +156,44 @@ def test_ablate_trains_each_variant_per_seed_and_writes_the_table_with_the_sprea
             assert summary["loc_acc_1_0m_range"] == [min(per_seed), max(per_seed)]
             assert summary["loc_acc_1_0m"] == pytest.approx(sum(per_seed) / 2, abs=1e-4)
     assert (tmp_path / "results" / "ablation.png").stat().st_size > 10_000
+    # Drawing the table again evaluates nothing: every run's metrics are read back as they were saved.
+    saved = {p: (p.stat().st_mtime_ns, p.read_text()) for p in (tmp_path / "runs").glob("*/seed*/evaluations.json")}
+    assert len(saved) == 4 and all(len(json.loads(text)) == 2 for _, text in saved.values())
+    run_cli(*ablate, check=True)
+    assert {p: (p.stat().st_mtime_ns, p.read_text()) for p in saved} == saved
+    assert json.loads((tmp_path / "results" / "ablation.json").read_text())["results"] == results
+
+
+def test_ablation_refuses_to_clear_a_run_folder_holding_more_than_a_stopped_run(tmp_path):
+    from loc3r_core.errors import UsageError
+    from loc3r_core.evaluation.ablation import VARIANTS, trained_model, variant_config
+    from loc3r_core.training.config import TrainConfig
+
+    config = variant_config(TrainConfig.from_yaml(ROOT / "configs" / "ablation.yaml"), VARIANTS[0], tmp_path)
+    run = Path(config.output_dir)
+    (run / "init").mkdir(parents=True)
+    (run / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match=r"notes\.txt"):
+        trained_model(config)
+    assert (run / "notes.txt").read_text() == "mine" and (run / "init").is_dir()
+
+
+def test_ablation_reuses_an_evaluation_only_for_the_same_settings_and_data(tmp_path):
+    from loc3r_core.evaluation.ablation import evaluation_key, save_metrics, saved_metrics
+
+    split = tmp_path / "test"
+    split.mkdir()
+    (split / "manifest.json").write_text('{"scenes": 3}')
+    key = evaluation_key(split, 600, "odometry", 8)
+    assert saved_metrics(tmp_path, key) is None
+    save_metrics(tmp_path, key, {"qa_em": 50.0})
+    save_metrics(tmp_path, evaluation_key(split, 600, "none", 8), {"qa_em": 40.0})
+    assert saved_metrics(tmp_path, evaluation_key(split, 600, "odometry", 8)) == {"qa_em": 50.0}
+    assert saved_metrics(tmp_path, evaluation_key(split, 600, "none", 8)) == {"qa_em": 40.0}
+    assert saved_metrics(tmp_path, evaluation_key(split, 300, "odometry", 8)) is None
+    assert saved_metrics(tmp_path, evaluation_key(split, 600, "odometry", 12)) is None
+    (split / "manifest.json").write_text('{"scenes": 4}')  # the split was generated again
+    assert saved_metrics(tmp_path, evaluation_key(split, 600, "odometry", 8)) is None
 
 
 def test_pretrained_vision_tower_is_learned_then_used_frozen_by_train(world_by_kind, tmp_path):

@@ -6,8 +6,10 @@ switches below differ. Each is then evaluated on the same test splits.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -73,7 +75,6 @@ def run_ablation(base: TrainConfig, data_root: Path, splits: list[str], out: Pat
     and write the table (mean and range over the seeds) and its PNG."""
     from loc3r_core.evaluation.evaluate import evaluate, evaluation_dataset
     from loc3r_core.model.checkpoint import load_model
-    from loc3r_core.training.loop import checkpoints, train
 
     chosen = [v for v in VARIANTS if variants is None or v.name in variants]
     if variants and len(chosen) != len(set(variants)):
@@ -88,13 +89,17 @@ def run_ablation(base: TrainConfig, data_root: Path, splits: list[str], out: Pat
         runs_by_seed[variant.name] = {split: {} for split in splits}
         for seed in seeds:
             config = variant_config(base, variant, runs, seed)
-            model_dir = Path(config.output_dir) / "model"
-            if not model_dir.is_dir():
-                train(config, resume=bool(checkpoints(Path(config.output_dir))))
-            model, tokenizer = load_model(model_dir)
+            model_dir = trained_model(config)
+            model = tokenizer = None  # loaded only if some split has no saved evaluation
             for split in splits:
-                dataset = evaluation_dataset(data_root / split, model, base.num_frames)
-                metrics = evaluate(model, tokenizer, dataset, eval_samples, prior=variant.eval_prior).metrics
+                key = evaluation_key(data_root / split, eval_samples, variant.eval_prior, base.num_frames)
+                metrics = saved_metrics(Path(config.output_dir), key)
+                if metrics is None:
+                    if model is None:
+                        model, tokenizer = load_model(model_dir)
+                    dataset = evaluation_dataset(data_root / split, model, base.num_frames)
+                    metrics = evaluate(model, tokenizer, dataset, eval_samples, prior=variant.eval_prior).metrics
+                    save_metrics(Path(config.output_dir), key, metrics)
                 runs_by_seed[variant.name][split][seed] = metrics
                 print(f"{variant.name} (seed {seed}) on {split}: "
                       + ", ".join(f"{k} {metrics[k]}" for k in TABLE_METRICS[:5]))
@@ -107,6 +112,55 @@ def run_ablation(base: TrainConfig, data_root: Path, splits: list[str], out: Pat
         tmp.write_text(markdown_table(results, chosen, base, eval_samples, command, seeds))
     plot_ablation(results, out / "ablation.png")
     return results
+
+
+# What a run stopped before its first checkpoint leaves behind: nothing a resume could continue.
+STOPPED_RUN_LEFTOVERS = {"init", "metrics.jsonl", "curves.png", "checkpoints"}
+
+
+def trained_model(config: TrainConfig) -> Path:
+    """The run's final model folder: reused when present, else the run resumed from its last
+    checkpoint, else trained from the start (clearing what a run stopped before its first
+    checkpoint left, so an interrupted `loc3r ablate` simply restarts)."""
+    from loc3r_core.training.loop import checkpoints, train
+
+    run = Path(config.output_dir)
+    if (run / "model").is_dir():
+        return run / "model"
+    saved = checkpoints(run)
+    if not saved and run.is_dir():
+        foreign = sorted({p.name for p in run.iterdir()} - STOPPED_RUN_LEFTOVERS)
+        if foreign:
+            raise UsageError(f"{run} holds neither a model nor a checkpoint but has {', '.join(foreign)}; "
+                             "move that folder away to retrain this variant")
+        shutil.rmtree(run)
+    return train(config, resume=bool(saved))
+
+
+# A run's evaluations are kept beside it, so re-drawing a table (after adding a seed or a split)
+# evaluates only what is new.
+EVALUATIONS_FILE = "evaluations.json"
+
+
+def evaluation_key(split_dir: Path, samples: int | None, prior: str, frames: int) -> dict:
+    """What an evaluation's metrics depend on besides the model. The split is identified by its
+    manifest's hash as well as its path, so regenerated data is evaluated again."""
+    manifest = split_dir / "manifest.json"
+    return {"data": str(split_dir.resolve()), "samples": samples, "prior": prior, "frames": frames,
+            "manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else None}
+
+
+def saved_metrics(run: Path, key: dict) -> dict | None:
+    path = run / EVALUATIONS_FILE
+    entries = json.loads(path.read_text()) if path.is_file() else []
+    return next((entry["metrics"] for entry in entries if entry["key"] == key), None)
+
+
+def save_metrics(run: Path, key: dict, metrics: dict) -> None:
+    path = run / EVALUATIONS_FILE
+    entries = json.loads(path.read_text()) if path.is_file() else []
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps([*entries, {"key": key, "metrics": metrics}], indent=2))
 
 
 def summarise(per_seed: dict[int, dict]) -> dict:
