@@ -90,16 +90,17 @@ def run_ablation(base: TrainConfig, data_root: Path, splits: list[str], out: Pat
         for seed in seeds:
             config = variant_config(base, variant, runs, seed)
             model_dir = trained_model(config)
+            run = model_dir.parent
             model = tokenizer = None  # loaded only if some split has no saved evaluation
             for split in splits:
                 key = evaluation_key(data_root / split, eval_samples, variant.eval_prior, base.num_frames)
-                metrics = saved_metrics(Path(config.output_dir), key)
+                metrics = saved_metrics(run, key)
                 if metrics is None:
                     if model is None:
                         model, tokenizer = load_model(model_dir)
                     dataset = evaluation_dataset(data_root / split, model, base.num_frames)
                     metrics = evaluate(model, tokenizer, dataset, eval_samples, prior=variant.eval_prior).metrics
-                    save_metrics(Path(config.output_dir), key, metrics)
+                    save_metrics(run, key, metrics)
                 runs_by_seed[variant.name][split][seed] = metrics
                 print(f"{variant.name} (seed {seed}) on {split}: "
                       + ", ".join(f"{k} {metrics[k]}" for k in TABLE_METRICS[:5]))
@@ -150,17 +151,19 @@ def evaluation_key(split_dir: Path, samples: int | None, prior: str, frames: int
             "manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else None}
 
 
-def saved_metrics(run: Path, key: dict) -> dict | None:
+def _evaluations(run: Path) -> list[dict]:
     path = run / EVALUATIONS_FILE
-    entries = json.loads(path.read_text()) if path.is_file() else []
-    return next((entry["metrics"] for entry in entries if entry["key"] == key), None)
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def saved_metrics(run: Path, key: dict) -> dict | None:
+    return next((entry["metrics"] for entry in _evaluations(run) if entry["key"] == key), None)
 
 
 def save_metrics(run: Path, key: dict, metrics: dict) -> None:
-    path = run / EVALUATIONS_FILE
-    entries = json.loads(path.read_text()) if path.is_file() else []
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps([*entries, {"key": key, "metrics": metrics}], indent=2))
+    entries = [*_evaluations(run), {"key": key, "metrics": metrics}]
+    with atomic_path(run / EVALUATIONS_FILE) as tmp:
+        tmp.write_text(json.dumps(entries, indent=2))
 
 
 def summarise(per_seed: dict[int, dict]) -> dict:
