@@ -19,6 +19,7 @@ from conftest import ROOT, TINY_MODEL, run_cli, tiny_train_config
 from loc3r_core.evaluation.metrics import METRIC_KEYS
 
 EVAL_KEYS = {*METRIC_KEYS, "qa_em_by_type", "num_samples"}
+MAP_OBJECT_KEYS = ("object_recall", "object_recall_by_class", "object_point_precision", "object_bev_median_error_m")
 
 
 def write_config(path: Path, fields: dict) -> Path:
@@ -92,7 +93,7 @@ def test_eval_of_the_shipped_model_prints_every_key_and_draws_the_figure(world_b
     result = run_cli("eval", "--data", world_by_kind["loop"], "--json", "--max-samples", "12", "--figure", figure,
                      "--no-progress", check=True)
     metrics = json.loads(result.stdout)
-    assert set(metrics) >= EVAL_KEYS
+    assert set(metrics) >= EVAL_KEYS | {f"map_{key}" for key in MAP_OBJECT_KEYS}  # the shipped model has a map head
     assert metrics["num_samples"] == 12
     assert 0 <= metrics["loc_acc_0_5m"] <= metrics["loc_acc_1_0m"] <= 100
     assert 0 <= metrics["ori_acc_15deg"] <= metrics["ori_acc_30deg"] <= 100
@@ -109,6 +110,9 @@ def test_the_shipped_model_has_learned_the_map_and_its_own_pose(world_by_kind):
     assert metrics["semantic_acc"] > 60
     # it sees the objects: 92 here (the previous single-stage model found 33: a third of 9)
     assert metrics["object_recall"] > 60 and metrics["object_point_precision"] > 50
+    # ... and so do the map head's 16 sub-patch points a token, which the runtime's map is built from
+    assert metrics["map_object_recall"] > 60 and metrics["map_object_point_precision"] > 50
+    assert metrics["map_object_bev_median_error_m"] < 0.6
     # it places situations from their words: 67 / 67 here (15 situations; 80 / 73 for the model
     # before the map head, 47 / 60 for the one-place pointer) against 13 / 20 for the path-centre
     # reference; the MLP-readout model before those faced at chance (ori@30 about 16)

@@ -29,13 +29,14 @@ class Evaluation:
 def evaluation_dataset(data: str | Path, model: Loc3rForSpatialQA, num_frames: int) -> SceneClipDataset:
     """Uniformly sampled frames and every question with its own situation: the same items every time.
 
-    Map targets are always the majority label and mean point of each patch, whatever a model was
-    trained on, so that map metrics keep one definition across models.
+    Map targets are always the majority label and mean point of each patch (and of each sub-patch,
+    for a model with a map head), whatever a model was trained on, so that map metrics keep one
+    definition across models.
     """
     vision = model.config.vision_config
     return SceneClipDataset(data, num_frames=num_frames, patch_grid=model.config.patch_grid,
                             image_size=vision.image_size, sampling="uniform", pseudo_situation_share=0.0,
-                            patch_target="majority")
+                            patch_target="majority", map_subdivision=model.config.map_subdivision)
 
 
 def pick_items(dataset: SceneClipDataset, max_samples: int | None) -> list[int]:
@@ -62,6 +63,7 @@ def evaluate(
     model.eval()
     accumulator = MetricAccumulator()
     objects = ObjectAccumulator()
+    map_objects = ObjectAccumulator()  # the same measures on the map head's sub-patch points (the runtime's map)
     pointer = MetricAccumulator()  # the semantic_pointer reference: localization only
     pointer_found: list[bool] = []
     located: set[tuple[int, int]] = set()
@@ -102,13 +104,25 @@ def evaluate(
                     meta = batch["meta"][row]
                     objects.add_clip(out["bev"][row], out["labels"][row], meta["objects"], meta["seen_object_ids"],
                                      targets["bev_target"][row], targets["bev_valid"][row], targets["patch_label"][row])
+                    if "map_bev" in out:
+                        map_objects.add_clip(*(per_frame(value[row]) for value in (
+                            out["map_bev"], out["map_labels"])), meta["objects"], meta["seen_object_ids"],
+                            *(per_frame(targets[key][row]) for key in ("map_target", "map_valid", "map_label")))
                     if len(examples) < keep_examples:
                         examples.append(example_record(items[row], out, targets, row))
             bar.update(len(chunk))
     model.train(was_training)
     pointer_metrics = {k: v for k, v in pointer.summary().items() if k in LOCALIZATION_KEYS}
     pointer_metrics["named_class_found"] = round(100.0 * float(np.mean(pointer_found)), 2) if pointer_found else 0.0
-    return Evaluation({**accumulator.summary(), **objects.summary(), "semantic_pointer": pointer_metrics}, examples)
+    metrics = {**accumulator.summary(), **objects.summary(), "semantic_pointer": pointer_metrics}
+    if model.config.map_subdivision > 1:
+        metrics |= {f"map_{key}": value for key, value in map_objects.summary().items()}
+    return Evaluation(metrics, examples)
+
+
+def per_frame(value: np.ndarray) -> np.ndarray:
+    """(F, P, s^2, ...) sub-patch values -> (F, P * s^2, ...): every sub-patch a point of its frame."""
+    return value.reshape(value.shape[0], -1, *value.shape[3:])
 
 
 def example_record(item: dict, out: dict, targets: dict, row: int) -> dict:

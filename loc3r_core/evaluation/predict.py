@@ -79,6 +79,8 @@ def predict_batch(model: Loc3rForSpatialQA, tokenizer: PreTrainedTokenizerFast, 
     ego_mean, ego_sigma = split_gaussian(heads["ego"][..., :4])
     ego_yaw, _ = circular_soft_argmax(heads["ego"][..., 4:])
     bev_mean, bev_sigma = split_gaussian(heads["bev"])
+    map_points = {"map_bev": split_gaussian(heads["map_bev"])[0],  # the map head's sub-patch points and labels
+                  "map_labels": heads["map_semantic_logits"].argmax(axis=-1)} if "map_bev" in heads else {}
     return {
         "answers": answers,
         "position": pos_mean, "position_sigma": pos_sigma,
@@ -86,4 +88,5 @@ def predict_batch(model: Loc3rForSpatialQA, tokenizer: PreTrainedTokenizerFast, 
         "ego_xy": ego_mean, "ego_sigma": ego_sigma, "ego_yaw": ego_yaw,
         "bev": bev_mean, "bev_sigma": bev_sigma,
         "labels": heads["semantic_logits"].argmax(axis=-1),
+        **map_points,
     }
