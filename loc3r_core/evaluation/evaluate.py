@@ -63,6 +63,7 @@ def evaluate(
     model.eval()
     accumulator = MetricAccumulator()
     objects = ObjectAccumulator()
+    has_map = model.config.map_subdivision > 1
     map_objects = ObjectAccumulator()  # the same measures on the map head's sub-patch points (the runtime's map)
     pointer = MetricAccumulator()  # the semantic_pointer reference: localization only
     pointer_found: list[bool] = []
@@ -104,7 +105,7 @@ def evaluate(
                     meta = batch["meta"][row]
                     objects.add_clip(out["bev"][row], out["labels"][row], meta["objects"], meta["seen_object_ids"],
                                      targets["bev_target"][row], targets["bev_valid"][row], targets["patch_label"][row])
-                    if "map_bev" in out:
+                    if has_map:
                         map_objects.add_clip(*(per_frame(value[row]) for value in (
                             out["map_bev"], out["map_labels"])), meta["objects"], meta["seen_object_ids"],
                             *(per_frame(targets[key][row]) for key in ("map_target", "map_valid", "map_label")))
@@ -115,7 +116,7 @@ def evaluate(
     pointer_metrics = {k: v for k, v in pointer.summary().items() if k in LOCALIZATION_KEYS}
     pointer_metrics["named_class_found"] = round(100.0 * float(np.mean(pointer_found)), 2) if pointer_found else 0.0
     metrics = {**accumulator.summary(), **objects.summary(), "semantic_pointer": pointer_metrics}
-    if model.config.map_subdivision > 1:
+    if has_map:
         metrics |= {f"map_{key}": value for key, value in map_objects.summary().items()}
     return Evaluation(metrics, examples)
 
