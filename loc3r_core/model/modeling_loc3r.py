@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
 from torch import nn
-from transformers import AutoModel, AutoModelForCausalLM, PreTrainedModel
+from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from loc3r_core.model.configuration_loc3r import Loc3rConfig
 from loc3r_core.model.prior import PRIOR_FEATURES
 from loc3r_core.model.spatial import bin_centres, focal_cross_entropy, gaussian_nll, place_loss, soft_argmax_yaw, yaw_kl
+from loc3r_core.model.vision_tower import build_vision_tower, load_vision_tower
 from loc3r_core.readout import SECTOR_SHARPNESS, answer_read_width, ego_feature_count
 
 IGNORE_INDEX = -100
@@ -69,7 +70,7 @@ class Loc3rForSpatialQA(PreTrainedModel):
     def __init__(self, config: Loc3rConfig) -> None:
         super().__init__(config)
         hidden = config.text_config.hidden_size
-        self.vision_tower = AutoModel.from_config(config.vision_config)
+        self.vision_tower = build_vision_tower(config.vision_config)
         self.projector = mlp(config.vision_config.hidden_size * config.vision_merge ** 2, hidden, hidden)
         self.prior_encoder = mlp(PRIOR_FEATURES, hidden, hidden)
         self.no_prior = nn.Parameter(torch.zeros(hidden))  # the learned "no odometry" camera token
@@ -679,7 +680,7 @@ def build_model(config: Loc3rConfig) -> Loc3rForSpatialQA:
     """A fresh model; pretrained backbones are loaded from the config's local paths if given."""
     model = Loc3rForSpatialQA(config)
     if config.vision_tower_path:
-        model.vision_tower = AutoModel.from_pretrained(config.vision_tower_path, config=config.vision_config)
+        model.vision_tower = load_vision_tower(config.vision_tower_path, config.vision_config)
     if config.language_model_path:
         model.language_model = AutoModelForCausalLM.from_pretrained(config.language_model_path,
                                                                     config=config.text_config)

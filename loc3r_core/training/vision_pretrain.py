@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
 from torch import nn
 from tqdm import tqdm
-from transformers import AutoModel, PreTrainedConfig
+from transformers import PreTrainedConfig
 from transformers.utils import logging as hf_logging
 
 from loc3r_core.atomic import atomic_path
@@ -28,6 +28,7 @@ from loc3r_core.data.frames import FrameArrays, load_frames
 from loc3r_core.errors import UsageError
 from loc3r_core.model.configuration_loc3r import Loc3rConfig, config_kwargs
 from loc3r_core.model.spatial import balanced_class_weights, focal_cross_entropy
+from loc3r_core.model.vision_tower import build_vision_tower
 from loc3r_core.training.config import VisionPretrainConfig
 from loc3r_core.training.curves import plot_curves
 from loc3r_core.training.loop import learning_rate_factor
@@ -45,7 +46,7 @@ class PatchPretrainer(nn.Module):
 
     def __init__(self, vision_config: PreTrainedConfig, subdivision: int = 1) -> None:
         super().__init__()
-        self.tower = AutoModel.from_config(vision_config)
+        self.tower = build_vision_tower(vision_config)
         outputs = len(PATCH_CLASSES) + POINT_DIMS
         self.head = nn.Linear(vision_config.hidden_size, outputs)
         self.sub_head = nn.Linear(vision_config.hidden_size, subdivision ** 2 * outputs) if subdivision > 1 else None
