@@ -71,5 +71,5 @@ def load_vision_tower(path: str | Path, config: PreTrainedConfig) -> PreTrainedM
         tower.load_state_dict(load_file(weights), strict=True)
     except RuntimeError as exc:  # e.g. a plain tower's weights under a config that asks for the stem
         raise UsageError(f"the vision tower in {path} does not match its config (conv_stem: true): "
-                         f"{str(exc).splitlines()[1].strip()}") from exc
+                         f"{str(exc).strip().splitlines()[-1].strip()}") from exc
     return tower
