@@ -13,7 +13,7 @@ from conftest import TINY_MODEL, overfit_one_batch, tiny_train_config
 from loc3r_core.data.dataset import PackedClipDataset, SceneClipDataset
 from loc3r_core.model.checkpoint import CheckpointError, load_model, save_model
 from loc3r_core.model.configuration_loc3r import Loc3rConfig
-from loc3r_core.model.modeling_loc3r import build_model, camera_to_clip, frame_poses, merge_patches
+from loc3r_core.model.modeling_loc3r import build_model, camera_to_clip, frame_poses, merge_patches, turn_to_clip
 from loc3r_core.model.prior import drifted
 from loc3r_core.model.spatial import bin_centres, gaussian_nll, wrapped_gaussian_target, yaw_kl
 from loc3r_core.model.tokenizer import POS, SPECIAL_TOKENS, answer_text, prompt_text, train_tokenizer
@@ -51,7 +51,7 @@ def test_gaussian_nll_is_the_method_formula():
     assert gaussian_nll(raw, target, valid).item() == 0.0
 
 
-def test_camera_frame_points_are_placed_by_their_frames_ego_pose():
+def test_camera_frame_points_are_placed_and_fronts_turned_by_their_frames_ego_pose():
     """bev_frame "camera": a point 2 m ahead of a camera at (1, 1) facing +y lies at (1, 3); frame 0
     is the origin whatever its ego head says; sigmas are left as given."""
     bins = 36
@@ -66,6 +66,8 @@ def test_camera_frame_points_are_placed_by_their_frames_ego_pose():
     np.testing.assert_allclose(placed[0, :, 0].numpy(), [[2.0, 0.0, -1.0, 0.5], [1.0, 3.0, -1.0, 0.5]], atol=1e-3)
     sub = camera_to_clip(raw[:, :, :, None].expand(1, 2, 1, 3, 4), poses)  # sub-patch points: one pose per frame
     np.testing.assert_allclose(sub[0, 1, 0].numpy(), np.tile([1.0, 3.0, -1.0, 0.5], (3, 1)), atol=1e-3)
+    fronts = turn_to_clip(torch.tensor([[[[0.0, 2.0]], [[0.0, 2.0]]]]), poses)  # directions turn, never shift
+    np.testing.assert_allclose(fronts[0, :, 0].numpy(), [[0.0, 2.0], [-2.0, 0.0]], atol=1e-3)
     with pytest.raises(Exception, match="bev_frame must be one of"):  # transformers wraps the ValueError
         Loc3rConfig(**{**TINY_MODEL, "bev_frame": "world"})
 

@@ -176,6 +176,12 @@ def test_mirrored_frames_flip_image_patch_columns_and_camera_x_together():
     assert torch.allclose(left, right * torch.tensor([-1.0, 1.0, 1.0]))
     for key in ("labels", "points", "valid"):
         assert torch.equal(out[key][1], batch[key][1])
+    fronts = torch.arange(64.0).view(2, 16, 2)  # patch p of frame f: (32 f + 2 p, 32 f + 2 p + 1)
+    with_fronts = mirrored({**batch, "fronts": fronts}, torch.tensor([True, False]), side)
+    assert torch.equal(with_fronts["points"], out["points"])
+    front = grid(with_fronts["fronts"])
+    assert front[0, 2, 0].tolist() == [-22.0, 23.0]  # row 2, column 0 <- column 3 (patch 11), x negated
+    assert front[1, 2, 0].tolist() == [48.0, 49.0]  # frame 1 untouched (patch 8)
 
 
 def test_sub_patch_targets_are_ordered_as_the_sub_patch_head_writes_them_and_scored_at_the_end(walk):
@@ -199,9 +205,58 @@ def test_sub_patch_targets_are_ordered_as_the_sub_patch_head_writes_them_and_sco
     model = PatchPretrainer(vision, subdivision=s)
     frames = load_frames(walk, 64, (side, side), "objects_first", max_scenes=1, progress=False)
     sub_frames = load_frames(walk, 64, (side * s, side * s), "objects_first", max_scenes=1, progress=False)
-    logits, _, (sub_logits, sub_points) = model(torch.from_numpy(frames.images[:2]))
+    logits, _, (sub_logits, sub_points), fronts = model(torch.from_numpy(frames.images[:2]))
+    assert fronts is None  # no front head unless asked
     assert sub_logits.shape == (2, side * side * s * s, len(PATCH_CLASSES)) and sub_points.shape[-1] == 3
     assert logits.shape == (2, side * side, len(PATCH_CLASSES))
     metrics = patch_metrics(model, frames, sub_frames)
     assert 0 <= metrics["subpatch_object_recall"] <= 100 and metrics["subpatch_object_recall_by_class"]
     assert "subpatch_object_recall" not in patch_metrics(PatchPretrainer(vision), frames)
+
+
+def test_camera_fronts_turn_world_fronts_into_the_cameras_floor_plane():
+    from loc3r_core.data.frames import camera_fronts
+    from loc3r_core.geometry import camera_rotation, make_pose
+
+    # a camera looking along +y, tilted down: an object facing -y faces the camera (z -1), one facing
+    # +x faces to the camera's right (OpenCV's x, which is world +x here)
+    pose = make_pose(camera_rotation(math.pi / 2, -0.3), np.array([1.0, 2.0, 1.2]))
+    fronts = np.array([[0.0, -1.0], [1.0, 0.0], [np.nan, np.nan]])
+    np.testing.assert_allclose(camera_fronts(fronts, pose), [[0.0, -1.0], [1.0, 0.0], [0.0, 0.0]], atol=1e-6)
+
+
+def test_stage_one_learns_fronts_where_asked_and_scores_them(walk):
+    """front_weight: the frames carry each fronted object's front in the camera's floor plane (a
+    unit vector where the patch shows one, else 0), and a front head learns them on one batch."""
+    from transformers import SiglipVisionConfig
+
+    from loc3r_core.data.frames import load_frames
+    from loc3r_core.model.modeling_loc3r import front_loss
+    from loc3r_core.training.vision_pretrain import PatchPretrainer, front_error_deg, patch_metrics
+
+    frames = load_frames(walk, 64, (4, 4), "objects_first", max_scenes=2, progress=False)
+    length = np.linalg.norm(frames.fronts, axis=-1)
+    has = length > 0.5
+    assert has.sum() > 20 and np.allclose(length[has], 1.0, atol=1e-5) and (length[~has] == 0).all()
+    assert (frames.labels[has] >= len(STRUCTURE_CLASSES)).all(), "only object patches have a front"
+    np.testing.assert_allclose(front_error_deg(np.array([[1.0, 1.0], [2.0, 0.0]]), np.array([[1.0, 0.0], [0, 0]])),
+                               [45.0])
+
+    torch.manual_seed(0)
+    vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                image_size=64, patch_size=16)
+    model = PatchPretrainer(vision, fronts=True)
+    pick = np.flatnonzero(has.any(axis=1))[:16]
+    images, target = torch.from_numpy(frames.images[pick]), torch.from_numpy(frames.fronts[pick])
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        loss = front_loss(model(images)[3], target, target.norm(dim=-1) > 0.5)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.5 * losses[0], losses
+    metrics = patch_metrics(model, frames)
+    assert 0 <= metrics["front_within_30deg"] <= 100 and metrics["front_median_error_deg"] >= 0
+    assert "front_within_30deg" not in patch_metrics(PatchPretrainer(vision), frames)

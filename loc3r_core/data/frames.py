@@ -1,8 +1,9 @@
 """Single frames with per-patch targets, held in memory: what pretraining the vision tower reads.
 
 Each frame gives its image at the model's input size, a class per patch (see
-data.targets.PATCH_TARGETS) and the patch's point in the camera frame (x right, y down,
-z forward, metres): what a tower must see in one image, before any video context.
+data.targets.PATCH_TARGETS), the patch's point in the camera frame (x right, y down,
+z forward, metres) and, where the patch shows a fronted object, the way that object faces
+in the camera's floor plane: what a tower must see in one image, before any video context.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ class FrameArrays:
     labels: np.ndarray  # (N, P) class per patch, -1 where the patch has no depth
     points: np.ndarray  # (N, P, 3) float32 camera-frame point of the patch (0 where invalid)
     valid: np.ndarray  # (N, P) bool
+    # (N, P, 2) float32 unit (x, z) in the camera frame: the way the patch's object faces, seen from
+    # above in the camera's axes (data.targets.FRONTED_PLACEMENTS); 0 where the patch shows none
+    fronts: np.ndarray
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -35,17 +39,28 @@ def _scene_arrays(job: tuple[Path, int, tuple[int, int], str]) -> tuple[np.ndarr
     path, image_size, grid, mode = job
     folder = SceneFolder(path)
     scene = folder.scene
-    images, labels, points, valid = [], [], [], []
+    images, labels, points, valid, fronts = [], [], [], [], []
     for frame in scene.frames:
         targets = patch_targets(folder.depth(frame.index), folder.instance(frame.index), scene.intrinsics,
-                                frame.T_world_camera, scene, grid, mode)
+                                frame.T_world_camera, scene, grid, mode, centres=True)
         camera = transform_points(invert_pose(frame.T_world_camera), targets["points"])
         images.append(np.round(model_image(folder.rgb(frame.index), image_size) * 255).astype(np.uint8)
                       .transpose(1, 2, 0))
         labels.append(targets["label"].reshape(-1))
         points.append(np.nan_to_num(camera).reshape(-1, 3).astype(np.float32))
         valid.append(targets["valid"].reshape(-1))
-    return np.stack(images), np.stack(labels), np.stack(points), np.stack(valid)
+        fronts.append(camera_fronts(targets["fronts"], frame.T_world_camera).reshape(-1, 2))
+    return np.stack(images), np.stack(labels), np.stack(points), np.stack(valid), np.stack(fronts)
+
+
+def camera_fronts(fronts: np.ndarray, T_world_camera: np.ndarray) -> np.ndarray:
+    """(..., 2) world-frame fronts on the floor (NaN: none) -> (..., 2) float32 unit (x, z) in the
+    camera frame, the floor plane as the (slightly pitched) camera sees it; 0 where none."""
+    world = np.concatenate([np.nan_to_num(fronts), np.zeros((*fronts.shape[:-1], 1))], axis=-1)
+    seen = (world @ T_world_camera[:3, :3])[..., [0, 2]]  # R_camera_world @ v for each v
+    length = np.linalg.norm(seen, axis=-1, keepdims=True)
+    unit = np.divide(seen, length, out=np.zeros_like(seen), where=length > 1e-6)
+    return np.where(np.isnan(fronts[..., :1]), 0.0, unit).astype(np.float32)
 
 
 def load_frames(roots: SceneRoots, image_size: int, grid: tuple[int, int], mode: str,
@@ -66,4 +81,4 @@ def load_frames(roots: SceneRoots, image_size: int, grid: tuple[int, int], mode:
             for job in jobs:
                 parts.append(_scene_arrays(job))
                 bar.update(1)
-    return FrameArrays(*(np.concatenate([p[i] for p in parts]) for i in range(4)))
+    return FrameArrays(*(np.concatenate([p[i] for p in parts]) for i in range(5)))

@@ -197,15 +197,17 @@ class Loc3rForSpatialQA(PreTrainedModel):
         if self.map_head is not None:
             heads["map_bev"], heads["map_semantic_logits"] = split_map_head(self.map_head(vision),
                                                                                self.config.map_subdivision ** 2)
+        if self.front_head is not None:
+            heads["object_front"] = self.front_head(vision)
         if self.config.bev_frame == "camera":
             poses = frame_poses(heads["ego"])
             heads["bev"] = camera_to_clip(heads["bev"], poses)
             if "map_bev" in heads:
                 heads["map_bev"] = camera_to_clip(heads["map_bev"], poses)
+            if "object_front" in heads:  # fronts, like points, in their frame's camera axes
+                heads["object_front"] = turn_to_clip(heads["object_front"], poses)
         if self.centre_head is not None:
             heads["object_centre"] = object_centre(heads["bev"], self.centre_head(vision))
-        if self.front_head is not None:
-            heads["object_front"] = self.front_head(vision)
         row_ids, row_hidden, row_clip = rows if rows is not None else (input_ids, hidden, None)
 
         def on_rows(clip_value: torch.Tensor) -> torch.Tensor:
@@ -584,11 +586,17 @@ def camera_to_clip(raw: torch.Tensor, poses: torch.Tensor) -> torch.Tensor:
     """(B, F, ..., 4) points in their frame's camera axes (x, y, log sigmas) and (B, F, 3) frame poses
     -> the points in the clip's axes, log sigmas unchanged (bev_frame "camera"; the runtime's numpy
     twin is Session._fuse, which places a keyframe's points by its map pose)."""
-    poses = poses.view(*poses.shape[:2], *([1] * (raw.dim() - 3)), 3).to(raw.dtype)
-    cos, sin = torch.cos(poses[..., 2]), torch.sin(poses[..., 2])
-    x, y = raw[..., 0], raw[..., 1]
-    placed = torch.stack([poses[..., 0] + cos * x - sin * y, poses[..., 1] + sin * x + cos * y], dim=-1)
-    return torch.cat([placed, raw[..., 2:]], dim=-1)
+    placed = turn_to_clip(raw[..., :2], poses) + poses.view(*poses.shape[:2], *([1] * (raw.dim() - 3)), 3)[..., :2]
+    return torch.cat([placed.to(raw.dtype), raw[..., 2:]], dim=-1)
+
+
+def turn_to_clip(vectors: torch.Tensor, poses: torch.Tensor) -> torch.Tensor:
+    """(B, F, ..., 2) vectors in their frame's camera axes, turned by the (B, F, 3) frame poses' yaws
+    into the clip's axes (no shift: directions, or points before camera_to_clip adds the position)."""
+    yaw = poses[..., 2].view(*poses.shape[:2], *([1] * (vectors.dim() - 3))).to(vectors.dtype)
+    cos, sin = torch.cos(yaw), torch.sin(yaw)
+    x, y = vectors[..., 0], vectors[..., 1]
+    return torch.stack([cos * x - sin * y, sin * x + cos * y], dim=-1)
 
 
 def viewer_place(ego: torch.Tensor) -> torch.Tensor:

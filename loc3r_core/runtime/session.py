@@ -220,11 +220,11 @@ class Session:
         keyframe.class_probs = softmax(heads["semantic_logits"][1:])
         if "pointer_key" in heads:
             keyframe.pointer_keys = heads["pointer_key"][1:]
-        anchor_to_map = rot_z(anchor_pose[2])[:2, :2].T  # the centre offsets and fronts are in the anchor's axes
-        if "object_centre_offset" in heads:  # model.object_centre: the token's point plus the head's offset
+        if "object_centre_offset" in heads:  # model.object_centre: the offsets are in the anchor's axes
+            anchor_to_map = rot_z(anchor_pose[2])[:2, :2].T
             keyframe.pointer_points = points + heads["object_centre_offset"][1:, :2] @ anchor_to_map
-        if "object_front" in heads:  # model.object_front
-            keyframe.pointer_fronts = heads["object_front"][1:] @ anchor_to_map
+        if "object_front" in heads:  # model.object_front: the fronts are in the points' axes
+            keyframe.pointer_fronts = heads["object_front"][1:] @ to_map
 
     # --- map --------------------------------------------------------------------------------
 

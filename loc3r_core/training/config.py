@@ -158,6 +158,9 @@ class VisionPretrainConfig(YamlConfig):
     # targets on a grid s times finer), so its features keep where in the patch a small object is
     subpatch_weight: float = 0.0
     subpatch_subdivision: int = 4
+    # > 0: each patch also learns which way its object faces (fronted objects: data.targets.FRONTED_PLACEMENTS),
+    # in the camera's floor plane, with this weight on the 1 - cos loss: the tower then knows orientation
+    front_weight: float = 0.0
     mirror: bool = False  # mirror half of the frames left-right (image, patch columns, camera x)
     batch_size: int = 64  # frames per step
     max_steps: int = 3000
@@ -177,6 +180,7 @@ class VisionPretrainConfig(YamlConfig):
              "focal_gamma and geometry_weight must be >= 0, class_balance in [0, 1]"),
             (self.subpatch_weight >= 0 and self.subpatch_subdivision >= 2,
              "subpatch_weight must be >= 0 and subpatch_subdivision at least 2"),
+            (self.front_weight >= 0, "front_weight must be >= 0"),
             (self.batch_size >= 1 and self.max_steps >= 1 and self.workers >= 1,
              "batch_size, max_steps and workers must be at least 1"),
             (self.learning_rate > 0, "learning_rate must be positive"),

@@ -1,10 +1,11 @@
 """Stage 1: pretrain the vision tower on single frames (`loc3r pretrain-vision`).
 
 A SigLIP tower and one linear layer per patch learn the patch's class (floor, wall, ceiling or
-an object category; objects_first targets by default, so small objects are not buried) and
-its point in the camera frame. Only the tower is kept (`OUTPUT_DIR/tower`, a save_pretrained
-folder): the video model then reads it through `vision_tower_path`, frozen. Frames and their
-targets are built once in memory, so a step costs one small forward and backward pass.
+an object category; objects_first targets by default, so small objects are not buried), its
+point in the camera frame and (front_weight > 0) the way the patch's object faces. Only the
+tower is kept (`OUTPUT_DIR/tower`, a save_pretrained folder): the video model then reads it
+through `vision_tower_path`, frozen. Frames and their targets are built once in memory, so a
+step costs one small forward and backward pass.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from loc3r_core.atomic import atomic_path
 from loc3r_core.data.frames import FrameArrays, load_frames
 from loc3r_core.errors import UsageError
 from loc3r_core.model.configuration_loc3r import Loc3rConfig, config_kwargs
+from loc3r_core.model.modeling_loc3r import front_loss
 from loc3r_core.model.spatial import balanced_class_weights, focal_cross_entropy
 from loc3r_core.model.vision_tower import build_vision_tower
 from loc3r_core.training.config import VisionPretrainConfig
@@ -36,24 +38,29 @@ from loc3r_core.world.vocabulary import PATCH_CLASSES, STRUCTURE_CLASSES
 
 TOWER_DIR = "tower"
 POINT_DIMS = 3
+FRONT_DIMS = 2  # (x, z) in the camera frame: which way the patch's object faces
 SubPatches = tuple[torch.Tensor, torch.Tensor]  # sub-patch logits and points
 TARGETS = ("labels", "points", "valid")
+PatchOutputs = tuple[torch.Tensor, torch.Tensor, SubPatches | None, torch.Tensor | None]
 
 
 class PatchPretrainer(nn.Module):
     """The tower and a linear read-out of (class logits, camera-frame point) per patch; with
-    subdivision s > 1 also one of each token's s x s sub-patches (training only: not kept)."""
+    subdivision s > 1 also one of each token's s x s sub-patches, with `fronts` also the way the
+    patch's object faces (training only: the heads are not kept)."""
 
-    def __init__(self, vision_config: PreTrainedConfig, subdivision: int = 1) -> None:
+    def __init__(self, vision_config: PreTrainedConfig, subdivision: int = 1, fronts: bool = False) -> None:
         super().__init__()
         self.tower = build_vision_tower(vision_config)
         outputs = len(PATCH_CLASSES) + POINT_DIMS
         self.head = nn.Linear(vision_config.hidden_size, outputs)
         self.sub_head = nn.Linear(vision_config.hidden_size, subdivision ** 2 * outputs) if subdivision > 1 else None
+        self.front_head = nn.Linear(vision_config.hidden_size, FRONT_DIMS) if fronts else None
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, SubPatches | None]:
-        """(B, S, S, 3) uint8 -> logits (B, P, classes), points (B, P, 3) and, with a sub-patch head,
-        its logits and points (B, P * s^2, ...), token-major (token_major's order)."""
+    def forward(self, images: torch.Tensor) -> PatchOutputs:
+        """(B, S, S, 3) uint8 -> logits (B, P, classes), points (B, P, 3), with a sub-patch head its
+        logits and points (B, P * s^2, ...), token-major (token_major's order), and with a front
+        head the fronts (B, P, 2), unnormalised."""
         pixels = images.permute(0, 3, 1, 2).float() / 255.0
         features = self.tower(pixel_values=pixels * 2.0 - 1.0).last_hidden_state  # as Loc3rForSpatialQA feeds it
         out = self.head(features)
@@ -61,7 +68,8 @@ class PatchPretrainer(nn.Module):
         if self.sub_head is not None:
             fine = self.sub_head(features).unflatten(-1, (-1, out.shape[-1])).flatten(1, 2)
             sub = (fine[..., :-POINT_DIMS], fine[..., -POINT_DIMS:])
-        return out[..., :-POINT_DIMS], out[..., -POINT_DIMS:], sub
+        fronts = None if self.front_head is None else self.front_head(features)
+        return out[..., :-POINT_DIMS], out[..., -POINT_DIMS:], sub, fronts
 
 
 def tower_config(config: VisionPretrainConfig) -> PreTrainedConfig:
@@ -84,11 +92,11 @@ def pretrain_vision(config: VisionPretrainConfig, progress: bool = True) -> Path
                                              progress, desc="sub-patch targets")
     run.mkdir(parents=True, exist_ok=True)  # only now: bad data leaves no half-made run behind
     (run / "pretrain_config.json").write_text(json.dumps(config.to_dict(), indent=2))
-    model = PatchPretrainer(vision, sub)
+    model = PatchPretrainer(vision, sub, fronts=config.front_weight > 0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(learning_rate_factor, config=config))
     generator = torch.Generator().manual_seed(config.seed)
-    tensors = {name: torch.from_numpy(getattr(frames, name)) for name in ("images", *TARGETS)}
+    tensors = {name: torch.from_numpy(getattr(frames, name)) for name in ("images", *TARGETS, "fronts")}
     fine_tensors = {} if fine is None else {name: torch.from_numpy(getattr(fine, name)) for name in TARGETS}
     class_weights = None
     if config.class_balance:
@@ -105,10 +113,13 @@ def pretrain_vision(config: VisionPretrainConfig, progress: bool = True) -> Path
             flip = torch.rand(config.batch_size, generator=generator) < 0.5
             batch = mirrored(batch, flip, side)
             fine_batch = mirrored(fine_batch, flip, side * sub) if fine_tensors else fine_batch
-        logits, points, sub_out = model(batch["images"])
+        logits, points, sub_out, fronts = model(batch["images"])
         losses = patch_losses(logits, points, batch["labels"], batch["points"], batch["valid"], config.focal_gamma,
                               class_weights)
         loss = losses["semantic"] + config.geometry_weight * losses["geometry"]
+        if fronts is not None:
+            losses["front"] = front_loss(fronts, batch["fronts"], batch["fronts"].norm(dim=-1) > 0.5)
+            loss = loss + config.front_weight * losses["front"]
         if sub_out is not None:
             targets = [token_major(fine_batch[name], side, sub) for name in TARGETS]
             sub_losses = patch_losses(*sub_out, *targets, config.focal_gamma, class_weights)
@@ -144,7 +155,7 @@ def pretrain_vision(config: VisionPretrainConfig, progress: bool = True) -> Path
 
 def mirrored(batch: dict[str, torch.Tensor], flip: torch.Tensor, side: int) -> dict[str, torch.Tensor]:
     """Left-right mirror the frames where flip is true: the image, the patch grid's columns, and
-    the camera-frame x of each point (a mirrored room is as plausible as the room)."""
+    the camera-frame x of each point and front (a mirrored room is as plausible as the room)."""
     count = len(flip)
     images = torch.where(flip[:, None, None, None], batch["images"].flip(2), batch["images"])
 
@@ -152,9 +163,14 @@ def mirrored(batch: dict[str, torch.Tensor], flip: torch.Tensor, side: int) -> d
         grid = x.view(count, side, side, *x.shape[2:])
         return torch.where(flip.view(count, 1, 1, *[1] * (x.dim() - 2)), grid.flip(2), grid).view_as(x)
 
-    points = columns(batch["points"])
-    points = torch.where(flip[:, None, None], points * torch.tensor([-1.0, 1.0, 1.0]), points)
-    return {"images": images, "labels": columns(batch["labels"]), "points": points, "valid": columns(batch["valid"])}
+    def negate_x(x: torch.Tensor) -> torch.Tensor:
+        sign = torch.ones(x.shape[-1])
+        sign[0] = -1.0
+        return torch.where(flip[:, None, None], columns(x) * sign, columns(x))
+
+    out = {"images": images, "labels": columns(batch["labels"]), "points": negate_x(batch["points"]),
+           "valid": columns(batch["valid"])}
+    return out | ({"fronts": negate_x(batch["fronts"])} if "fronts" in batch else {})
 
 
 def token_major(fine: torch.Tensor, side: int, subdivision: int) -> torch.Tensor:
@@ -179,12 +195,15 @@ def patch_losses(logits: torch.Tensor, points: torch.Tensor, labels: torch.Tenso
 def patch_metrics(model: PatchPretrainer, frames: FrameArrays, fine: FrameArrays | None = None, batch: int = 256
                   ) -> dict:
     """Per-patch class recall (objects per class and their mean) and the camera-point median error;
-    with the sub-patch head and its frames (fine), the sub-patches' object recall too."""
+    with the sub-patch head and its frames (fine), the sub-patches' object recall too; with the
+    front head, how far its fronts turn from the truth on the patches of fronted objects."""
     was_training = model.training
     model.eval()
-    predicted, errors, sub_predicted = [], [], []
+    predicted, errors, sub_predicted, front_errors = [], [], [], []
     for start in range(0, len(frames), batch):
-        logits, points, sub = model(torch.from_numpy(frames.images[start:start + batch]))
+        logits, points, sub, fronts = model(torch.from_numpy(frames.images[start:start + batch]))
+        if fronts is not None:
+            front_errors.append(front_error_deg(fronts.numpy(), frames.fronts[start:start + batch]))
         predicted.append(logits.argmax(-1).numpy())
         gap = np.linalg.norm(points.numpy() - frames.points[start:start + batch], axis=-1)
         errors.append(gap[frames.valid[start:start + batch]])
@@ -200,6 +219,10 @@ def patch_metrics(model: PatchPretrainer, frames: FrameArrays, fine: FrameArrays
         "patch_object_recall_by_class": by_class,
         "camera_point_median_error_m": round(float(np.median(np.concatenate(errors))), 4),
     }
+    if front_errors:
+        turned = np.concatenate(front_errors)
+        metrics |= {"front_within_30deg": round(100.0 * float((turned <= 30.0).mean()), 2),
+                    "front_median_error_deg": round(float(np.median(turned)), 2)}
     if sub_predicted:
         side = round(math.sqrt(frames.labels.shape[1]))
         sub_labels = token_major(torch.from_numpy(fine.labels), side, round(math.sqrt(fine.labels.shape[1])) // side)
@@ -207,6 +230,14 @@ def patch_metrics(model: PatchPretrainer, frames: FrameArrays, fine: FrameArrays
         metrics |= {"subpatch_object_recall": round(float(np.mean(list(sub_by_class.values()))), 2),
                     "subpatch_object_recall_by_class": sub_by_class}
     return metrics
+
+
+def front_error_deg(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Angles (degrees) between (..., 2) predicted fronts and the unit true ones, where there is one."""
+    has = np.linalg.norm(truth, axis=-1) > 0.5
+    mine, theirs = predicted[has], truth[has]
+    cosine = (mine * theirs).sum(-1) / np.maximum(np.linalg.norm(mine, axis=-1), 1e-12)
+    return np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
 
 
 def object_recall_by_class(predicted: np.ndarray, labels: np.ndarray) -> dict[str, float]:
