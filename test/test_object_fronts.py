@@ -110,3 +110,63 @@ def test_a_front_model_learns_its_fronts_and_the_runtime_reads_them(world_by_kin
     assert spec.object_front and head_names(spec)[-2:] == ("object_front", "front_gain")
     with pytest.raises(Exception, match="object_front_weight needs"):  # transformers wraps the ValueError
         Loc3rConfig(**{**TINY_MODEL, "object_front_weight": 0.5})
+
+
+def test_facing_rules_follow_the_generators_placements(world_by_kind):
+    """front_rule_weight's targets: "in front of" faces against a front, a chair's seat along it."""
+    seen = set()
+    for kind in world_by_kind:
+        seen |= _facing_rules_checked(SceneClipDataset(world_by_kind[kind], num_frames=4, patch_grid=(4, 4)))
+    assert seen == {0, 1, 2}
+
+
+def _facing_rules_checked(ds: SceneClipDataset) -> set[int]:
+    seen = set()
+    for index in range(len(ds)):
+        row = ds[index]
+        rule = int(row["facing_rule"])
+        if row["placement"] is None:
+            assert rule == -1
+            continue
+        text = row["situation_text"]
+        expected = 1 if row["placement"] == "in_front_of" else 2 if text.startswith("I am sitting on the chair") else 0
+        assert rule == expected, (text, rule)
+        seen.add(rule)
+    return seen
+
+
+def test_a_gated_front_bump_is_off_for_sentences_that_face_a_place():
+    torch.manual_seed(0)
+    pointer = SituationPointer(hidden=8, dim=8, places=1, fronts=True, gated=True)
+    weights = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    fronts = torch.tensor([[[0.0, 2.0], [5.0, 0.0]]])
+    state = torch.zeros(1, 8)
+    with torch.no_grad():
+        pointer.front_gain.weight.zero_()
+        for rule, expected in ((0, [0.0, 0.0]), (1, [-2.0, -2.0]), (2, [0.0, 2.0])):
+            pointer.front_gain.bias.copy_(torch.nn.functional.one_hot(torch.tensor(rule), 3) * 50.0)
+            np.testing.assert_allclose(pointer.front_strengths(state)[0].numpy(), expected, atol=1e-4)
+        pointer.front_gain.bias.copy_(torch.tensor([50.0, 0.0, 0.0]))
+        assert pointer.front_bump(state, weights, fronts, 24).abs().max() < 1e-4
+    strengths = pointer.front_strengths(torch.randn(3, 8, requires_grad=True))
+    strengths.sum().backward()
+    assert pointer.rule_gains.grad is not None and pointer.front_gain.weight.grad is None  # the rule is detached
+
+
+def test_a_gated_front_model_learns_its_rules(world_by_kind, tmp_path):
+    gated = {**FRONT_MODEL, "front_rule_weight": 0.5}
+    config = TrainConfig.from_dict(tiny_train_config(world_by_kind["walk"], tmp_path / "run", model=gated,
+                                                     patch_targets="objects_first"))
+    probe = Loc3rConfig(**gated)
+    dataset = SceneClipDataset(world_by_kind["walk"], num_frames=4, patch_grid=probe.patch_grid,
+                               image_size=probe.vision_config.image_size, patch_target="objects_first")
+    torch.manual_seed(0)
+    model, tokenizer = create_model(config, dataset)
+    batch = collate([dataset[i] for i in range(0, 32, 4)], tokenizer, model.config.patches_per_frame)
+    history = overfit_one_batch(model, batch, steps=30)
+    first, last = history[0]["facing_rule"], np.mean([h["facing_rule"] for h in history[-3:]])
+    assert last < 0.5 * first, (first, last)
+    spec = ModelSpec.from_checkpoint(save_model(model, tokenizer, tmp_path / "model"))
+    assert spec.object_front and head_names(spec)[-2:] == ("object_front", "front_gain")
+    with pytest.raises(Exception, match="front_rule_weight needs"):
+        Loc3rConfig(**{**TINY_MODEL, "situation_readout": "pointer", "front_rule_weight": 0.5})

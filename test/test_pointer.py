@@ -54,12 +54,13 @@ POINTER_MODEL = {**TINY_MODEL, "situation_readout": "pointer", "grounding_weight
 # given in its own frame's camera axes; each LM token merges 2 x 2 of the tower's patches; the answer
 # reads the map as the asker sees it (two heads, the first taught to find the asked object and the
 # counted class; their features include the four sectors, their reads the spread of what they weigh);
-# <Ori>'s place is also pulled to the faced object's centre; the yaw reads the pointed objects' fronts
+# <Ori>'s place is also pulled to the faced object's centre; the yaw reads the pointed objects' fronts,
+# as strongly as the facing rule the <Ori> state names asks
 RELATIONAL_MODEL = {**POINTER_MODEL, "pointer_places": 2, "relative_offset": True, "answer_geometry_weight": 0.1,
                     "object_centre_weight": 0.1, "map_subdivision": 2, "bev_frame": "camera", "vision_merge": 2,
                     "answer_readout_heads": 2, "answer_grounding_weight": 0.2, "answer_grounding_counts": True,
                     "answer_sector_features": True, "answer_spread_reads": True, "answer_copy_labels": True,
-                    "faced_place_weight": 0.2, "object_front_weight": 0.2}
+                    "faced_place_weight": 0.2, "object_front_weight": 0.2, "front_rule_weight": 0.1}
 
 
 def test_the_pointer_recovers_a_known_point_and_numpy_points_the_same_way():

@@ -26,7 +26,7 @@ from loc3r_core.geometry import anchor_frame, camera_yaw, invert_pose, transform
 from loc3r_core.runtime.preprocess import model_image
 from loc3r_core.world.scene import Question, Scene, Situation, seen_object_ids, transform_situation
 from loc3r_core.world.scene_io import SceneFolder, SceneRoots, scene_folders
-from loc3r_core.world.situations import labels_in, placement_kind
+from loc3r_core.world.situations import facing_rule, labels_in, placement_kind
 from loc3r_core.world.vocabulary import PATCH_CLASSES
 
 SAMPLING = ("uniform", "random")
@@ -202,6 +202,7 @@ class SceneClipDataset(Dataset):
             "named_classes": named_classes(scene, situation) if has_situation else None,
             "placement": placement_kind(scene, situation) if has_situation else None,
             "grounding_classes": torch.tensor(grounding_classes(scene, situation) if has_situation else (-1, -1, -1)),
+            "facing_rule": torch.tensor(facing_rule(scene, situation) if has_situation else -1),
             "faced_xy": faced_place(scene, situation, T_clip_world) if has_situation
             else torch.zeros(2, dtype=torch.float64),
             **asked_object_target(scene, stored, question, has_situation),

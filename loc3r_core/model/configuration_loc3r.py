@@ -87,6 +87,12 @@ class Loc3rConfig(PreTrainedConfig):
     # tokens <Ori> points at and of those <Pos> points at: "in front of the shelf, looking at
     # it" faces against the shelf's front, whatever the lever arm from the asker to it (0: no head).
     object_front_weight: float = 0.0
+    # With object fronts only: weight of a cross-entropy on a head of the <Ori> state that names
+    # the situation's facing rule (world.situations.FACING_RULES: towards a place, against the
+    # named object's front, along the seat's front; from its relations, training only). The front
+    # bumps' strengths then come from that head's (detached) probabilities times learned gains,
+    # so a sentence whose rule is "towards a place" gets no bump (0: the <Ori> state sets them freely).
+    front_rule_weight: float = 0.0
     # Pointer models only: weight of -log(attention mass on the tokens of the objects the
     # situation names), <Pos> on what places it, <Ori> on what it faces (training only).
     grounding_weight: float = 0.0
@@ -164,6 +170,8 @@ class Loc3rConfig(PreTrainedConfig):
             raise ValueError(f"pointer_places must be 1 or 2, not {self.pointer_places}")
         if self.object_front_weight and self.situation_readout != "pointer":
             raise ValueError("object_front_weight needs situation_readout: pointer (it reads fronts where it points)")
+        if self.front_rule_weight and not self.object_front_weight:
+            raise ValueError("front_rule_weight needs object_front_weight (it gates the front bumps)")
         if self.faced_place_weight and self.situation_readout != "pointer":
             raise ValueError("faced_place_weight needs situation_readout: pointer (it trains where <Ori> points)")
         if self.answer_readout_heads < 0:

@@ -50,6 +50,7 @@ class Loc3rOutput:
     pointer_faced: torch.Tensor | None = None  # (B, 2) the place <Ori> points at (the asker faces it)
     object_centre: torch.Tensor | None = None  # (B, F, P, 4) centre of each token's object, x, y, log sigmas
     object_front: torch.Tensor | None = None  # (B, F, P, 2) the way each token's object faces (unnormalised)
+    facing_rule_logits: torch.Tensor | None = None  # (B, 3) the facing rule (front_rule_weight; training only)
     map_bev: torch.Tensor | None = None  # (B, F, P, s^2, 4) sub-patch BEV points (map_subdivision s > 1)
     map_semantic_logits: torch.Tensor | None = None  # (B, F, P, s^2, classes) their labels
     answer_geometry: torch.Tensor | None = None  # (B, 4) the asked object in the asker's frame, x, y, log sigmas
@@ -87,7 +88,7 @@ class Loc3rForSpatialQA(PreTrainedModel):
         # training only: the runtime never reads it (answer_geometry_weight)
         self.answer_geometry_head = mlp(hidden, hidden, 4) if config.answer_geometry_weight > 0 else None
         self.pointer = SituationPointer(hidden, config.pointer_dim, config.pointer_places, config.relative_offset,
-                                        config.object_front_weight > 0) \
+                                        config.object_front_weight > 0, config.front_rule_weight > 0) \
             if config.situation_readout == "pointer" else None
         # offset from each token's BEV point to its object's centre (object_centre_weight)
         self.centre_head = nn.Linear(hidden, 4) if self.pointer is not None and config.object_centre_weight > 0 \
@@ -119,9 +120,11 @@ class Loc3rForSpatialQA(PreTrainedModel):
             if module.relative is not None:  # no relative offset until the <Pos> state asks for one
                 nn.init.zeros_(module.relative[-1].weight)
                 nn.init.zeros_(module.relative[-1].bias)
-            if module.front_gain is not None:  # no front bump until the <Ori> state asks for one
+            if module.front_gain is not None:  # no bump until the <Ori> state asks for one
                 nn.init.zeros_(module.front_gain.weight)
                 nn.init.zeros_(module.front_gain.bias)
+                if module.gated:  # gated: "towards a place", the rule of most sentences, at first
+                    nn.init.constant_(module.front_gain.bias[:1], 2.0)
 
     # --- the pieces the streaming runtime calls separately -------------------------------
 
@@ -230,6 +233,8 @@ class Loc3rForSpatialQA(PreTrainedModel):
             if "object_front" in heads:
                 fronts = on_rows(heads["object_front"]).flatten(1, 2)
                 bump = self.pointer.front_bump(ori_state, weights, fronts, heads["ori_logits"].shape[-1])
+                if self.pointer.gated:
+                    heads["facing_rule_logits"] = self.pointer.front_gain(ori_state)
                 heads["ori_logits"] = heads["ori_logits"] + bump.to(heads["ori_logits"].dtype)
             heads["pointer_weights"], heads["pointer_spread"] = weights, spread[:, :-1].mean(dim=1)
             heads["pointer_faced"] = faced
@@ -330,6 +335,7 @@ class Loc3rForSpatialQA(PreTrainedModel):
             "answer_grounding": c.answer_grounding_weight if self.answer_readout is not None else 0.0,
             "object_centre": c.object_centre_weight if self.centre_head is not None else 0.0,
             "object_front": c.object_front_weight if self.front_head is not None else 0.0,
+            "facing_rule": c.front_rule_weight if self.front_head is not None else 0.0,
             "map_bev": c.bev_weight if self.map_head is not None else 0.0,
             "map_semantic": c.semantic_weight if self.map_head is not None else 0.0,
         }
@@ -373,6 +379,9 @@ class Loc3rForSpatialQA(PreTrainedModel):
                                                    targets["bev_valid"])
         if weights["object_front"]:
             losses["object_front"] = front_loss(out.object_front, targets["front_target"], targets["front_valid"])
+        if weights["facing_rule"]:
+            losses["facing_rule"] = F.cross_entropy(out.facing_rule_logits.float(), targets["facing_rule"],
+                                                    ignore_index=-1)
         if weights["grounding"] or weights["answer_grounding"]:
             patch_labels = targets["patch_label"].flatten(1)
             row_labels = patch_labels if out.row_clip is None else patch_labels[out.row_clip]  # each row's clip
@@ -405,16 +414,20 @@ class SituationPointer(nn.Module):
     relative_offsets, facing_bump, widened_log_sigma).
     """
 
-    def __init__(self, hidden: int, dim: int, places: int = 1, relative: bool = False, fronts: bool = False
-                 ) -> None:
+    def __init__(self, hidden: int, dim: int, places: int = 1, relative: bool = False, fronts: bool = False,
+                 gated: bool = False) -> None:
         super().__init__()
         self.key = nn.Linear(hidden, dim)
         self.query = nn.Linear(hidden, dim)
         self.second_query = nn.Linear(hidden, dim) if places == 2 else None  # <Pos>'s second place
         self.relative = mlp(hidden, hidden, 4) if relative else None  # (along, left) towards faced, viewer
         self.log_kappa = nn.Parameter(torch.ones(1))  # kappa e: a bump of about 40 degrees at first
-        # strengths (<Ori>'s pointed fronts, <Pos>'s) of the yaw bumps towards the fronts they weigh
-        self.front_gain = nn.Linear(hidden, 2) if fronts else None
+        # strengths (<Ori>'s pointed fronts, <Pos>'s) of the yaw bumps towards the fronts they weigh;
+        # gated: front_gain names the facing rule (FACING_RULES) and the strengths are its
+        # probabilities times learned gains (rows: against, along; columns: <Ori>'s, <Pos>'s fronts)
+        self.gated = fronts and gated
+        self.front_gain = nn.Linear(hidden, 3 if self.gated else 2) if fronts else None
+        self.rule_gains = nn.Parameter(torch.tensor([[-2.0, -2.0], [0.0, 2.0]])) if self.gated else None
 
     def keys(self, vision_states: torch.Tensor) -> torch.Tensor:
         return self.key(vision_states.detach())
@@ -461,7 +474,15 @@ class SituationPointer(nn.Module):
         centres = bin_centres(bins, weights.device)
         directions = torch.stack([torch.cos(centres), torch.sin(centres)], dim=-1)  # (bins, 2)
         bumps = torch.einsum("bkc,mc->bkm", means, directions)
-        return (self.front_gain(ori_state).float()[..., None] * bumps).sum(dim=1)
+        return (self.front_strengths(ori_state)[..., None] * bumps).sum(dim=1)
+
+    def front_strengths(self, ori_state: torch.Tensor) -> torch.Tensor:
+        """(B, 2) signed strengths of the bumps along <Ori>'s and <Pos>'s pointed fronts. Gated, the
+        rule's probabilities are detached: only the rule's loss teaches which sentences get a bump."""
+        out = self.front_gain(ori_state).float()
+        if not self.gated:
+            return out
+        return torch.softmax(out, dim=-1).detach()[:, 1:] @ self.rule_gains.float()
 
 
 class AnswerReadout(nn.Module):

@@ -81,7 +81,7 @@ class HeadsGraph(Graph):
             if m.centre_head is not None:
                 outputs += (m.centre_head(hidden),)
             if m.front_head is not None:
-                outputs += (m.front_head(hidden), m.pointer.front_gain(hidden))
+                outputs += (m.front_head(hidden), m.pointer.front_strengths(hidden))
         if m.map_head is not None:
             outputs += (m.map_head(hidden),)
         if m.answer_readout is not None:

@@ -16,8 +16,8 @@ CLIP_META_KEYS = ("scene", "objects", "seen_object_ids")
 ROW_META_KEYS = ("question_type", "answer", "situation_text", "question", "named_classes", "placement")
 CLIP_TARGET_KEYS = ("bev_target", "bev_valid", "centre_target", "front_target", "front_valid", "patch_label",
                     "ego_pose")
-ROW_TARGET_KEYS = ("situation_position", "situation_yaw", "grounding_classes", "faced_xy", "answer_xy",
-                   "answer_xy_valid", "asked_class", "counted_class")
+ROW_TARGET_KEYS = ("situation_position", "situation_yaw", "grounding_classes", "facing_rule", "faced_xy",
+                   "answer_xy", "answer_xy_valid", "asked_class", "counted_class")
 MAP_TARGET_KEYS = ("map_target", "map_valid", "map_label")
 
 

@@ -59,6 +59,22 @@ def placement_kind(scene: Scene, situation: Situation) -> str:
     return "door" if through else "next_to"
 
 
+# How a situation's facing relates to the front of an object it names (the generator's rules):
+# "in front of the shelf, looking at it" faces against the shelf's front, one sits on a chair
+# facing where the chair faces, every other placement faces a place (FACING_RULES[0]).
+FACING_RULES = ("towards a place", "against the named object's front", "along the seat's front")
+
+
+def facing_rule(scene: Scene, situation: Situation) -> int:
+    """Index into FACING_RULES of the rule the generator faced the situation by."""
+    first = situation.relations[0]
+    if first["relation"] == "in_front_of":
+        return 1
+    if first["relation"] == "on" and scene.object(first["object_id"]).label == "chair":
+        return 2
+    return 0
+
+
 def plural(label: str) -> str:
     return PLURALS.get(label, label + "s")
 
