@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,16 +94,22 @@ def test_numpy_bumps_the_yaw_like_the_model():
     np.testing.assert_allclose(bump, expected, atol=1e-5)
 
 
-def test_a_front_model_learns_its_fronts_and_the_runtime_reads_them(world_by_kind, tmp_path):
-    config = TrainConfig.from_dict(tiny_train_config(world_by_kind["walk"], tmp_path / "run", model=FRONT_MODEL,
+def _overfit_tiny_model(world: Path, tmp_path: Path, model_config: dict) -> tuple:
+    """A tiny model of model_config fitted 30 steps to one batch of the world: (model, tokenizer, losses)."""
+    config = TrainConfig.from_dict(tiny_train_config(world, tmp_path / "run", model=model_config,
                                                      patch_targets="objects_first"))
-    probe = Loc3rConfig(**FRONT_MODEL)
-    dataset = SceneClipDataset(world_by_kind["walk"], num_frames=4, patch_grid=probe.patch_grid,
+    probe = Loc3rConfig(**model_config)
+    dataset = SceneClipDataset(world, num_frames=4, patch_grid=probe.patch_grid,
                                image_size=probe.vision_config.image_size, patch_target="objects_first")
     torch.manual_seed(0)
     model, tokenizer = create_model(config, dataset)
     batch = collate([dataset[i] for i in range(0, 32, 4)], tokenizer, model.config.patches_per_frame)
     history = overfit_one_batch(model, batch, steps=30)
+    return model, tokenizer, history
+
+
+def test_a_front_model_learns_its_fronts_and_the_runtime_reads_them(world_by_kind, tmp_path):
+    model, tokenizer, history = _overfit_tiny_model(world_by_kind["walk"], tmp_path, FRONT_MODEL)
     first, last = history[0]["object_front"], np.mean([h["object_front"] for h in history[-3:]])
     assert last < first - 0.05 * first, (first, last)
     assert all(np.isfinite(h["ori"]) for h in history)
@@ -154,16 +161,8 @@ def test_a_gated_front_bump_is_off_for_sentences_that_face_a_place():
 
 
 def test_a_gated_front_model_learns_its_rules(world_by_kind, tmp_path):
-    gated = {**FRONT_MODEL, "front_rule_weight": 0.5}
-    config = TrainConfig.from_dict(tiny_train_config(world_by_kind["walk"], tmp_path / "run", model=gated,
-                                                     patch_targets="objects_first"))
-    probe = Loc3rConfig(**gated)
-    dataset = SceneClipDataset(world_by_kind["walk"], num_frames=4, patch_grid=probe.patch_grid,
-                               image_size=probe.vision_config.image_size, patch_target="objects_first")
-    torch.manual_seed(0)
-    model, tokenizer = create_model(config, dataset)
-    batch = collate([dataset[i] for i in range(0, 32, 4)], tokenizer, model.config.patches_per_frame)
-    history = overfit_one_batch(model, batch, steps=30)
+    model, tokenizer, history = _overfit_tiny_model(world_by_kind["walk"], tmp_path,
+                                                    {**FRONT_MODEL, "front_rule_weight": 0.5})
     first, last = history[0]["facing_rule"], np.mean([h["facing_rule"] for h in history[-3:]])
     assert last < 0.5 * first, (first, last)
     spec = ModelSpec.from_checkpoint(save_model(model, tokenizer, tmp_path / "model"))
