@@ -125,14 +125,19 @@ def answer_reads(queries: np.ndarray, gates: np.ndarray, keys: np.ndarray, point
     return reads.reshape(-1)
 
 
-def relative_offsets(offset: np.ndarray, at: np.ndarray, faced: np.ndarray, viewer: np.ndarray) -> np.ndarray:
-    """(4,) offsets (along, left of) the directions from `at` to `faced` and to `viewer` -> (2,) in
-    their common axes (model.modeling_loc3r.relative_place).
+def relative_offsets(offset: np.ndarray, at: np.ndarray, faced: np.ndarray, viewer: np.ndarray,
+                     front: np.ndarray | None = None) -> np.ndarray:
+    """(4,) offsets (along, left of) the directions from `at` to `faced` and to `viewer`, and (6,)
+    with a `front` direction (2,) also along it -> (2,) in their common axes
+    (model.modeling_loc3r.relative_place).
 
     A zero direction leaves its offset along the x axis, as the model's rotate_towards does.
     """
+    parts = [(offset[:2], faced - at), (offset[2:4], viewer - at)]
+    if front is not None:
+        parts.append((offset[4:6], front))
     total = np.zeros(2)
-    for part, direction in ((offset[:2], faced - at), (offset[2:4], viewer - at)):
+    for part, direction in parts:
         heading = math.atan2(direction[1], direction[0])
         cos, sin = math.cos(heading), math.sin(heading)
         total += [cos * part[0] - sin * part[1], sin * part[0] + cos * part[1]]
@@ -144,15 +149,20 @@ def facing_bump(num_bins: int, heading: float, kappa: float) -> np.ndarray:
     return kappa * np.cos(bin_centres(num_bins) - heading)
 
 
-def front_bump(gains: np.ndarray, weights: np.ndarray, fronts: np.ndarray, num_bins: int) -> np.ndarray:
-    """(bins,) yaw-logit bumps gain_o |f_o| cos(bin - angle of f_o) + gain_p (the same for f_p): f_o
-    the mean unit front of the (N, 2) fronts that <Ori>'s row of the (Q, N) pointer weights
-    weighs (its last), f_p that of <Pos>'s rows (numpy twin of SituationPointer.front_bump)."""
+def pointed_fronts(weights: np.ndarray, fronts: np.ndarray) -> np.ndarray:
+    """(2, 2) the mean unit front of the (N, 2) fronts that <Ori>'s row of the (Q, N) pointer
+    weights weighs (its last), then that of <Pos>'s rows (averaged; numpy twin of
+    model.modeling_loc3r.pointed_fronts)."""
     unit = fronts / np.maximum(np.linalg.norm(fronts, axis=-1, keepdims=True), 1e-12)
     pointed = weights @ unit
-    means = np.stack([pointed[-1], pointed[:-1].mean(axis=0)])  # <Ori>'s, <Pos>'s
+    return np.stack([pointed[-1], pointed[:-1].mean(axis=0)])
+
+
+def front_bump(gains: np.ndarray, fronts: np.ndarray, num_bins: int) -> np.ndarray:
+    """(bins,) yaw-logit bumps gain_o |f_o| cos(bin - angle of f_o) + gain_p (the same for f_p), fronts
+    (2, 2) the pointed fronts f_o, f_p (pointed_fronts; numpy twin of SituationPointer.front_bump)."""
     centres = bin_centres(num_bins)
-    return gains @ (means @ np.stack([np.cos(centres), np.sin(centres)]))
+    return gains @ (fronts @ np.stack([np.cos(centres), np.sin(centres)]))
 
 
 def widened_log_sigma(log_sigma: np.ndarray, variance: np.ndarray) -> np.ndarray:

@@ -14,9 +14,10 @@ from loc3r_core.data.dataset import SceneClipDataset
 from loc3r_core.data.targets import FRONTED_PLACEMENTS
 from loc3r_core.model.checkpoint import save_model
 from loc3r_core.model.configuration_loc3r import Loc3rConfig
-from loc3r_core.model.modeling_loc3r import SituationPointer, front_loss
+from loc3r_core.model.modeling_loc3r import SituationPointer, front_loss, pointed_fronts
 from loc3r_core.model.spatial import bin_centres
 from loc3r_core.readout import front_bump as numpy_front_bump
+from loc3r_core.readout import pointed_fronts as numpy_pointed_fronts
 from loc3r_core.runtime.backend import head_names
 from loc3r_core.runtime.spec import ModelSpec
 from loc3r_core.training.batch import collate
@@ -68,13 +69,13 @@ def test_the_front_bump_faces_along_or_against_the_pointed_fronts():
     with torch.no_grad():
         pointer.front_gain.weight.zero_()
         pointer.front_gain.bias.zero_()
-        assert pointer.front_bump(state, weights, fronts, bins).abs().max() < 1e-6  # no gain, no bump
+        assert pointer.front_bump(state, pointed_fronts(weights, fronts), bins).abs().max() < 1e-6  # no gain, no bump
         centres = bin_centres(bins)
         pointer.front_gain.bias.copy_(torch.tensor([-3.0, 0.0]))  # against <Ori>'s front: facing -x
-        peak = centres[pointer.front_bump(state, weights, fronts, bins).argmax()].item()
+        peak = centres[pointer.front_bump(state, pointed_fronts(weights, fronts), bins).argmax()].item()
         assert abs(abs(peak) - math.pi) < 2 * math.pi / bins
         pointer.front_gain.bias.copy_(torch.tensor([0.0, 3.0]))  # along <Pos>'s front: facing +y
-        peak = centres[pointer.front_bump(state, weights, fronts, bins).argmax()].item()
+        peak = centres[pointer.front_bump(state, pointed_fronts(weights, fronts), bins).argmax()].item()
         assert abs(peak - math.pi / 2) < 2 * math.pi / bins
 
 
@@ -87,9 +88,11 @@ def test_numpy_bumps_the_yaw_like_the_model():
         state = torch.randn(1, 8)
         weights = torch.softmax(torch.randn(1, 3, 5), dim=-1)
         fronts = torch.randn(1, 5, 2)
-        expected = pointer.front_bump(state, weights, fronts, 24)[0].numpy()
+        expected = pointer.front_bump(state, pointed_fronts(weights, fronts), 24)[0].numpy()
         gains = pointer.front_gain(state)[0].numpy()
-    bump = numpy_front_bump(gains, weights[0].numpy(), fronts[0].numpy(), 24)
+    pointed = numpy_pointed_fronts(weights[0].numpy(), fronts[0].numpy())
+    np.testing.assert_allclose(pointed, pointed_fronts(weights, fronts)[0].numpy(), atol=1e-6)
+    bump = numpy_front_bump(gains, pointed, 24)
     assert np.abs(expected).max() > 0.1
     np.testing.assert_allclose(bump, expected, atol=1e-5)
 
@@ -117,6 +120,8 @@ def test_a_front_model_learns_its_fronts_and_the_runtime_reads_them(world_by_kin
     assert spec.object_front and head_names(spec)[-2:] == ("object_front", "front_gain")
     with pytest.raises(Exception, match="object_front_weight needs"):  # transformers wraps the ValueError
         Loc3rConfig(**{**TINY_MODEL, "object_front_weight": 0.5})
+    with pytest.raises(Exception, match="front_offset needs"):  # offsets along fronts need both
+        Loc3rConfig(**{**FRONT_MODEL, "front_offset": True})
 
 
 def test_facing_rules_follow_the_generators_placements(world_by_kind):
@@ -154,7 +159,7 @@ def test_a_gated_front_bump_is_off_for_sentences_that_face_a_place():
             pointer.front_gain.bias.copy_(torch.nn.functional.one_hot(torch.tensor(rule), 3) * 50.0)
             np.testing.assert_allclose(pointer.front_strengths(state)[0].numpy(), expected, atol=1e-4)
         pointer.front_gain.bias.copy_(torch.tensor([50.0, 0.0, 0.0]))
-        assert pointer.front_bump(state, weights, fronts, 24).abs().max() < 1e-4
+        assert pointer.front_bump(state, pointed_fronts(weights, fronts), 24).abs().max() < 1e-4
     strengths = pointer.front_strengths(torch.randn(3, 8, requires_grad=True))
     strengths.sum().backward()
     assert pointer.rule_gains.grad is not None and pointer.front_gain.weight.grad is None  # the rule is detached

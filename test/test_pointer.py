@@ -55,12 +55,13 @@ POINTER_MODEL = {**TINY_MODEL, "situation_readout": "pointer", "grounding_weight
 # reads the map as the asker sees it (two heads, the first taught to find the asked object and the
 # counted class; their features include the four sectors, their reads the spread of what they weigh);
 # <Ori>'s place is also pulled to the faced object's centre; the yaw reads the pointed objects' fronts,
-# as strongly as the facing rule the <Ori> state names asks
+# as strongly as the facing rule the <Ori> state names asks, and the position moves along <Pos>'s front too
 RELATIONAL_MODEL = {**POINTER_MODEL, "pointer_places": 2, "relative_offset": True, "answer_geometry_weight": 0.1,
                     "object_centre_weight": 0.1, "map_subdivision": 2, "bev_frame": "camera", "vision_merge": 2,
                     "answer_readout_heads": 2, "answer_grounding_weight": 0.2, "answer_grounding_counts": True,
                     "answer_sector_features": True, "answer_spread_reads": True, "answer_copy_labels": True,
-                    "faced_place_weight": 0.2, "object_front_weight": 0.2, "front_rule_weight": 0.1}
+                    "faced_place_weight": 0.2, "object_front_weight": 0.2, "front_rule_weight": 0.1,
+                    "front_offset": True}
 
 
 def test_the_pointer_recovers_a_known_point_and_numpy_points_the_same_way():
@@ -168,6 +169,13 @@ def test_relative_offsets_turn_with_the_directions_to_the_faced_place_and_the_vi
     np.testing.assert_allclose(moved[0].numpy(), [0.0, 1.5], atol=1e-6)
     np.testing.assert_allclose(relative_offsets(offset[0].numpy(), at[0].numpy(), faced[0].numpy(),
                                                 viewer[0].numpy()), moved[0].numpy(), atol=1e-6)
+    # front_offset: a third offset along a front (-y here): 0.4 m ahead of it, 0.1 m to its left (+x)
+    front = torch.tensor([[0.0, -2.0]])
+    offset = torch.tensor([[1.0, 0.0, 0.0, -0.5, 0.4, 0.1]])
+    moved = relative_place(offset, at, faced, viewer, front)
+    np.testing.assert_allclose(moved[0].numpy(), [0.1, 1.1], atol=1e-6)
+    np.testing.assert_allclose(relative_offsets(offset[0].numpy(), at[0].numpy(), faced[0].numpy(),
+                                                viewer[0].numpy(), front[0].numpy()), moved[0].numpy(), atol=1e-6)
     # the viewer is the mean of the frames' estimated positions, frame 0 at the origin by definition
     ego = torch.zeros(1, 3, 40)
     ego[0, :, :2] = torch.tensor([[5.0, 5.0], [1.0, 0.0], [2.0, 3.0]])

@@ -59,6 +59,7 @@ def test_localization_is_broken_down_by_how_each_situation_is_placed(folders):
         accumulator.add_localization(np.array([error, 0.0]), 0.0, np.zeros(2), np.zeros(2), 0.0, placement)
     summary = accumulator.summary()
     assert summary["loc_acc_1_0m_by_placement"] == {"between": 50.0, "door": 100.0}  # no placement: overall only
+    assert summary["loc_acc_0_5m_by_placement"] == {"between": 50.0, "door": 100.0}
     assert summary["loc_acc_1_0m"] == 50.0
 
 

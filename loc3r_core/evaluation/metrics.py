@@ -10,7 +10,8 @@ import numpy as np
 from loc3r_core.geometry import wrap_angle
 
 LOCALIZATION_KEYS = ("loc_acc_0_5m", "loc_acc_1_0m", "ori_acc_15deg", "ori_acc_30deg")
-PLACEMENT_KEYS = ("loc_acc_1_0m_by_placement", "ori_acc_30deg_by_placement")  # per world.situations.PLACEMENTS
+# the same figures per way the generator places an asker (world.situations.PLACEMENTS)
+PLACEMENT_KEYS = ("loc_acc_0_5m_by_placement", "loc_acc_1_0m_by_placement", "ori_acc_30deg_by_placement")
 METRIC_KEYS = (
     *LOCALIZATION_KEYS, "qa_em", "bev_median_error_m",
     "ego_position_median_error_m", "ego_yaw_median_error_deg", "sigma_error_spearman", "semantic_acc",
@@ -99,6 +100,7 @@ class MetricAccumulator:
             "loc_acc_1_0m": pct(pos <= 1.0),
             "ori_acc_15deg": pct(yaw <= math.radians(15)),
             "ori_acc_30deg": pct(yaw <= math.radians(30)),
+            "loc_acc_0_5m_by_placement": {kind: pct(pos[kinds == kind] <= 0.5) for kind in placed},
             "loc_acc_1_0m_by_placement": {kind: pct(pos[kinds == kind] <= 1.0) for kind in placed},
             "ori_acc_30deg_by_placement": {kind: pct(yaw[kinds == kind] <= math.radians(30)) for kind in placed},
             "qa_em": pct(np.array(all_qa)),

@@ -93,6 +93,11 @@ class Loc3rConfig(PreTrainedConfig):
     # bumps' strengths then come from that head's (detached) probabilities times learned gains,
     # so a sentence whose rule is "towards a place" gets no bump (0: the <Ori> state sets them freely).
     front_rule_weight: float = 0.0
+    # With relative_offset and object fronts: a third offset of the position, along the mean front
+    # of the tokens <Pos> points at. "In front of the shelf" stands ahead of the shelf's front face
+    # whichever way the camera path lies, a direction the other two offsets cannot name (faced is
+    # the shelf itself; the path is only roughly in front of it).
+    front_offset: bool = False
     # Pointer models only: weight of -log(attention mass on the tokens of the objects the
     # situation names), <Pos> on what places it, <Ori> on what it faces (training only).
     grounding_weight: float = 0.0
@@ -172,6 +177,8 @@ class Loc3rConfig(PreTrainedConfig):
             raise ValueError("object_front_weight needs situation_readout: pointer (it reads fronts where it points)")
         if self.front_rule_weight and not self.object_front_weight:
             raise ValueError("front_rule_weight needs object_front_weight (it gates the front bumps)")
+        if self.front_offset and not (self.relative_offset and self.object_front_weight):
+            raise ValueError("front_offset needs relative_offset and object_front_weight (it offsets along the fronts)")
         if self.faced_place_weight and self.situation_readout != "pointer":
             raise ValueError("faced_place_weight needs situation_readout: pointer (it trains where <Ori> points)")
         if self.answer_readout_heads < 0:

@@ -88,7 +88,8 @@ class Loc3rForSpatialQA(PreTrainedModel):
         # training only: the runtime never reads it (answer_geometry_weight)
         self.answer_geometry_head = mlp(hidden, hidden, 4) if config.answer_geometry_weight > 0 else None
         self.pointer = SituationPointer(hidden, config.pointer_dim, config.pointer_places, config.relative_offset,
-                                        config.object_front_weight > 0, config.front_rule_weight > 0) \
+                                        config.object_front_weight > 0, config.front_rule_weight > 0,
+                                        config.front_offset) \
             if config.situation_readout == "pointer" else None
         # offset from each token's BEV point to its object's centre (object_centre_weight)
         self.centre_head = nn.Linear(hidden, 4) if self.pointer is not None and config.object_centre_weight > 0 \
@@ -225,14 +226,16 @@ class Loc3rForSpatialQA(PreTrainedModel):
             weights = self.pointer.attention(self.pointer.queries(pos_state, ori_state), keys)
             places, spread = self.pointer.point(weights, pointed.flatten(1, 2))
             at, faced = places[:, :-1].mean(dim=1), places[:, -1]
+            fronts = pointed_fronts(weights, on_rows(heads["object_front"]).flatten(1, 2)) \
+                if "object_front" in heads else None
             offset = self.pointer.relative_offset(pos_state)
             if offset is not None:
                 viewer = viewer_place(on_rows(heads["ego"]))
-                at = at + relative_place(offset.float(), at.detach(), faced.detach(), viewer)
+                front = fronts[:, 1] if self.pointer.front_offset else None
+                at = at + relative_place(offset.float(), at.detach(), faced.detach(), viewer, front)
             heads["pos"], heads["ori_logits"] = self.pointer.combine(heads["pos"], heads["ori_logits"], at, faced)
-            if "object_front" in heads:
-                fronts = on_rows(heads["object_front"]).flatten(1, 2)
-                bump = self.pointer.front_bump(ori_state, weights, fronts, heads["ori_logits"].shape[-1])
+            if fronts is not None:
+                bump = self.pointer.front_bump(ori_state, fronts, heads["ori_logits"].shape[-1])
                 if self.pointer.gated:
                     heads["facing_rule_logits"] = self.pointer.front_gain(ori_state)
                 heads["ori_logits"] = heads["ori_logits"] + bump.to(heads["ori_logits"].dtype)
@@ -415,12 +418,14 @@ class SituationPointer(nn.Module):
     """
 
     def __init__(self, hidden: int, dim: int, places: int = 1, relative: bool = False, fronts: bool = False,
-                 gated: bool = False) -> None:
+                 gated: bool = False, front_offset: bool = False) -> None:
         super().__init__()
         self.key = nn.Linear(hidden, dim)
         self.query = nn.Linear(hidden, dim)
         self.second_query = nn.Linear(hidden, dim) if places == 2 else None  # <Pos>'s second place
-        self.relative = mlp(hidden, hidden, 4) if relative else None  # (along, left) towards faced, viewer
+        # (along, left) towards faced, viewer, and with front_offset along <Pos>'s pointed front
+        self.front_offset = relative and fronts and front_offset
+        self.relative = mlp(hidden, hidden, 6 if self.front_offset else 4) if relative else None
         self.log_kappa = nn.Parameter(torch.ones(1))  # kappa e: a bump of about 40 degrees at first
         # strengths (<Ori>'s pointed fronts, <Pos>'s) of the yaw bumps towards the fronts they weigh;
         # gated: front_gain names the facing rule (FACING_RULES) and the strengths are its
@@ -462,18 +467,13 @@ class SituationPointer(nn.Module):
         bump = self.log_kappa.exp() * torch.cos(centres[None] - heading[:, None])
         return pos, ori_logits + bump.to(ori_logits.dtype)
 
-    def front_bump(self, ori_state: torch.Tensor, weights: torch.Tensor, fronts: torch.Tensor, bins: int
-                   ) -> torch.Tensor:
+    def front_bump(self, ori_state: torch.Tensor, fronts: torch.Tensor, bins: int) -> torch.Tensor:
         """(B, bins) yaw-logit bumps gain_o |f_o| cos(bin - angle of f_o) + gain_p (the same for f_p):
-        f_o the mean unit front (fronts (B, N, 2), detached: the readout cannot bend the head) of
-        the tokens <Ori> points at (weights (B, Q, N)), f_p that of <Pos>'s. A gain can be
-        negative: "in front of the shelf, looking at it" faces against the shelf's front."""
-        unit = F.normalize(fronts.detach().float(), dim=-1)
-        pointed = torch.einsum("bqn,bnc->bqc", weights, unit)
-        means = torch.stack([pointed[:, -1], pointed[:, :-1].mean(dim=1)], dim=1)  # (B, <Ori> / <Pos>, 2)
-        centres = bin_centres(bins, weights.device)
+        fronts (B, 2, 2) the pointed fronts f_o of <Ori> and f_p of <Pos> (pointed_fronts). A gain
+        can be negative: "in front of the shelf, looking at it" faces against the shelf's front."""
+        centres = bin_centres(bins, fronts.device)
         directions = torch.stack([torch.cos(centres), torch.sin(centres)], dim=-1)  # (bins, 2)
-        bumps = torch.einsum("bkc,mc->bkm", means, directions)
+        bumps = torch.einsum("bkc,mc->bkm", fronts, directions)
         return (self.front_strengths(ori_state)[..., None] * bumps).sum(dim=1)
 
     def front_strengths(self, ori_state: torch.Tensor) -> torch.Tensor:
@@ -626,11 +626,22 @@ def viewer_place(ego: torch.Tensor) -> torch.Tensor:
     return ego[:, 1:, :2].detach().float().sum(dim=1) / ego.shape[1]
 
 
-def relative_place(offset: torch.Tensor, at: torch.Tensor, faced: torch.Tensor, viewer: torch.Tensor
-                   ) -> torch.Tensor:
-    """(B, 4) offsets (along, left) towards the faced place, then towards the viewer -> (B, 2) in the
-    clip's axes; the torch twin of loc3r_core.readout.relative_offsets."""
-    return rotate_towards(offset[:, :2], faced - at) + rotate_towards(offset[:, 2:], viewer - at)
+def relative_place(offset: torch.Tensor, at: torch.Tensor, faced: torch.Tensor, viewer: torch.Tensor,
+                   front: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, 4) offsets (along, left) towards the faced place, then towards the viewer, and (B, 6) with
+    a front (B, 2) also along it -> (B, 2) in the clip's axes; the torch twin of
+    loc3r_core.readout.relative_offsets."""
+    total = rotate_towards(offset[:, :2], faced - at) + rotate_towards(offset[:, 2:4], viewer - at)
+    return total if front is None else total + rotate_towards(offset[:, 4:6], front)
+
+
+def pointed_fronts(weights: torch.Tensor, fronts: torch.Tensor) -> torch.Tensor:
+    """(B, 2, 2) the mean unit front of the tokens <Ori> points at, then of those <Pos> points at
+    (its places averaged), from pointer weights (B, Q, N) and fronts (B, N, 2), detached: the
+    readout cannot bend the front head (numpy twin: loc3r_core.readout.pointed_fronts)."""
+    unit = F.normalize(fronts.detach().float(), dim=-1)
+    pointed = torch.einsum("bqn,bnc->bqc", weights, unit)
+    return torch.stack([pointed[:, -1], pointed[:, :-1].mean(dim=1)], dim=1)
 
 
 def rotate_towards(offset: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:

@@ -31,6 +31,7 @@ from loc3r_core.readout import (
     circular_std,
     facing_bump,
     front_bump,
+    pointed_fronts,
     pointer_attention,
     relative_offsets,
     softmax,
@@ -318,15 +319,18 @@ class Session:
             at, faced = places[:-1].mean(axis=0), places[-1]
             rotation = rot_z(anchor[2])[:2, :2]
             position = at + rotation @ mean  # the head's offset is in the anchor's frame
+            # the mean fronts of what <Ori> and <Pos> point at, in the map frame
+            fronts = pointed_fronts(weights, np.concatenate([k.pointer_fronts for k in self.memory])) \
+                if "front_gain" in heads else None
             if "pos_relative" in heads:  # ... and these along the directions to the faced place and the path
                 viewer = np.sum([k.map_pose[:2] for k in self.memory], axis=0) / len(self.memory)
-                position = position + relative_offsets(heads["pos_relative"][0], at, faced, viewer)
+                front = fronts[1] if self.spec.front_offset else None  # ... and along <Pos>'s front
+                position = position + relative_offsets(heads["pos_relative"][0], at, faced, viewer, front)
             toward = faced - position
             logits = logits + facing_bump(len(logits), math.atan2(toward[1], toward[0]) - anchor[2],
                                           self.spec.pointer_kappa)
-            if "front_gain" in heads:  # ... and towards or against the fronts of what they point at
-                fronts = np.concatenate([k.pointer_fronts for k in self.memory]) @ rotation  # anchor's axes
-                logits = logits + front_bump(heads["front_gain"][1], weights, fronts, len(logits))
+            if fronts is not None:  # ... and towards or against the fronts of what they point at
+                logits = logits + front_bump(heads["front_gain"][1], fronts @ rotation, len(logits))  # anchor's axes
             mean = relative_planar(anchor, np.array([*position, 0.0]))[:2]
             # per axis of the anchor's frame, as trained: each <Pos> place's spread, averaged
             spread = np.mean([w @ (((points - p) @ rotation) ** 2) for w, p in zip(weights[:-1], places[:-1],

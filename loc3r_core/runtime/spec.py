@@ -48,6 +48,7 @@ class ModelSpec:
     relative_offset: bool = False  # Loc3rConfig.relative_offset
     object_centre: bool = False  # the pointer averages object centres (Loc3rConfig.object_centre_weight > 0)
     object_front: bool = False  # the yaw reads the pointed objects' fronts (Loc3rConfig.object_front_weight > 0)
+    front_offset: bool = False  # Loc3rConfig.front_offset: the position also moves along <Pos>'s pointed front
     map_subdivision: int = 1  # Loc3rConfig.map_subdivision: the map gets s^2 points per token
     bev_frame: str = "clip"  # Loc3rConfig.bev_frame: "camera" points are placed by their keyframe's pose
     answer_readout_heads: int = 0  # Loc3rConfig.answer_readout_heads: answers read the map from the asker (0: no)
@@ -77,6 +78,7 @@ class ModelSpec:
             pointer_places=config.get("pointer_places", 1), relative_offset=config.get("relative_offset", False),
             object_centre=readout == "pointer" and config.get("object_centre_weight", 0.0) > 0,
             object_front=readout == "pointer" and config.get("object_front_weight", 0.0) > 0,
+            front_offset=config.get("front_offset", False),
             map_subdivision=config.get("map_subdivision", 1), bev_frame=config.get("bev_frame", "clip"),
             answer_readout_heads=config.get("answer_readout_heads", 0),
             answer_sector_features=config.get("answer_sector_features", False),
