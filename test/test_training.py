@@ -280,9 +280,9 @@ def test_every_ablation_variant_builds_on_the_ablation_recipe_and_only_loc3r_kee
     # The ablation is the shipped recipe at a smaller budget: the same model switches, but for where
     # the BEV points are written, the binding terms' weights and the fronts: its table was drawn with
     # P37's clip frame, binding terms at 0.1 and no fronts (P39 ships the camera frame, P44 the terms
-    # at 0.3, P46 the fronts and their facing rule)
+    # at 0.3, P46 the fronts and their facing rule, P47 the offset along the pointed front)
     since_the_table = {"bev_frame", "grounding_weight", "answer_grounding_weight",
-                       "object_front_weight", "front_rule_weight"}
+                       "object_front_weight", "front_rule_weight", "front_offset"}
     assert {k: v for k, v in shipped.model.items() if k not in since_the_table} == \
         {k: v for k, v in base.model.items() if k not in since_the_table}
     assert shipped.model["bev_frame"] == "camera" and "bev_frame" not in base.model
@@ -290,6 +290,7 @@ def test_every_ablation_variant_builds_on_the_ablation_recipe_and_only_loc3r_kee
     assert base.model["grounding_weight"] == base.model["answer_grounding_weight"] == 0.1
     assert shipped.model["object_front_weight"] == 0.2 and shipped.model["front_rule_weight"] == 0.1
     assert "object_front_weight" not in base.model and "front_rule_weight" not in base.model
+    assert shipped.model["front_offset"] is True and "front_offset" not in base.model
     assert base.patch_targets == shipped.patch_targets
     for variant in VARIANTS:
         model = variant_config(base, variant, Path("runs")).model
