@@ -113,6 +113,9 @@ def test_the_shipped_model_has_learned_the_map_and_its_own_pose(world_by_kind):
     # ... and so do the map head's 16 sub-patch points a token, which the runtime's map is built from
     assert metrics["map_object_recall"] > 60 and metrics["map_object_point_precision"] > 50
     assert metrics["map_object_bev_median_error_m"] < 0.6
+    # the map_rules reference answers every question from the model's own place and map
+    assert metrics["map_rules"]["qa_em_by_type"].keys() == metrics["qa_em_by_type"].keys()
+    assert 0 <= metrics["map_rules"]["qa_em"] <= 100
     # it places situations from their words: 67 / 67 here (15 situations; 80 / 73 for the model
     # before the map head, 47 / 60 for the one-place pointer) against 13 / 20 for the path-centre
     # reference; the MLP-readout model before those faced at chance (ori@30 about 16)

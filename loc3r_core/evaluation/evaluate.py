@@ -11,11 +11,13 @@ from tqdm import tqdm
 from transformers import PreTrainedTokenizerFast
 
 from loc3r_core.data.dataset import SceneClipDataset
+from loc3r_core.evaluation.map_answers import clip_map_objects, map_rules_answer
 from loc3r_core.evaluation.metrics import LOCALIZATION_KEYS, MetricAccumulator
 from loc3r_core.evaluation.objects import ObjectAccumulator, semantic_pointer
 from loc3r_core.evaluation.predict import predict_batch
 from loc3r_core.model.modeling_loc3r import Loc3rForSpatialQA
 from loc3r_core.training.batch import collate, model_inputs
+from loc3r_core.world.vocabulary import PATCH_CLASSES
 
 PRIOR_MODES = ("odometry", "none")  # clean relative poses as the camera prior, or no prior at all
 
@@ -66,6 +68,7 @@ def evaluate(
     has_map = model.config.map_subdivision > 1
     map_objects = ObjectAccumulator()  # the same measures on the map head's sub-patch points (the runtime's map)
     pointer = MetricAccumulator()  # the semantic_pointer reference: localization only
+    map_rules = MetricAccumulator()  # the map_rules reference: QA only, from the model's place and map
     pointer_found: list[bool] = []
     located: set[tuple[int, int]] = set()
     clips_seen: set[int] = set()
@@ -83,8 +86,14 @@ def evaluate(
             out = predict_batch(model, tokenizer, inputs, batch["lengths"])
             targets = {k: v.numpy() for k, v in batch["targets"].items()}
             for row, index in enumerate(chunk):
-                scene_index, situation_index, _ = dataset.items[index]
+                scene_index, situation_index, question_index = dataset.items[index]
                 accumulator.add_answer(items[row]["question_type"], out["answers"][row], items[row]["answer"])
+                if has_map:
+                    question = dataset.scenes[scene_index].situations[situation_index].questions[question_index]
+                    fused = (per_frame(out[key][row]) for key in ("map_bev", "map_sigma", "map_probs"))
+                    drawn = clip_map_objects(*fused, out["ego_xy"][row], PATCH_CLASSES)
+                    map_rules.add_answer(question.type, map_rules_answer(question, drawn, out["position"][row],
+                                                                         float(out["yaw"][row])), question.answer)
                 if (scene_index, situation_index) not in located:
                     located.add((scene_index, situation_index))
                     accumulator.add_localization(out["position"][row], float(out["yaw"][row]),
@@ -118,6 +127,7 @@ def evaluate(
     metrics = {**accumulator.summary(), **objects.summary(), "semantic_pointer": pointer_metrics}
     if has_map:
         metrics |= {f"map_{key}": value for key, value in map_objects.summary().items()}
+        metrics["map_rules"] = {k: v for k, v in map_rules.summary().items() if k in ("qa_em", "qa_em_by_type")}
     return Evaluation(metrics, examples)
 
 

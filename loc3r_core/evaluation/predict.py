@@ -7,7 +7,7 @@ import torch
 from transformers import PreTrainedTokenizerFast
 
 from loc3r_core.model.modeling_loc3r import Loc3rForSpatialQA
-from loc3r_core.readout import circular_soft_argmax, split_gaussian, widened_log_sigma
+from loc3r_core.readout import circular_soft_argmax, softmax, split_gaussian, widened_log_sigma
 
 
 @torch.no_grad()
@@ -79,8 +79,12 @@ def predict_batch(model: Loc3rForSpatialQA, tokenizer: PreTrainedTokenizerFast, 
     ego_mean, ego_sigma = split_gaussian(heads["ego"][..., :4])
     ego_yaw, _ = circular_soft_argmax(heads["ego"][..., 4:])
     bev_mean, bev_sigma = split_gaussian(heads["bev"])
-    map_points = {"map_bev": split_gaussian(heads["map_bev"])[0],  # the map head's sub-patch points and labels
-                  "map_labels": heads["map_semantic_logits"].argmax(axis=-1)} if "map_bev" in heads else {}
+    map_points = {}
+    if "map_bev" in heads:  # the map head's sub-patch points, sigmas and labels (what the runtime fuses)
+        map_mean, map_sigma = split_gaussian(heads["map_bev"])
+        logits = heads["map_semantic_logits"]
+        map_points = {"map_bev": map_mean, "map_sigma": map_sigma, "map_labels": logits.argmax(axis=-1),
+                      "map_probs": softmax(logits)}
     return {
         "answers": answers,
         "position": pos_mean, "position_sigma": pos_sigma,

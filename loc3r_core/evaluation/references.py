@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from tqdm import tqdm
@@ -124,21 +124,38 @@ def beside(anchor: SceneObject, target: SceneObject | None) -> np.ndarray:
 _SECTOR_PHRASES = {"in front of me": "front", "on my left": "left", "behind me": "behind", "on my right": "right"}
 
 
-def oracle_answer(question: Question, scene: Scene, position: np.ndarray, yaw: float) -> str:
-    """The answer rules give from a placement and the true objects, reading only the question's words."""
+class Footprint(Protocol):
+    """What the answer rules read of an object: a true `SceneObject` or a map's `MapObject`."""
+
+    label: str
+    center: np.ndarray  # (2,) or (3,), metres: the floor position is [:2]
+    size: np.ndarray  # extent along the box's own axes; the footprint is [:2]
+    yaw: float
+
+
+def oracle_answer(question: Question, objects: Sequence[Footprint], position: np.ndarray, yaw: float) -> str:
+    """The answer rules give from a placement and a list of objects, reading only the question's words.
+
+    With the TRUE objects this is the oracle's answer; with a map's objects it is what the map
+    says. Where the objects hold no candidate (a map that never found the asked class) the answer
+    is "" (unanswerable), never a guess.
+    """
     text, mentioned = question.question, labels_in(question.question)
-    of_label = {label: [o for o in scene.objects if o.label == label] for label in set(mentioned)}
+    of_label = {label: [o for o in objects if o.label == label] for label in set(mentioned)}
 
-    def nearest(objects: list[SceneObject]) -> SceneObject:
-        return min(objects, key=lambda o: floor_distance(position, o))
+    def nearest(candidates: Sequence[Footprint]) -> Footprint | None:
+        return min(candidates, key=lambda o: floor_distance(position, o), default=None)
 
-    if question.type == "direction":
-        return direction_of(bearing(position, yaw, nearest(of_label[mentioned[0]]).center[:2]))
-    if question.type == "distance":
-        return rounded_distance(floor_distance(position, nearest(of_label[mentioned[0]])))
+    if question.type in ("direction", "distance"):
+        target = nearest(of_label[mentioned[0]])
+        if target is None:
+            return ""
+        if question.type == "direction":
+            return direction_of(bearing(position, yaw, target.center[:2]))
+        return rounded_distance(floor_distance(position, target))
     if question.type == "nearest":
-        candidates = [o for label in mentioned for o in of_label[label]] or list(scene.objects)
-        return nearest(candidates).label
+        found = nearest([o for label in mentioned for o in of_label[label]] or list(objects))
+        return found.label if found is not None else ""
     if question.type == "count":
         same = of_label[mentioned[0]]
         if "in front of me" in text:
@@ -147,9 +164,10 @@ def oracle_answer(question: Question, scene: Scene, position: np.ndarray, yaw: f
     if question.type == "what_direction":
         sector = next(d for phrase, d in _SECTOR_PHRASES.items() if phrase in text)
         centre = math.radians(90.0 * DIRECTIONS.index(sector))
-        inside = [o for o in scene.objects if floor_distance(position, o) > 0.0
+        inside = [o for o in objects if floor_distance(position, o) > 0.0
                   and abs(math.remainder(bearing(position, yaw, o.center[:2]) - centre, 2 * math.pi)) < math.pi / 4]
-        return nearest(inside).label if inside else ""
+        found = nearest(inside)
+        return found.label if found is not None else ""
     raise ValueError(f"no rule answers questions of type {question.type!r}")
 
 
@@ -196,7 +214,7 @@ def evaluate_reference(name: str, dataset: SceneClipDataset, indices: list[int],
         if majority is not None:
             accumulator.add_answer(question.type, majority.get(question.type, ""), question.answer)
         elif name == "oracle":
-            accumulator.add_answer(question.type, oracle_answer(question, scene, *placement), question.answer)
+            accumulator.add_answer(question.type, oracle_answer(question, scene.objects, *placement), question.answer)
     summary = accumulator.summary()
     keys = [*(LOCALIZATION_KEYS + PLACEMENT_KEYS if name in PLACERS else ()),
             *(("qa_em", "qa_em_by_type") if name in ANSWERING else ()),
