@@ -17,6 +17,7 @@ from loc3r_core.evaluation.objects import ObjectAccumulator, semantic_pointer
 from loc3r_core.evaluation.predict import predict_batch
 from loc3r_core.model.modeling_loc3r import Loc3rForSpatialQA
 from loc3r_core.training.batch import collate, model_inputs
+from loc3r_core.types import MapObject
 from loc3r_core.world.vocabulary import PATCH_CLASSES
 
 PRIOR_MODES = ("odometry", "none")  # clean relative poses as the camera prior, or no prior at all
@@ -72,6 +73,7 @@ def evaluate(
     pointer_found: list[bool] = []
     located: set[tuple[int, int]] = set()
     clips_seen: set[int] = set()
+    clip_objects: dict[int, list[MapObject]] = {}  # map_rules: each clip's map, fused once for all its questions
     examples: list[dict] = []
     indices = pick_items(dataset, max_samples)
     patches = model.config.patches_per_frame
@@ -90,8 +92,10 @@ def evaluate(
                 accumulator.add_answer(items[row]["question_type"], out["answers"][row], items[row]["answer"])
                 if has_map:
                     question = dataset.scenes[scene_index].situations[situation_index].questions[question_index]
-                    fused = (per_frame(out[key][row]) for key in ("map_bev", "map_sigma", "map_probs"))
-                    drawn = clip_map_objects(*fused, out["ego_xy"][row], PATCH_CLASSES)
+                    if scene_index not in clip_objects:  # uniform sampling: one clip per scene
+                        fused = (per_frame(out[key][row]) for key in ("map_bev", "map_sigma", "map_probs"))
+                        clip_objects[scene_index] = clip_map_objects(*fused, out["ego_xy"][row], PATCH_CLASSES)
+                    drawn = clip_objects[scene_index]
                     map_rules.add_answer(question.type, map_rules_answer(question, drawn, out["position"][row],
                                                                          float(out["yaw"][row])), question.answer)
                 if (scene_index, situation_index) not in located:
