@@ -323,7 +323,8 @@ class Loc3rBehaviour:
                 answer = self.session.ask(request.question, request.situation.strip() or None)
         except Loc3rError as exc:
             return self._refuse(response, str(exc))
-        response.success, response.message = True, "answered from memory"
+        response.success = True
+        response.message = "answered from the map's objects" if answer.source == "map" else "answered by the model"
         response.answer, response.confidence = answer.text, answer.confidence
         response.asker_pose = pose_with_covariance(answer.asker, self.frames["map"], self.get_clock().now().to_msg())
         return response

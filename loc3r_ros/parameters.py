@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from loc3r_core.runtime.keyframes import MEMORY_KEYFRAMES, KeyframePolicy
 from loc3r_core.runtime.mapping import GridConfig
-from loc3r_core.runtime.session import SessionConfig
+from loc3r_core.runtime.session import MAP_ANSWER_TYPES, SessionConfig
+from loc3r_core.world.situations import QUESTION_TYPES
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,15 @@ def positive(value: object) -> bool:
 
 def one_of(*choices: str) -> Callable[[object], bool]:
     return lambda value: value in choices
+
+
+def type_list(value: object) -> tuple[str, ...]:
+    """"count,what_direction" -> ("count", "what_direction"); "" -> ()."""
+    return tuple(part.strip() for part in str(value).split(",") if part.strip())
+
+
+def question_types(value: object) -> bool:
+    return isinstance(value, str) and set(type_list(value)) <= set(QUESTION_TYPES)
 
 
 PARAMETERS = (
@@ -73,6 +83,10 @@ PARAMETERS = (
               lambda v: isinstance(v, int) and 1 <= v <= 100_000, "an integer in [1, 100000]"),
     Parameter("localize.max_sigma", 2.5, "metres: a situation placed less surely than this is refused by query "
               "and localize (success=false)", positive, "> 0"),
+    Parameter("question.map_types", ",".join(MAP_ANSWER_TYPES), "question types (comma-separated; empty: none) "
+              "answered by rules from the map's objects where the map holds a candidate, when asked in the "
+              "phrasings the model was trained on; every other answer is the model's",
+              question_types, f"comma-separated among {', '.join(QUESTION_TYPES)}"),
     Parameter("diagnostics.period", 1.0, "seconds between /diagnostics reports", positive, "> 0"),
 )
 BY_NAME = {p.name: p for p in PARAMETERS}
@@ -96,4 +110,5 @@ def session_config(values: dict[str, object]) -> SessionConfig:
         grid=GridConfig(resolution=values["grid.resolution"], size=values["grid.size"]),
         max_text_chars=values["question.max_chars"],
         placeable_sigma=values["localize.max_sigma"],
+        map_answer_types=type_list(values["question.map_types"]),
     )

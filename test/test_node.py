@@ -265,16 +265,22 @@ def test_answers_and_places_as_the_runtime_does(streamed, folder):
     offline = Session(OnnxBackend())
     for frame in scene_frames(folder, start_ns=START_NS):
         offline.push(frame.rgb, frame.stamp_ns, frame.intrinsics, frame.odometry)
-    for situation in folder.situations[:3]:
-        question = situation.questions[0].question
+    sources = set()
+    asked = [(s, s.questions[0].question) for s in folder.situations[:3]]
+    asked += [(folder.situations[0], q) for q in ("What is on my left?", "How many chairs are in front of me?")]
+    for situation, question in asked:
         response = probe.ask(question, situation.text)
         expected = offline.ask(question, situation.text)
         assert response.success and response.answer == expected.text
+        assert response.message == {"map": "answered from the map's objects", "model": "answered by the model"}[
+            expected.source]
+        sources.add(expected.source)
         assert response.confidence == pytest.approx(expected.confidence, abs=1e-4)
         assert response.asker_pose.pose.pose.position.x == pytest.approx(expected.asker.x, abs=1e-4)
         located = probe.call(probe.localize, probe.types["Localize"].Request(situation=situation.text))
         assert located.pose.header.frame_id == "map"
         assert located.pose.pose.pose.position.y == pytest.approx(offline.localize(situation.text).pose.y, abs=1e-4)
+    assert sources == {"map", "model"}  # the parameter's default routes count and "what is on my left?" to the map
 
 
 def test_bad_questions_get_success_false_and_the_node_lives(streamed):
@@ -370,6 +376,7 @@ def test_parameter_file_sets_exactly_the_declared_parameters_with_valid_values()
     values = data["/**"]["ros__parameters"]
     assert set(values) == {p.name for p in PARAMETERS}
     assert not check(values)
+    assert check({"question.map_types": "count,colour"}) and not check({"question.map_types": ""})
     for p in PARAMETERS:
         assert type(values[p.name]) is type(p.default), p.name  # a float must stay a float for rclpy
 

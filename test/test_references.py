@@ -15,11 +15,11 @@ from loc3r_core.evaluation.metrics import MetricAccumulator
 from loc3r_core.evaluation.references import (
     REFERENCES,
     evaluate_reference,
-    oracle_answer,
     oracle_placement,
     path_centre,
 )
 from loc3r_core.geometry import camera_rotation, make_pose, wrap_angle
+from loc3r_core.world.answer_rules import answer_by_rules
 from loc3r_core.world.scene_io import SceneFolder
 from loc3r_core.world.situations import FACING_MAX_DEG, PLACEMENTS, labels_in, placement_kind
 
@@ -35,7 +35,8 @@ def test_oracle_rules_reproduce_every_stored_answer_from_the_true_placement(fold
         for situation in folder.situations:
             for question in situation.questions:
                 asked += 1
-                answer = oracle_answer(question, folder.scene.objects, situation.position, situation.yaw)
+                answer = answer_by_rules(question.type, question.question, folder.scene.objects, situation.position,
+                                         situation.yaw)
                 assert answer == question.answer, (folder.path.name, question)
     assert asked > 50
 

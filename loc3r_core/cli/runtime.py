@@ -108,8 +108,8 @@ def _run(args: argparse.Namespace) -> int:
             except QuestionError as exc:
                 raise UsageError(f"--ask {question[:40]!r}: {exc}") from None
             recorder.qa(last.stamp_ns, question, args.situation, answer)
-            print(f"Q: {question}\nA: {answer.text}  (confidence {answer.confidence:.2f}; asker placed at "
-                  f"({answer.asker.x:+.2f}, {answer.asker.y:+.2f}) m)")
+            print(f"Q: {question}\nA: {answer.text}  (by the {answer.source}, confidence {answer.confidence:.2f}; "
+                  f"asker placed at ({answer.asker.x:+.2f}, {answer.asker.y:+.2f}) m)")
         recorder.layout(session, last.stamp_ns)
     layout = session.layout()
     print(f"{session.frames_seen} frames, {len(session.memory)} keyframes in memory, {len(layout.objects)} objects; "

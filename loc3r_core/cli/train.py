@@ -50,6 +50,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                          f"{', '.join(REFERENCE_CHOICES)} (all of them)")
     ev.add_argument("--train-data", type=Path, nargs="+",
                     help="training folder(s) the majority reference counts answers in (default DATA/../train)")
+    ev.add_argument("--map-answers", nargs="+", metavar="TYPE",
+                    help="question types answered by rules from the clip's fused map where it holds a candidate, "
+                         "as the runtime answers them, or none (default: the runtime's, "
+                         "session.MAP_ANSWER_TYPES); decoder_qa_em scores the decoder alone either way")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     ev.set_defaults(handler=_eval)
 
@@ -117,10 +121,11 @@ def _eval(args: argparse.Namespace) -> int:
         raise UsageError("--frames must be at least 1")
     if args.reference:
         return _eval_references(args)
+    map_types = _map_answer_types(args.map_answers)
     model, tokenizer = load_model(args.checkpoint)
     dataset = evaluation_dataset(args.data, model, args.frames)
     result = evaluate(model, tokenizer, dataset, args.max_samples, args.batch_size, args.prior,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, map_answer_types=map_types)
     if args.figure:
         draw_examples(result.examples, args.figure, title=f"{args.data.name}: predicted vs true")
     if args.json:
@@ -129,6 +134,21 @@ def _eval(args: argparse.Namespace) -> int:
         for key, value in result.metrics.items():
             print(f"{key:32s} {value}")
     return 0
+
+
+def _map_answer_types(names: list[str] | None) -> tuple[str, ...]:
+    from loc3r_core.runtime.session import MAP_ANSWER_TYPES
+    from loc3r_core.world.situations import QUESTION_TYPES
+
+    if names is None:
+        return MAP_ANSWER_TYPES
+    if names == ["none"]:
+        return ()
+    unknown = [name for name in names if name not in QUESTION_TYPES]
+    if unknown:
+        raise UsageError(f"--map-answers takes question types ({', '.join(QUESTION_TYPES)}) or none, "
+                         f"not {unknown[0]!r}")
+    return tuple(dict.fromkeys(names))
 
 
 def _eval_references(args: argparse.Namespace) -> int:

@@ -11,13 +11,16 @@ from tqdm import tqdm
 from transformers import PreTrainedTokenizerFast
 
 from loc3r_core.data.dataset import SceneClipDataset
-from loc3r_core.evaluation.map_answers import clip_map_objects, map_rules_answer
+from loc3r_core.evaluation.map_answers import per_frame, predicted_clip_objects
 from loc3r_core.evaluation.metrics import LOCALIZATION_KEYS, MetricAccumulator
 from loc3r_core.evaluation.objects import ObjectAccumulator, semantic_pointer
 from loc3r_core.evaluation.predict import predict_batch
 from loc3r_core.model.modeling_loc3r import Loc3rForSpatialQA
+from loc3r_core.runtime.session import MAP_ANSWER_TYPES, map_answers_trusted
 from loc3r_core.training.batch import collate, model_inputs
 from loc3r_core.types import MapObject
+from loc3r_core.world.answer_rules import answer_by_rules
+from loc3r_core.world.situations import QUESTION_TYPES, question_type
 from loc3r_core.world.vocabulary import PATCH_CLASSES
 
 PRIOR_MODES = ("odometry", "none")  # clean relative poses as the camera prior, or no prior at all
@@ -59,9 +62,19 @@ def evaluate(
     prior: str = "odometry",
     keep_examples: int = 4,
     progress: bool = True,
+    map_answer_types: tuple[str, ...] = MAP_ANSWER_TYPES,
 ) -> Evaluation:
+    """Metrics of `model` on `dataset`. Answers are scored as the runtime gives them: questions of
+    `map_answer_types` (recognised from their words) answered by rules from the clip's fused map
+    where it holds a candidate and, as the runtime asks, its keyframes came with odometry; every
+    other one by the decoder (alone: `decoder_qa_em`)."""
     if prior not in PRIOR_MODES:
         raise ValueError(f"prior must be one of {PRIOR_MODES}, not {prior!r}")
+    unknown = sorted(set(map_answer_types) - set(QUESTION_TYPES))
+    if unknown:
+        raise ValueError(f"map_answer_types must be among {QUESTION_TYPES}, not {unknown}")
+    frames = dataset.num_frames
+    routed = map_answer_types if map_answers_trusted(frames if prior == "odometry" else 0, frames) else ()
     was_training = model.training
     model.eval()
     accumulator = MetricAccumulator()
@@ -70,6 +83,8 @@ def evaluate(
     map_objects = ObjectAccumulator()  # the same measures on the map head's sub-patch points (the runtime's map)
     pointer = MetricAccumulator()  # the semantic_pointer reference: localization only
     map_rules = MetricAccumulator()  # the map_rules reference: QA only, from the model's place and map
+    decoder = MetricAccumulator()  # the decoder's answers alone
+    from_map: list[bool] = []  # per question: answered from the map
     pointer_found: list[bool] = []
     located: set[tuple[int, int]] = set()
     clips_seen: set[int] = set()
@@ -89,15 +104,17 @@ def evaluate(
             targets = {k: v.numpy() for k, v in batch["targets"].items()}
             for row, index in enumerate(chunk):
                 scene_index, situation_index, question_index = dataset.items[index]
-                accumulator.add_answer(items[row]["question_type"], out["answers"][row], items[row]["answer"])
-                if has_map:
-                    question = dataset.scenes[scene_index].situations[situation_index].questions[question_index]
-                    if scene_index not in clip_objects:  # uniform sampling: one clip per scene
-                        fused = (per_frame(out[key][row]) for key in ("map_bev", "map_sigma", "map_probs"))
-                        clip_objects[scene_index] = clip_map_objects(*fused, out["ego_xy"][row], PATCH_CLASSES)
-                    drawn = clip_objects[scene_index]
-                    map_rules.add_answer(question.type, map_rules_answer(question, drawn, out["position"][row],
-                                                                         float(out["yaw"][row])), question.answer)
+                question = dataset.scenes[scene_index].situations[situation_index].questions[question_index]
+                if scene_index not in clip_objects:  # uniform sampling: one clip per scene
+                    clip_objects[scene_index] = predicted_clip_objects(out, row, PATCH_CLASSES)
+                place = (clip_objects[scene_index], out["position"][row], float(out["yaw"][row]))
+                map_rules.add_answer(question.type, answer_by_rules(question.type, question.question, *place),
+                                     question.answer)
+                asked = question_type(question.question)  # what the runtime reads of the words
+                ruled = answer_by_rules(asked, question.question, *place) if asked in routed else ""
+                from_map.append(bool(ruled))
+                accumulator.add_answer(question.type, ruled or out["answers"][row], question.answer)
+                decoder.add_answer(question.type, out["answers"][row], question.answer)
                 if (scene_index, situation_index) not in located:
                     located.add((scene_index, situation_index))
                     accumulator.add_localization(out["position"][row], float(out["yaw"][row]),
@@ -129,15 +146,14 @@ def evaluate(
     pointer_metrics = {k: v for k, v in pointer.summary().items() if k in LOCALIZATION_KEYS}
     pointer_metrics["named_class_found"] = round(100.0 * float(np.mean(pointer_found)), 2) if pointer_found else 0.0
     metrics = {**accumulator.summary(), **objects.summary(), "semantic_pointer": pointer_metrics}
+    decoded = decoder.summary()
+    metrics |= {"decoder_qa_em": decoded["qa_em"], "decoder_qa_em_by_type": decoded["qa_em_by_type"],
+                "map_answer_types": list(routed),
+                "map_answered_share": round(100.0 * float(np.mean(from_map)), 2) if from_map else 0.0}
     if has_map:
         metrics |= {f"map_{key}": value for key, value in map_objects.summary().items()}
-        metrics["map_rules"] = {k: v for k, v in map_rules.summary().items() if k in ("qa_em", "qa_em_by_type")}
+    metrics["map_rules"] = {k: v for k, v in map_rules.summary().items() if k in ("qa_em", "qa_em_by_type")}
     return Evaluation(metrics, examples)
-
-
-def per_frame(value: np.ndarray) -> np.ndarray:
-    """(F, P, s^2, ...) sub-patch values -> (F, P * s^2, ...): every sub-patch a point of its frame."""
-    return value.reshape(value.shape[0], -1, *value.shape[3:])
 
 
 def example_record(item: dict, out: dict, targets: dict, row: int) -> dict:

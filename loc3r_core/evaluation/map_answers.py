@@ -1,9 +1,11 @@
 """`map_rules`: a QA reference of the model's own map, as `semantic_pointer` is for placement.
 
-Each question is answered without learning, by the oracle's rules (`references.oracle_answer`)
+Each question is answered without learning, by the oracle's rules (`world.answer_rules`)
 read from where the model placed the asker and from the objects the runtime's fusion
-(`LayoutGrid`, at its defaults) draws from the clip's map-head points. It says how far the
-model's answers stand from what its own placement and map allow.
+(`LayoutGrid`, at its defaults) draws from the clip's points (its map head's where it has one).
+It says how far the model's answers stand from what its own placement and map allow; the
+runtime answers the types in `session.MAP_ANSWER_TYPES` this way, and `loc3r eval` scores
+that as the model's answer.
 """
 
 from __future__ import annotations
@@ -12,10 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from loc3r_core.evaluation.references import oracle_answer
 from loc3r_core.runtime.mapping import GridConfig, LayoutGrid
 from loc3r_core.types import MapObject
-from loc3r_core.world.scene import Question
 
 
 def clip_map_objects(points: np.ndarray, sigma: np.ndarray, probs: np.ndarray, camera_xy: np.ndarray,
@@ -28,6 +28,16 @@ def clip_map_objects(points: np.ndarray, sigma: np.ndarray, probs: np.ndarray, c
     return list(grid.layout().objects)
 
 
-def map_rules_answer(question: Question, objects: Sequence[MapObject], position: np.ndarray, yaw: float) -> str:
-    """What the map's objects answer from a placement ("" where the map holds no candidate)."""
-    return oracle_answer(question, objects, np.asarray(position, dtype=np.float64), float(yaw))
+def predicted_clip_objects(out: dict, row: int, label_names: Sequence[str]) -> list[MapObject]:
+    """The layout's objects from one clip of `predict_batch`'s outputs, fused from the points the
+    runtime fuses: the map head's sub-patch points where the model has one, else its tokens'."""
+    if "map_bev" in out:
+        fused = (per_frame(out[key][row]) for key in ("map_bev", "map_sigma", "map_probs"))
+    else:
+        fused = (out["bev"][row], out["bev_sigma"][row], out["label_probs"][row])
+    return clip_map_objects(*fused, out["ego_xy"][row], label_names)
+
+
+def per_frame(value: np.ndarray) -> np.ndarray:
+    """(F, P, s^2, ...) sub-patch values -> (F, P * s^2, ...): every sub-patch a point of its frame."""
+    return value.reshape(value.shape[0], -1, *value.shape[3:])

@@ -91,6 +91,6 @@ def predict_batch(model: Loc3rForSpatialQA, tokenizer: PreTrainedTokenizerFast, 
         "yaw": yaw, "yaw_concentration": yaw_concentration,
         "ego_xy": ego_mean, "ego_sigma": ego_sigma, "ego_yaw": ego_yaw,
         "bev": bev_mean, "bev_sigma": bev_sigma,
-        "labels": heads["semantic_logits"].argmax(axis=-1),
+        "labels": heads["semantic_logits"].argmax(axis=-1), "label_probs": softmax(heads["semantic_logits"]),
         **map_points,
     }

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
@@ -25,22 +25,17 @@ from tqdm import tqdm
 from loc3r_core.errors import DataError
 from loc3r_core.evaluation.metrics import LOCALIZATION_KEYS, PLACEMENT_KEYS, MetricAccumulator
 from loc3r_core.geometry import camera_yaw, heading_to
+from loc3r_core.world.answer_rules import answer_by_rules
 from loc3r_core.world.polygon import from_box_frame, to_box_frame
-from loc3r_core.world.scene import Question, Scene, SceneObject, Situation
+from loc3r_core.world.scene import Scene, SceneObject, Situation
 from loc3r_core.world.scene_io import SceneFolder, SceneRoots, scene_folders
 from loc3r_core.world.situations import (
-    DIRECTIONS,
     DOOR_STEP_M,
     IN_FRONT_GAP_M,
     NEXT_TO_GAP_M,
     SEAT_EDGE_INSET_M,
-    bearing,
-    direction_of,
-    floor_distance,
-    labels_in,
     placement_kind,
     ring_around,
-    rounded_distance,
 )
 
 if TYPE_CHECKING:  # the dataset module pulls in torch, which references do not need
@@ -121,55 +116,6 @@ def beside(anchor: SceneObject, target: SceneObject | None) -> np.ndarray:
 
 # --- answers --------------------------------------------------------------------------------
 
-_SECTOR_PHRASES = {"in front of me": "front", "on my left": "left", "behind me": "behind", "on my right": "right"}
-
-
-class Footprint(Protocol):
-    """What the answer rules read of an object: a true `SceneObject` or a map's `MapObject`."""
-
-    label: str
-    center: np.ndarray  # (2,) or (3,), metres: the floor position is [:2]
-    size: np.ndarray  # extent along the box's own axes; the footprint is [:2]
-    yaw: float
-
-
-def oracle_answer(question: Question, objects: Sequence[Footprint], position: np.ndarray, yaw: float) -> str:
-    """The answer rules give from a placement and a list of objects, reading only the question's words.
-
-    With the TRUE objects this is the oracle's answer; with a map's objects it is what the map
-    says. Where the objects hold no candidate (a map that never found the asked class) the answer
-    is "" (unanswerable), never a guess.
-    """
-    text, mentioned = question.question, labels_in(question.question)
-    of_label = {label: [o for o in objects if o.label == label] for label in set(mentioned)}
-
-    def nearest(candidates: Sequence[Footprint]) -> Footprint | None:
-        return min(candidates, key=lambda o: floor_distance(position, o), default=None)
-
-    if question.type in ("direction", "distance"):
-        target = nearest(of_label[mentioned[0]])
-        if target is None:
-            return ""
-        if question.type == "direction":
-            return direction_of(bearing(position, yaw, target.center[:2]))
-        return rounded_distance(floor_distance(position, target))
-    if question.type == "nearest":
-        found = nearest([o for label in mentioned for o in of_label[label]] or list(objects))
-        return found.label if found is not None else ""
-    if question.type == "count":
-        same = of_label[mentioned[0]]
-        if "in front of me" in text:
-            same = [o for o in same if abs(bearing(position, yaw, o.center[:2])) < math.pi / 2]
-        return str(len(same))
-    if question.type == "what_direction":
-        sector = next(d for phrase, d in _SECTOR_PHRASES.items() if phrase in text)
-        centre = math.radians(90.0 * DIRECTIONS.index(sector))
-        inside = [o for o in objects if floor_distance(position, o) > 0.0
-                  and abs(math.remainder(bearing(position, yaw, o.center[:2]) - centre, 2 * math.pi)) < math.pi / 4]
-        found = nearest(inside)
-        return found.label if found is not None else ""
-    raise ValueError(f"no rule answers questions of type {question.type!r}")
-
 
 def majority_answers(train_data: SceneRoots) -> dict[str, str]:
     """Per question type, the most frequent answer in a training split (one folder or several)."""
@@ -214,7 +160,8 @@ def evaluate_reference(name: str, dataset: SceneClipDataset, indices: list[int],
         if majority is not None:
             accumulator.add_answer(question.type, majority.get(question.type, ""), question.answer)
         elif name == "oracle":
-            accumulator.add_answer(question.type, oracle_answer(question, scene.objects, *placement), question.answer)
+            answer = answer_by_rules(question.type, question.question, scene.objects, *placement)
+            accumulator.add_answer(question.type, answer, question.answer)
     summary = accumulator.summary()
     keys = [*(LOCALIZATION_KEYS + PLACEMENT_KEYS if name in PLACERS else ()),
             *(("qa_em", "qa_em_by_type") if name in ANSWERING else ()),

@@ -75,8 +75,8 @@ def run_demo(out: Path, backend: Backend, seed: int = DEMO_SEED, split: str = "t
                 recorder.qa(stamp, question.question, situation.text, answer)
                 ok = answer.text.strip().lower() == question.answer.strip().lower()
                 correct, total = correct + ok, total + 1
-                print(f"  {question.question:<52} model: {answer.text:<12} ({answer.confidence:.2f})  "
-                      f"truth: {question.answer:<12} {'✓' if ok else '✗'}")
+                print(f"  {question.question:<52} {answer.source + ':':<6} {answer.text:<12} "
+                      f"({answer.confidence:.2f})  truth: {question.answer:<12} {'✓' if ok else '✗'}")
         recorder.layout(session, stamp)
     truth = np.array([[f.T_world_camera[0, 3], f.T_world_camera[1, 3], float(camera_yaw(f.T_world_camera))]
                       for f in scene.frames])

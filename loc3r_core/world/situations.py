@@ -42,6 +42,19 @@ DOOR_STEP_M = (0.45, 0.7)  # "just come in through the door": this far inside th
 SEAT_EDGE_INSET_M = 0.2  # "on the edge of the bed": this far inside the seat's outline
 
 PLURALS = {"shelf": "shelves", "trash can": "trash cans"}
+# The questions' phrasings ({x}, {y}: object labels; count questions take plurals). The runtime
+# recognises these (question_type) to answer some types from its map.
+SECTOR_QUESTIONS = {"front": "What is in front of me?", "left": "What is on my left?",
+                    "behind": "What is behind me?", "right": "What is on my right?"}
+QUESTION_TEMPLATES = {
+    "direction": ("Is the {x} to my left, right, front or behind?",
+                  "Where is the {x} relative to me: front, behind, left or right?",
+                  "In which direction is the {x} from me?"),
+    "distance": ("How far away is the {x} from me?", "What is the distance between me and the {x}?"),
+    "nearest": ("Which object is closest to me?", "Which is closer to me, the {x} or the {y}?"),
+    "count": ("How many {x} are there in the room?", "How many {x} are in front of me?"),
+    "what_direction": tuple(SECTOR_QUESTIONS.values()),
+}
 SITUATIONS_PER_SCENE = 8
 QUESTIONS_PER_SITUATION = 6
 
@@ -88,6 +101,23 @@ _SINGULAR = {plural(label): label for label in LABELS} | {label: label for label
 def labels_in(text: str) -> list[str]:
     """Object labels a sentence mentions, in order, plurals made singular."""
     return [_SINGULAR[match] for match in _LABEL_PATTERN.findall(text.lower())]
+
+
+def _template_pattern(template: str) -> re.Pattern:
+    """A template as a pattern: any case and spacing, the question mark optional, labels in the slots."""
+    words = r"\s+".join(re.escape(word) for word in template.rstrip("?").split())
+    return re.compile(r"\s*" + words.replace(r"\{x\}", _LABEL_PATTERN.pattern).replace(r"\{y\}", _LABEL_PATTERN.pattern)
+                      + r"\s*\??\s*", re.IGNORECASE)
+
+
+_TEMPLATE_PATTERNS = {qtype: [_template_pattern(t) for t in templates]
+                      for qtype, templates in QUESTION_TEMPLATES.items()}
+
+
+def question_type(text: str) -> str | None:
+    """The type of a question asked in one of the generator's phrasings (QUESTION_TEMPLATES), else None."""
+    return next((qtype for qtype, patterns in _TEMPLATE_PATTERNS.items()
+                 if any(p.fullmatch(text) for p in patterns)), None)
 
 
 def bearing(position: np.ndarray, yaw: float, target: np.ndarray) -> float:
@@ -279,14 +309,12 @@ def make_questions(
         distance = floor_distance(position, obj)
         b = bearing(position, yaw, obj.center[:2])
         if distance >= TOO_CLOSE_M and not near_sector_boundary(b):
-            template = _pick(rng, ("Is the {x} to my left, right, front or behind?",
-                                   "Where is the {x} relative to me: front, behind, left or right?",
-                                   "In which direction is the {x} from me?"))
+            template = _pick(rng, QUESTION_TEMPLATES["direction"])
             candidates["direction"].append(
                 Question("direction", template.format(x=obj.label), direction_of(b), (obj.id,)))
         steps = distance / DISTANCE_STEP_M
         if distance >= MIN_ASKED_DISTANCE_M and abs(steps - math.floor(steps) - 0.5) > 0.15:  # clear of rounding
-            template = _pick(rng, ("How far away is the {x} from me?", "What is the distance between me and the {x}?"))
+            template = _pick(rng, QUESTION_TEMPLATES["distance"])
             candidates["distance"].append(
                 Question("distance", template.format(x=obj.label), rounded_distance(distance), (obj.id,)))
 
@@ -317,13 +345,13 @@ def _nearest_questions(
     rival = next((o for o in ranked[1:] if o.label != closest.label), None)
     clear = rival is None or floor_distance(position, rival) - floor_distance(position, closest) >= NEAR_TIE_M
     if clear and closest.id in seen_ids:
-        questions.append(Question("nearest", "Which object is closest to me?", closest.label, (closest.id,)))
+        questions.append(Question("nearest", QUESTION_TEMPLATES["nearest"][0], closest.label, (closest.id,)))
     if len(nameable) >= 2:
         a, b = (nameable[i] for i in rng.choice(len(nameable), size=2, replace=False))
         da, db = floor_distance(position, a), floor_distance(position, b)
         if abs(da - db) >= NEAR_TIE_M:
             closer = a if da < db else b
-            questions.append(Question("nearest", f"Which is closer to me, the {a.label} or the {b.label}?",
+            questions.append(Question("nearest", QUESTION_TEMPLATES["nearest"][1].format(x=a.label, y=b.label),
                                       closer.label, (closer.id,)))
     return questions
 
@@ -340,13 +368,13 @@ def _count_questions(
         return []
     label = _pick(rng, countable)
     same = by_label[label]
-    questions = [Question("count", f"How many {plural(label)} are there in the room?", str(len(same)),
-                          tuple(o.id for o in same), situated=False)]
+    in_room, in_front = (t.format(x=plural(label)) for t in QUESTION_TEMPLATES["count"])
+    questions = [Question("count", in_room, str(len(same)), tuple(o.id for o in same), situated=False)]
     bearings = [bearing(position, yaw, o.center[:2]) for o in same]
     clear = all(abs(abs(math.degrees(b)) - 90.0) > SECTOR_MARGIN_DEG for b in bearings)
     if clear and all(floor_distance(position, o) >= TOO_CLOSE_M for o in same):
         ahead = tuple(o.id for o, b in zip(same, bearings, strict=True) if abs(b) < math.pi / 2)
-        questions.append(Question("count", f"How many {plural(label)} are in front of me?", str(len(ahead)), ahead))
+        questions.append(Question("count", in_front, str(len(ahead)), ahead))
     return questions
 
 
@@ -354,8 +382,6 @@ def _what_direction_questions(scene: Scene, position: np.ndarray, yaw: float, se
     """"What is on my left?": the nearest object well inside that sector (the same 90-degree
     sectors as direction answers), asked only if no object of another label in or near the
     sector is about as near, and the answer was seen and is not under the asker's feet."""
-    phrases = {"front": "What is in front of me?", "left": "What is on my left?",
-               "behind": "What is behind me?", "right": "What is on my right?"}
     questions = []
     around = [o for o in scene.objects if floor_distance(position, o) > 0.0]  # what one sits on has no direction
     for k, direction in enumerate(DIRECTIONS):
@@ -369,5 +395,5 @@ def _what_direction_questions(scene: Scene, position: np.ndarray, yaw: float, se
         contenders = [o for o in around if offsets[o.id] < math.radians(45.0 + SECTOR_MARGIN_DEG)]
         tied = any(o.label != answer.label and floor_distance(position, o) < distance + NEAR_TIE_M for o in contenders)
         if not tied and answer.id in seen_ids and distance >= TOO_CLOSE_M:
-            questions.append(Question("what_direction", phrases[direction], answer.label, (answer.id,)))
+            questions.append(Question("what_direction", SECTOR_QUESTIONS[direction], answer.label, (answer.id,)))
     return questions
