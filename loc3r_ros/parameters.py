@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from loc3r_core.runtime.keyframes import MEMORY_KEYFRAMES, KeyframePolicy
+from loc3r_core.runtime.keyframes import EVICTIONS, MEMORY_KEYFRAMES, KeyframePolicy
 from loc3r_core.runtime.mapping import GridConfig
 from loc3r_core.runtime.session import MAP_ANSWER_TYPES, SessionConfig
 from loc3r_core.world.situations import QUESTION_TYPES
@@ -64,6 +64,8 @@ PARAMETERS = (
               lambda v: isinstance(v, float) and 0 <= v <= 2, "in [0, 2] s"),
     Parameter("memory.max_keyframes", MEMORY_KEYFRAMES, "keyframes in memory (the model's clip length)",
               lambda v: isinstance(v, int) and 2 <= v <= 256, "an integer in [2, 256]"),
+    Parameter("memory.eviction", SessionConfig.eviction, "which quarter of a full memory goes: time (keep a spread "
+              "over the session), pose (keep distinct views) or oldest", one_of(*EVICTIONS), "time, pose or oldest"),
     Parameter("keyframe.min_translation", 0.4, "metres moved before a frame becomes a keyframe", positive, "> 0"),
     Parameter("keyframe.min_rotation_deg", 20.0, "degrees turned before a frame becomes a keyframe", positive, "> 0"),
     Parameter("keyframe.max_interval", 3.0, "seconds after which a frame becomes a keyframe anyway", positive, "> 0"),
@@ -105,6 +107,7 @@ def check(values: dict[str, object]) -> list[str]:
 def session_config(values: dict[str, object]) -> SessionConfig:
     return SessionConfig(
         max_keyframes=values["memory.max_keyframes"],
+        eviction=values["memory.eviction"],
         keyframes=KeyframePolicy(values["keyframe.min_translation"], values["keyframe.min_rotation_deg"],
                                  values["keyframe.max_interval"]),
         grid=GridConfig(resolution=values["grid.resolution"], size=values["grid.size"]),

@@ -1,4 +1,5 @@
-"""`loc3r eval-map`: the robot's final map of each walk, scored against the scene's truth."""
+"""`loc3r eval-map` and `loc3r eval-runtime`: each walk streamed through the robot's runtime; its
+final map, and its placements and answers, scored against the scene's truth."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from loc3r_core.cli.runtime import add_backend_arguments
-from loc3r_core.cli.train import parse_overrides
+from loc3r_core.cli.train import map_answer_types_argument, parse_overrides
 from loc3r_core.data.targets import PATCH_TARGETS
 from loc3r_core.errors import UsageError
 from loc3r_core.evaluation.map_quality import BOX_METRICS, CELL_METRICS, OBJECT_METRICS
+from loc3r_core.runtime.keyframes import EVICTIONS
 
 if TYPE_CHECKING:
     from loc3r_core.runtime.session import SessionConfig
@@ -36,6 +38,21 @@ def register(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_backend_arguments(ev)
     ev.set_defaults(handler=_eval_map)
+
+    rt = commands.add_parser("eval-runtime", help="stream each scene of a split through the runtime, then place "
+                             "every situation and answer every question from its memory")
+    rt.add_argument("--data", type=Path, required=True, help="split folder of scene_NNNNN (loc3r data generate)")
+    rt.add_argument("--max-scenes", type=int, help="score an evenly spread subset of this many scenes")
+    rt.add_argument("--keyframes", type=int, metavar="N",
+                    help="keyframes the runtime's memory holds (default: the node's, SessionConfig)")
+    rt.add_argument("--eviction", choices=EVICTIONS,
+                    help="which keyframes a full memory drops (default: the node's, SessionConfig)")
+    rt.add_argument("--map-answers", nargs="+", metavar="TYPE",
+                    help="question types answered from the map, or none (default: the node's, SessionConfig)")
+    rt.add_argument("--json", action="store_true", help="print one JSON object (else a readable table)")
+    rt.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_backend_arguments(rt)
+    rt.set_defaults(handler=_eval_runtime)
 
 
 def _eval_map(args: argparse.Namespace) -> int:
@@ -74,8 +91,31 @@ def _eval_map(args: argparse.Namespace) -> int:
     return 0
 
 
-def _session_config(grid_overrides: dict, keyframes: int | None) -> SessionConfig:
-    """The node's defaults, with the fusion's fields and the memory's length changed as asked."""
+def _eval_runtime(args: argparse.Namespace) -> int:
+    from loc3r_core.evaluation.map_run import split_scenes
+    from loc3r_core.evaluation.runtime_run import evaluate_runtime
+    from loc3r_core.runtime.open import open_backend
+
+    changes = {} if args.eviction is None else {"eviction": args.eviction}
+    if args.map_answers is not None:
+        changes["map_answer_types"] = map_answer_types_argument(args.map_answers)
+    config = _session_config({}, args.keyframes, **changes)
+    split_scenes(args.data, args.max_scenes)  # a missing or empty folder fails before a model loads
+    backend = open_backend(args.backend, args.checkpoint, args.onnx, args.provider)
+    report = evaluate_runtime(backend, args.data, args.max_scenes, progress=not args.no_progress, config=config)
+    if args.json:
+        print(json.dumps(_json_safe(report)))
+        return 0
+    print(f"{report['num_scenes']} scenes of {args.data} ({backend.name} backend, {report['max_keyframes']} keyframes "
+          f"in memory, eviction {report['eviction']}, {report['keyframes_per_scene']:.1f} keyframes a walk)")
+    for key, value in report.items():
+        if key not in ("num_scenes", "max_keyframes", "eviction", "keyframes_per_scene"):
+            print(f"{key:32s} {value}")
+    return 0
+
+
+def _session_config(grid_overrides: dict, keyframes: int | None, **changes: object) -> SessionConfig:
+    """The node's defaults, with the fusion's fields, the memory's length and other fields changed as asked."""
     from loc3r_core.runtime.mapping import GridConfig
     from loc3r_core.runtime.session import SessionConfig
 
@@ -83,7 +123,9 @@ def _session_config(grid_overrides: dict, keyframes: int | None) -> SessionConfi
         grid = GridConfig().overridden(grid_overrides)
     except ValueError as exc:
         raise UsageError(f"--grid: {exc}") from None
-    config = SessionConfig(grid=grid) if keyframes is None else SessionConfig(max_keyframes=keyframes, grid=grid)
+    if keyframes is not None:
+        changes["max_keyframes"] = keyframes
+    config = SessionConfig(grid=grid, **changes)
     try:
         config.validate()
     except ValueError as exc:

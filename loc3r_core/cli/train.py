@@ -121,7 +121,7 @@ def _eval(args: argparse.Namespace) -> int:
         raise UsageError("--frames must be at least 1")
     if args.reference:
         return _eval_references(args)
-    map_types = _map_answer_types(args.map_answers)
+    map_types = map_answer_types_argument(args.map_answers)
     model, tokenizer = load_model(args.checkpoint)
     dataset = evaluation_dataset(args.data, model, args.frames)
     result = evaluate(model, tokenizer, dataset, args.max_samples, args.batch_size, args.prior,
@@ -136,7 +136,7 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _map_answer_types(names: list[str] | None) -> tuple[str, ...]:
+def map_answer_types_argument(names: list[str] | None) -> tuple[str, ...]:
     from loc3r_core.runtime.session import MAP_ANSWER_TYPES
     from loc3r_core.world.situations import QUESTION_TYPES
 

@@ -28,3 +28,40 @@ class KeyframePolicy:
         return (math.hypot(moved[0], moved[1]) >= self.min_translation
                 or abs(math.degrees(moved[2])) >= self.min_rotation_deg
                 or (stamp_ns - last_stamp_ns) * 1e-9 >= self.max_interval_s)
+
+
+EVICTIONS = ("oldest", "pose", "time")
+
+
+def evicted(poses: np.ndarray, stamps_ns: np.ndarray, count: int, policy: KeyframePolicy, rule: str) -> list[int]:
+    """Which `count` of a full memory's keyframes (poses (N, 3) x, y, yaw; stamps (N,), in time
+    order) to drop. "oldest": the first ones. "pose": one by one, the older of the two keyframes
+    nearest each other in pose (distance in units of the policy's keyframe thresholds), so the
+    memory keeps views of distinct places and directions. "time": one by one, the keyframe whose
+    neighbours in time are nearest each other, so the memory keeps a spread over the session.
+    The newest keyframe always stays."""
+    if rule not in EVICTIONS:
+        raise ValueError(f"eviction must be one of {EVICTIONS}, not {rule!r}")
+    if rule == "oldest":
+        return list(range(count))
+    kept = list(range(len(poses)))
+    for _ in range(count):
+        if rule == "pose":
+            candidates = kept[:-1]
+
+            def nearest_other(i: int) -> float:
+                return min(_pose_distance(poses[i], poses[j], policy) for j in kept if j > i)
+            drop = min(candidates, key=nearest_other)
+        else:  # a keyframe's cost: the gap it would leave between its neighbours (the first: mirrored)
+            def gap(position: int) -> int:
+                after = int(stamps_ns[kept[position + 1]] - stamps_ns[kept[position]])
+                return after + (int(stamps_ns[kept[position]] - stamps_ns[kept[position - 1]]) if position else after)
+            drop = kept[min(range(len(kept) - 1), key=gap)]
+        kept.remove(drop)
+    return sorted(set(range(len(poses))) - set(kept))
+
+
+def _pose_distance(a: np.ndarray, b: np.ndarray, policy: KeyframePolicy) -> float:
+    moved = relative_planar(a, b)
+    return max(math.hypot(moved[0], moved[1]) / policy.min_translation,
+               abs(math.degrees(moved[2])) / policy.min_rotation_deg)

@@ -5,8 +5,9 @@ How it stays fast and flat:
   memory's key/value cache: one camera token + P vision tokens, whatever the memory size;
 - a keyframe keeps its vision tokens and simply adopts the keys/values just computed, so
   adding it costs nothing more than the frame's own ego-pose pass;
-- the memory holds at most `max_keyframes`; when full, the oldest quarter is dropped at
-  once and the cache is rebuilt from the cached tokens (no image is encoded again);
+- the memory holds at most `max_keyframes`; when full, a quarter is dropped at once (by
+  default thinning it where keyframes are densest in time, keyframes.evicted) and the cache is
+  rebuilt from the cached tokens (no image is encoded again);
 - the long-term map is a fixed-size grid (mapping.LayoutGrid), the trajectory a bounded deque.
 
 Frames: the model works in the BEV frame of the first keyframe in memory (its "anchor").
@@ -41,7 +42,7 @@ from loc3r_core.readout import (
     without_eos,
 )
 from loc3r_core.runtime.backend import Backend, KVCache, empty_cache
-from loc3r_core.runtime.keyframes import MEMORY_KEYFRAMES, KeyframePolicy
+from loc3r_core.runtime.keyframes import EVICTIONS, MEMORY_KEYFRAMES, KeyframePolicy, evicted
 from loc3r_core.runtime.mapping import GridConfig, LayoutGrid
 from loc3r_core.runtime.preprocess import model_image
 from loc3r_core.types import Layout, PlanarPose
@@ -80,10 +81,13 @@ class SessionConfig:
     max_answer_tokens: int = 8
     placeable_sigma: float = 2.5  # metres: a situation placed less surely than this "cannot be placed"
     map_answer_types: tuple[str, ...] = MAP_ANSWER_TYPES  # () : every answer is the model's
+    eviction: str = "time"  # keyframes.EVICTIONS: which quarter a full memory drops
 
     def validate(self) -> None:
         if not 2 <= self.max_keyframes <= 256:
             raise ValueError(f"max_keyframes must lie in [2, 256], not {self.max_keyframes}")
+        if self.eviction not in EVICTIONS:
+            raise ValueError(f"eviction must be one of {EVICTIONS}, not {self.eviction!r}")
         unknown = sorted(set(self.map_answer_types) - set(QUESTION_TYPES))
         if unknown:
             raise ValueError(f"map_answer_types must be among {QUESTION_TYPES}, not {unknown}")
@@ -204,8 +208,9 @@ class Session:
         """Store it; its BEV rows come from `hidden` (its own pass) unless the memory is rebuilt first."""
         if len(self.memory) >= self.config.max_keyframes:
             drop = max(1, self.config.max_keyframes // 4)
-            for _ in range(drop):
-                self.memory.popleft()
+            gone = set(evicted(np.array([k.map_pose for k in self.memory]), np.array([k.stamp_ns for k in self.memory]),
+                               drop, self.config.keyframes, self.config.eviction))
+            self.memory = deque(k for i, k in enumerate(self.memory) if i not in gone)
             self.memory.append(keyframe)
             heads = self._rebuild_cache()
         else:
