@@ -35,30 +35,29 @@ EVICTIONS = ("oldest", "pose", "time")
 
 def evicted(poses: np.ndarray, stamps_ns: np.ndarray, count: int, policy: KeyframePolicy, rule: str) -> list[int]:
     """Which `count` of a full memory's keyframes (poses (N, 3) x, y, yaw; stamps (N,), in time
-    order) to drop. "oldest": the first ones. "pose": one by one, the older of the two keyframes
-    nearest each other in pose (distance in units of the policy's keyframe thresholds), so the
-    memory keeps views of distinct places and directions. "time": one by one, the keyframe whose
-    neighbours in time are nearest each other, so the memory keeps a spread over the session.
-    The newest keyframe always stays."""
+    order) to drop, the newest always kept. "oldest": the first ones. "time": one by one, the
+    keyframe whose removal leaves the smallest gap in time between its neighbours (the oldest:
+    twice the gap to the next), so the memory keeps a spread over the session. "pose": one by
+    one, the older of the two keyframes nearest each other in pose (in units of the policy's
+    keyframe thresholds), so the memory keeps views of distinct places and directions."""
     if rule not in EVICTIONS:
         raise ValueError(f"eviction must be one of {EVICTIONS}, not {rule!r}")
     if rule == "oldest":
         return list(range(count))
     kept = list(range(len(poses)))
     for _ in range(count):
-        if rule == "pose":
-            candidates = kept[:-1]
-
-            def nearest_other(i: int) -> float:
-                return min(_pose_distance(poses[i], poses[j], policy) for j in kept if j > i)
-            drop = min(candidates, key=nearest_other)
-        else:  # a keyframe's cost: the gap it would leave between its neighbours (the first: mirrored)
-            def gap(position: int) -> int:
-                after = int(stamps_ns[kept[position + 1]] - stamps_ns[kept[position]])
-                return after + (int(stamps_ns[kept[position]] - stamps_ns[kept[position - 1]]) if position else after)
-            drop = kept[min(range(len(kept) - 1), key=gap)]
+        if rule == "time":
+            drop = kept[min(range(len(kept) - 1), key=lambda at: _gap_left(stamps_ns[kept], at))]
+        else:
+            drop = min(kept[:-1], key=lambda i: min(_pose_distance(poses[i], poses[j], policy) for j in kept if j > i))
         kept.remove(drop)
     return sorted(set(range(len(poses))) - set(kept))
+
+
+def _gap_left(stamps_ns: np.ndarray, at: int) -> int:
+    """The time between the neighbours of keyframe `at` once it is gone (the first: mirrored)."""
+    after = int(stamps_ns[at + 1] - stamps_ns[at])
+    return after + (int(stamps_ns[at] - stamps_ns[at - 1]) if at else after)
 
 
 def _pose_distance(a: np.ndarray, b: np.ndarray, policy: KeyframePolicy) -> float:
