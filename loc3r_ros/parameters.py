@@ -62,7 +62,7 @@ PARAMETERS = (
     Parameter("odometry.wait", 0.1, "seconds an image waits for odometry to reach its stamp while odometry is "
               "published (as tf2's MessageFilter); then the nearest pose within 0.1 s, or none",
               lambda v: isinstance(v, float) and 0 <= v <= 2, "in [0, 2] s"),
-    Parameter("memory.max_keyframes", MEMORY_KEYFRAMES, "keyframes in memory (the model's clip length)",
+    Parameter("memory.max_keyframes", MEMORY_KEYFRAMES, "keyframes in memory",
               lambda v: isinstance(v, int) and 2 <= v <= 256, "an integer in [2, 256]"),
     Parameter("memory.eviction", SessionConfig.eviction, "which quarter of a full memory goes: time (keep a spread "
               "over the session), pose (keep distinct views) or oldest", one_of(*EVICTIONS), "time, pose or oldest"),

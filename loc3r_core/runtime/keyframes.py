@@ -9,10 +9,12 @@ import numpy as np
 
 from loc3r_core.geometry import relative_planar
 
-# Keyframes the memory holds by default (the runtime's and the node's): the clip length the
-# shipped model was trained on (P37, 12-frame clips). Its predecessor, trained on 8, answered
-# better from 12 but drew a worse map from them (results/experiments.md, session 24).
-MEMORY_KEYFRAMES = 12
+# Keyframes the memory holds by default (the runtime's and the node's). The shipped model was
+# trained on 12-frame clips (P37 on); streamed with the memory spread over the walk it places and
+# answers better from more of it (val / val-big, loc@1m: 8 79.3 / 66.7, 12 85.0 / 69.8, 16 87.1
+# / 71.2, 20 87.1 / 71.6; the map level; results/experiments.md, session 36): 20 holds all the
+# keyframes of most one-room walks.
+MEMORY_KEYFRAMES = 20
 
 
 @dataclass(frozen=True)
