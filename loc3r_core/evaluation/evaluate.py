@@ -16,11 +16,11 @@ from loc3r_core.evaluation.metrics import LOCALIZATION_KEYS, MetricAccumulator
 from loc3r_core.evaluation.objects import ObjectAccumulator, semantic_pointer
 from loc3r_core.evaluation.predict import predict_batch
 from loc3r_core.model.modeling_loc3r import Loc3rForSpatialQA
-from loc3r_core.runtime.session import MAP_ANSWER_TYPES, map_answers_trusted
+from loc3r_core.runtime.session import MAP_ANSWER_TYPES, check_map_answer_types, map_answers_trusted
 from loc3r_core.training.batch import collate, model_inputs
 from loc3r_core.types import MapObject
 from loc3r_core.world.answer_rules import answer_by_rules
-from loc3r_core.world.situations import QUESTION_TYPES, question_type
+from loc3r_core.world.situations import question_type
 from loc3r_core.world.vocabulary import PATCH_CLASSES
 
 PRIOR_MODES = ("odometry", "none")  # clean relative poses as the camera prior, or no prior at all
@@ -70,9 +70,7 @@ def evaluate(
     other one by the decoder (alone: `decoder_qa_em`)."""
     if prior not in PRIOR_MODES:
         raise ValueError(f"prior must be one of {PRIOR_MODES}, not {prior!r}")
-    unknown = sorted(set(map_answer_types) - set(QUESTION_TYPES))
-    if unknown:
-        raise ValueError(f"map_answer_types must be among {QUESTION_TYPES}, not {unknown}")
+    check_map_answer_types(map_answer_types)
     frames = dataset.num_frames
     routed = map_answer_types if map_answers_trusted(frames if prior == "odometry" else 0, frames) else ()
     was_training = model.training

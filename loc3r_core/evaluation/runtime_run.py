@@ -44,11 +44,9 @@ def evaluate_runtime(backend: Backend, root: Path, max_scenes: int | None = None
         T_map_world = invert_pose(map_frame(folder.scene))
         for situation in folder.situations:
             where, yaw = transform_planar(T_map_world, situation.position, situation.yaw)
-            found = session.localize(situation.text)
-            placed = found.pose if found.placed else None
-            if placed is None:
-                refused["situations"] += 1
-            pose = placed or found.pose  # an unplaceable situation still has a (vague) pose to score
+            found = session.localize(situation.text)  # an unplaceable one still has a (vague) pose to score
+            refused["situations"] += not found.placed
+            pose = found.pose
             metrics.add_localization(np.array([pose.x, pose.y]), pose.yaw, np.array([pose.sigma_x, pose.sigma_y]),
                                      where, float(yaw), placement_kind(folder.scene, situation))
             for question in situation.questions:

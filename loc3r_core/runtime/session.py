@@ -59,6 +59,12 @@ MAP_ANSWER_TYPES = ("count", "what_direction")
 ANSWER_SOURCES = ("model", "map")
 
 
+def check_map_answer_types(types: tuple[str, ...]) -> None:
+    unknown = sorted(set(types) - set(QUESTION_TYPES))
+    if unknown:
+        raise ValueError(f"map_answer_types must be among {QUESTION_TYPES}, not {unknown}")
+
+
 def map_answers_trusted(keyframes_with_odometry: int, keyframes_fused: int) -> bool:
     """Whether the map may answer: most keyframes fused into it came with odometry. Without it the
     ego poses, and so the map, fall apart, and answers from that map lose to the model's (val
@@ -88,9 +94,7 @@ class SessionConfig:
             raise ValueError(f"max_keyframes must lie in [2, 256], not {self.max_keyframes}")
         if self.eviction not in EVICTIONS:
             raise ValueError(f"eviction must be one of {EVICTIONS}, not {self.eviction!r}")
-        unknown = sorted(set(self.map_answer_types) - set(QUESTION_TYPES))
-        if unknown:
-            raise ValueError(f"map_answer_types must be among {QUESTION_TYPES}, not {unknown}")
+        check_map_answer_types(self.map_answer_types)
         self.grid.validate()
 
 
