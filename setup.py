@@ -24,6 +24,7 @@ setup(
     package_data={"loc3r_core": ["checkpoints/*/*"]},  # the shipped default model
     install_requires=[
         "numpy>=1.24",
+        "scipy>=1.10",  # the map's connected regions (ndimage)
         "mujoco>=3.1",
         "pillow>=10",
         "matplotlib>=3.7",

@@ -31,7 +31,7 @@ def test_package_xml_declares_a_ros_interface_package_with_its_run_time_dependen
     assert {"ament_cmake", "ament_cmake_python", "rosidl_default_generators"} <= tags("buildtool_depend")
     assert "rosidl_interface_packages" in tags("member_of_group")
     needed = {"rclpy", "sensor_msgs", "nav_msgs", "visualization_msgs", "diagnostic_msgs", "std_srvs", "tf2_msgs",
-              "rosidl_default_runtime", "python3-numpy", "python3-pil", "python3-matplotlib"}
+              "rosidl_default_runtime", "python3-numpy", "python3-scipy", "python3-pil", "python3-matplotlib"}
     assert needed <= tags("exec_depend") | tags("depend")
     email = PACKAGE.find("maintainer").get("email")
     assert re.fullmatch(r"[\w.+-]+@[\w-]+\.[\w.]{2,}", email), "catkin_pkg rejects odd addresses"

@@ -7,6 +7,9 @@ through is empty). The grid's size is fixed, so memory stays flat however long t
 Objects are clusters of occupied cells of one label, each an oriented box with a confidence
 from its label evidence; the gaps between an object's cells are closed, since rays over a low
 object free the floor under it (results/map_quality_fusion.md has what was tried and measured).
+The layout then draws walls as fitted straight segments instead of the model's thick bands, with
+nothing behind them known (runtime/walls.py), forgets object cells outside every object's box,
+and closes unknown pockets that free cells alone enclose (results/map_quality_walls.md).
 """
 
 from __future__ import annotations
@@ -14,8 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
+from scipy import ndimage
 
+from loc3r_core.runtime.walls import cell_centres, straighten_walls
 from loc3r_core.types import FREE, OCCUPIED, UNKNOWN, Layout, MapObject
+from loc3r_core.world.polygon import distance_to_box
 from loc3r_core.world.vocabulary import CATEGORIES
 
 STRUCTURE = ("floor", "wall", "ceiling")
@@ -39,6 +45,12 @@ class GridConfig:
     fill_objects: bool = True  # an object is an obstacle: the gaps between its cells are occupied too
     fill_reach_cells: int = 3  # gaps up to twice this wide, inside its box, are closed (val)
     box_noise_share: float = 0.25  # an object's spread less this share of its points' own variance is its size (val)
+    loose_cells_unknown: bool = True  # object cells outside every kept object's box are unknown (val)
+    straight_walls: bool = True  # wall bands become fitted segments, one cell thick (runtime/walls.py; val)
+    wall_band_m: float = 0.25  # wall cells this close to a fitted segment are its band
+    wall_suppress_m: float = 0.5  # cells this close to a found wall cannot found another
+    wall_shadow_m: float = 0.3  # what lies further behind a wall than this is unknown (val)
+    close_holes: bool = True  # unknown pockets enclosed by free cells alone are free (the floor under the camera)
 
     def overridden(self, overrides: dict[str, object]) -> GridConfig:
         """A copy with some fields replaced (a number where the field is one), validated;
@@ -72,6 +84,8 @@ class GridConfig:
             raise ValueError(f"a {self.size} m grid at {self.resolution} m is over 4000 cells a side")
         if self.carve_margin_sigma < 0 or self.fill_reach_cells < 0:
             raise ValueError("carve_margin_sigma and fill_reach_cells must be >= 0")
+        if not 0 < self.wall_band_m <= self.wall_suppress_m or self.wall_shadow_m < 0:
+            raise ValueError("walls need 0 < wall_band_m <= wall_suppress_m and wall_shadow_m >= 0")
 
 
 class LayoutGrid:
@@ -84,6 +98,8 @@ class LayoutGrid:
         self.votes = np.zeros((self.cells, self.cells, len(label_names)), dtype=np.float32)
         self.free = np.zeros((self.cells, self.cells), dtype=np.float32)
         self.spread = np.zeros((self.cells, self.cells), dtype=np.float32)  # its points' summed variance (m^2)
+        self.camera_visits = np.zeros((self.cells, self.cells), dtype=np.float32)  # keyframes taken from each cell
+        self.wall = label_names.index("wall") if "wall" in label_names else -1
         self.ceiling = label_names.index("ceiling") if "ceiling" in label_names else -1
         self.floor = label_names.index("floor")
         self.object_classes = [i for i, name in enumerate(label_names) if name not in STRUCTURE]
@@ -104,6 +120,9 @@ class LayoutGrid:
         row, col, inside = self.cell_of(points)
         np.add.at(self.votes, (row[inside], col[inside]), probs[inside].astype(np.float32))
         np.add.at(self.spread, (row[inside], col[inside]), np.mean(sigma[inside] ** 2, axis=1).astype(np.float32))
+        camera_row, camera_col, camera_inside = self.cell_of(np.asarray(camera_xy, dtype=np.float64))
+        if camera_inside:
+            self.camera_visits[camera_row, camera_col] += 1.0
         self._carve(points, sigma, np.asarray(camera_xy, dtype=np.float64), row, col)
 
     def _carve(self, points: np.ndarray, sigma: np.ndarray, camera_xy: np.ndarray, end_row: np.ndarray,
@@ -138,6 +157,14 @@ class LayoutGrid:
         objects, object_cells = self._objects(occupancy, labels)
         if self.config.fill_objects:
             self._fill(occupancy, labels, object_cells)
+        if self.config.loose_cells_unknown:
+            self._forget_loose_cells(occupancy, labels, objects)
+        if self.config.straight_walls and self.wall >= 0:
+            straighten_walls(occupancy, labels, self.free, self.votes[..., self.wall], self.camera_visits, self.origin,
+                             self.config.resolution, self.wall, self.floor, self.config.wall_band_m,
+                             self.config.wall_suppress_m, self.config.wall_shadow_m)
+        if self.config.close_holes:
+            close_holes(occupancy, labels, self.floor)
         return Layout(occupancy=occupancy, labels=labels, label_names=self.label_names,
                       resolution=self.config.resolution, origin=self.origin,
                       objects=tuple(objects), stamp_ns=stamp_ns)
@@ -155,6 +182,17 @@ class LayoutGrid:
             closed = ~dilate(~dilate(own, reach), reach)
             occupancy[closed] = OCCUPIED
             labels[closed] = label
+
+    def _forget_loose_cells(self, occupancy: np.ndarray, labels: np.ndarray, objects: list[MapObject]) -> None:
+        """Object cells outside every kept object's box become unknown, in place: the box is where
+        the object's evidence agrees (its moments); the cells around it are the scatter of its
+        points, or clusters too weak to be objects."""
+        rows, cols = np.nonzero((occupancy == OCCUPIED) & np.isin(labels, self.object_classes))
+        xy = cell_centres(rows, cols, self.origin, self.config.resolution)
+        boxed = np.zeros(len(rows), dtype=bool)
+        for obj in objects:
+            boxed |= distance_to_box(xy, obj.center[:2], obj.size[:2], obj.yaw) <= 0.0
+        occupancy[rows[~boxed], cols[~boxed]], labels[rows[~boxed], cols[~boxed]] = UNKNOWN, -1
 
     def _objects(self, occupancy: np.ndarray, labels: np.ndarray) -> tuple[list[MapObject], np.ndarray]:
         """One object per cluster of occupied cells with the same object label; also the mask of
@@ -231,9 +269,26 @@ class LayoutGrid:
         return objects, keep
 
 
+def close_holes(occupancy: np.ndarray, labels: np.ndarray, floor: int) -> None:
+    """Unknown pockets that touch only free cells (not the grid's edge, not an occupied cell) become
+    free floor, in place: the floor under the camera and between rays is floor, and a planner
+    should not see speckle inside the room. Pockets beside an occupied cell stay unknown: they may
+    be the unseen rest of an object."""
+    pockets, count = ndimage.label(occupancy == UNKNOWN)
+    if count == 0:
+        return
+    open_pockets = np.zeros(count + 1, dtype=bool)
+    open_pockets[0] = True
+    for edge in (pockets[0], pockets[-1], pockets[:, 0], pockets[:, -1]):
+        open_pockets[edge] = True
+    open_pockets[pockets[dilate(occupancy == OCCUPIED, 1)]] = True
+    closed = ~open_pockets[pockets]
+    occupancy[closed], labels[closed] = FREE, floor
+
+
 def dilate(mask: np.ndarray, reach: int) -> np.ndarray:
     """Cells within `reach` cells (Chebyshev distance) of a true cell."""
-    for _ in range(reach):
+    for _ in range(reach):  # shifted ors: several times faster here than scipy's dilation
         grown = mask.copy()
         grown[1:] |= mask[:-1]
         grown[:-1] |= mask[1:]

@@ -1,0 +1,135 @@
+"""Walls as straight segments, and the grid's last clean-ups (runtime/walls.py, runtime/mapping.py):
+fitted walls recover a known room from a noisy band, the band becomes one line with nothing
+seen behind it, a line the cameras stood on both sides of hides nothing, and enclosed unknown
+pockets close only where nothing solid borders them."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from loc3r_core.runtime.mapping import GridConfig, LayoutGrid, close_holes
+from loc3r_core.runtime.walls import fit_walls
+from loc3r_core.types import FREE, OCCUPIED, UNKNOWN
+from loc3r_core.world.vocabulary import PATCH_CLASSES
+
+NAMES = tuple(PATCH_CLASSES)
+
+
+def rectangle(width: float, depth: float, yaw: float, centre: tuple[float, float]) -> np.ndarray:
+    corners = np.array([[-width, -depth], [width, -depth], [width, depth], [-width, depth]]) / 2
+    c, s = math.cos(yaw), math.sin(yaw)
+    return corners @ np.array([[c, s], [-s, c]]) + np.asarray(centre)
+
+
+def band_points(polygon: np.ndarray, spread: float, rng: np.random.Generator, step: float = 0.05) -> np.ndarray:
+    """Points along a polygon's edges, scattered `spread` (std) across each edge: a wall as the model fuses it."""
+    points = []
+    for a, b in zip(polygon, np.roll(polygon, -1, axis=0), strict=True):
+        length = np.linalg.norm(b - a)
+        normal = np.array([-(b - a)[1], (b - a)[0]]) / length
+        t = np.linspace(0.0, 1.0, int(length / step))[:, None]
+        points.append(a + t * (b - a) + rng.normal(0.0, spread, (len(t), 1)) * normal)
+    return np.concatenate(points)
+
+
+def one_hot(count: int, label: str) -> np.ndarray:
+    probs = np.zeros((count, len(NAMES)), dtype=np.float32)
+    probs[:, NAMES.index(label)] = 1.0
+    return probs
+
+
+def walled_grid(config: GridConfig, cameras: np.ndarray, room: np.ndarray, spread: float = 0.15) -> LayoutGrid:
+    """A grid fed a room's walls as noisy bands, seen from each camera."""
+    grid = LayoutGrid(config, NAMES)
+    rng = np.random.default_rng(0)
+    for camera in cameras:
+        points = band_points(room, spread, rng)
+        grid.add(points, np.full_like(points, 0.1), one_hot(len(points), "wall"), camera)
+    return grid
+
+
+def test_fitted_walls_recover_a_rotated_room_from_a_noisy_band() -> None:
+    room = rectangle(5.0, 4.0, math.radians(30), (0.5, -0.5))
+    cells = band_points(room, 0.15, np.random.default_rng(1))
+    walls = fit_walls(cells, np.ones(len(cells)), band=0.25, suppress=0.5, resolution=0.1)
+    assert len(walls) == 4  # one per side: the band's edges do not come back as parallel walls
+    for a, b in zip(room, np.roll(room, -1, axis=0), strict=True):
+        true_direction = (b - a) / np.linalg.norm(b - a)
+        true_normal = np.array([-true_direction[1], true_direction[0]])
+        [match] = [w for w in walls if abs((0.5 * (w.start + w.end) - a) @ true_normal) < 0.3
+                   and abs(((w.end - w.start) / w.length) @ true_normal) < 0.3]
+        direction = (match.end - match.start) / match.length
+        assert abs(direction @ true_normal) < math.sin(math.radians(3))  # parallel within 3 degrees
+        assert abs((match.start - a) @ true_normal) < 0.1 and abs((match.end - a) @ true_normal) < 0.1
+        assert abs(match.length - np.linalg.norm(b - a)) < 0.2  # ends at the corners, where the walls meet
+
+
+def test_a_band_becomes_one_line_and_nothing_behind_a_wall_is_known() -> None:
+    room = rectangle(6.0, 5.0, 0.0, (0.0, 0.0))
+    cameras = np.array([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])
+    banded = walled_grid(GridConfig(straight_walls=False, close_holes=False), cameras, room).layout()
+    straight = walled_grid(GridConfig(), cameras, room).layout()
+
+    def wall_cells(layout, x_low: float, x_high: float) -> np.ndarray:
+        """Columns of occupied cells across the right-hand wall (x = 3), over y in [-1, 1]."""
+        xs = layout.origin[0] + (np.arange(layout.occupancy.shape[1]) + 0.5) * layout.resolution
+        ys = layout.origin[1] + (np.arange(layout.occupancy.shape[0]) + 0.5) * layout.resolution
+        return layout.occupancy[np.ix_(np.abs(ys) < 1.0, (xs > x_low) & (xs < x_high))]
+
+    assert (wall_cells(banded, 2.5, 3.5) == OCCUPIED).sum(axis=1).mean() >= 3  # a band several cells thick
+    across = (wall_cells(straight, 2.5, 3.5) == OCCUPIED).sum(axis=1)
+    assert across.min() >= 1 and across.mean() <= 1.5  # one line
+    assert (wall_cells(banded, 3.2, 3.6) == FREE).any()  # rays to points beyond the wall freed cells there
+    assert not (wall_cells(straight, 3.25, 4.0) == FREE).any()  # behind the wall: unknown
+    assert (wall_cells(straight, 2.0, 2.7) == FREE).all()  # the room side stays free
+
+
+def test_a_line_the_cameras_stood_on_both_sides_of_hides_nothing() -> None:
+    # A row of wall-labelled points across the middle, seen from both sides: not a room's wall
+    # (a partition seen through, or mislabelled objects); what lies beyond it stays free.
+    row = np.stack([np.linspace(-2.0, 2.0, 81), np.zeros(81)], axis=1)
+    grid = LayoutGrid(GridConfig(), NAMES)
+    floor = np.stack([np.linspace(-1.5, 1.5, 31), np.full(31, 1.5)], axis=1)
+    for camera in ([0.0, -2.0], [0.0, 2.0], [1.0, -2.0], [1.0, 2.0]):
+        grid.add(row, np.full_like(row, 0.05), one_hot(len(row), "wall"), np.array(camera))
+        for side in (1.0, -1.0):
+            points = floor * np.array([1.0, side])
+            grid.add(points, np.full_like(points, 0.05), one_hot(len(points), "floor"), np.array(camera))
+    layout = grid.layout()
+    col = np.arange(layout.occupancy.shape[1])
+    xs = layout.origin[0] + (col + 0.5) * layout.resolution
+    ys = layout.origin[1] + (np.arange(layout.occupancy.shape[0]) + 0.5) * layout.resolution
+    beyond = layout.occupancy[np.ix_((np.abs(ys) > 0.5) & (np.abs(ys) < 1.2), np.abs(xs) < 0.5)]
+    assert (beyond == FREE).all()
+
+
+def test_only_pockets_enclosed_by_free_cells_close() -> None:
+    occupancy = np.full((12, 12), FREE, dtype=np.int8)
+    occupancy[0, :] = UNKNOWN  # the grid's edge: the unknown world outside
+    occupancy[3:5, 3:5] = UNKNOWN  # enclosed by free: closes
+    occupancy[7:9, 7:9] = UNKNOWN  # beside an object cell: may be the object's unseen rest
+    occupancy[9, 9] = OCCUPIED
+    labels = np.zeros_like(occupancy, dtype=np.int16)
+    close_holes(occupancy, labels, floor=5)
+    assert (occupancy[3:5, 3:5] == FREE).all() and (labels[3:5, 3:5] == 5).all()
+    assert (occupancy[7:9, 7:9] == UNKNOWN).all()
+    assert (occupancy[0, :] == UNKNOWN).all()
+
+
+def test_object_cells_outside_every_kept_box_are_forgotten() -> None:
+    rng = np.random.default_rng(2)
+    sofa = np.stack([rng.uniform(0.0, 2.0, 400), rng.uniform(1.0, 2.0, 400)], axis=1)
+    stray = np.array([[4.0, -2.0]])  # one sofa point far away: a cluster too weak to be kept
+    points = np.concatenate([sofa, stray])
+    grid = LayoutGrid(GridConfig(min_object_confidence=0.7), NAMES)
+    probs = one_hot(len(points), "sofa") * 0.8
+    probs[:, NAMES.index("floor")] = 0.2
+    grid.add(points, np.full_like(points, 0.05), probs, np.zeros(2))
+    kept = grid.layout()
+    grid.config = GridConfig(min_object_confidence=0.7, loose_cells_unknown=False)
+    loose = grid.layout()
+    assert [o.label for o in kept.objects] == ["sofa"]
+    row, col, _ = grid.cell_of(stray[0])
+    assert loose.occupancy[row, col] == OCCUPIED and kept.occupancy[row, col] == UNKNOWN
