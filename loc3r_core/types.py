@@ -58,6 +58,19 @@ class MapObject:
 
 
 @dataclass(frozen=True)
+class WallSegment:
+    """A straight stretch of wall on the floor plan, map frame (runtime/walls.py fits them)."""
+
+    start: np.ndarray  # (2,) x, y
+    end: np.ndarray  # (2,)
+    normal: np.ndarray  # (2,) unit normal
+
+    @property
+    def length(self) -> float:
+        return float(np.linalg.norm(self.end - self.start))
+
+
+@dataclass(frozen=True)
 class Layout:
     """The reconstructed map: an occupancy grid with a label per cell, and its objects.
 
@@ -72,3 +85,4 @@ class Layout:
     origin: tuple[float, float]  # map-frame x, y of the corner of cell (0, 0)
     objects: tuple[MapObject, ...] = field(default=())
     stamp_ns: int = 0
+    walls: tuple[WallSegment, ...] = field(default=())  # the walls the grid draws one cell thick

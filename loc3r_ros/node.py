@@ -271,7 +271,7 @@ class Loc3rBehaviour:
         frame = self.frames["map"]
         self.layout_pub.publish(message_from_dict(OccupancyGrid, msgs.occupancy_grid_msg(layout, frame)))
         self.markers_pub.publish(message_from_dict(
-            MarkerArray, msgs.marker_array_msg(layout.objects, trajectory, layout.stamp_ns, frame)))
+            MarkerArray, msgs.marker_array_msg(layout.objects, trajectory, layout.stamp_ns, frame, walls=layout.walls)))
         self.objects_pub.publish(map_objects_msg(layout.objects, frame, stamp))
         self.published_version = version
 

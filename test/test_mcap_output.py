@@ -21,7 +21,7 @@ from loc3r_core.geometry import make_pose, rot_z
 from loc3r_core.io import ros_messages as msgs
 from loc3r_core.io.mcap_writer import RosMcapWriter, default_qos, message_definition
 from loc3r_core.quaternions import quaternion_from_matrix, quaternion_from_yaw, quaternion_matrix
-from loc3r_core.types import FREE, OCCUPIED, UNKNOWN, Layout, MapObject, PlanarPose
+from loc3r_core.types import FREE, OCCUPIED, UNKNOWN, Layout, MapObject, PlanarPose, WallSegment
 
 T0 = 1_700_000_000_123_456_789  # ns; sec and nanosec both non-trivial
 RGB = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
@@ -31,6 +31,8 @@ OCCUPANCY = np.array([[UNKNOWN, FREE, OCCUPIED], [FREE, FREE, UNKNOWN]], dtype=n
 LAYOUT = Layout(occupancy=OCCUPANCY, labels=np.full(OCCUPANCY.shape, -1, dtype=np.int16), label_names=("floor",),
                 resolution=0.25, origin=(-2.0, -1.5), objects=OBJECTS, stamp_ns=T0 + 2)
 TRAJECTORY = np.array([[0.0, 0.0], [0.5, 0.1], [1.0, 0.3]])
+WALLS = (WallSegment(np.array([-2.0, -1.0]), np.array([2.0, -1.0]), np.array([0.0, 1.0])),
+         WallSegment(np.array([2.0, -1.0]), np.array([2.0, 3.0]), np.array([-1.0, 0.0])))
 POSE = PlanarPose(x=1.5, y=-0.5, yaw=2.5, sigma_x=0.1, sigma_y=0.2, sigma_yaw=0.05)
 T_MAP_BASE = make_pose(rot_z(2.5), np.array([1.5, -0.5, 0.0]))
 
@@ -39,7 +41,7 @@ MESSAGES = {
     "/camera/image_raw": ("sensor_msgs/msg/Image", msgs.image_msg(RGB, T0, "camera"), T0),
     "/loc3r/layout": ("nav_msgs/msg/OccupancyGrid", msgs.occupancy_grid_msg(LAYOUT, "map"), T0 + 2),
     "/loc3r/markers": ("visualization_msgs/msg/MarkerArray",
-                       msgs.marker_array_msg(OBJECTS, TRAJECTORY, T0 + 2, "map"), T0 + 2),
+                       msgs.marker_array_msg(OBJECTS, TRAJECTORY, T0 + 2, "map", walls=WALLS), T0 + 2),
     "/tf": ("tf2_msgs/msg/TFMessage", msgs.tf_message([msgs.transform_msg(T_MAP_BASE, "map", "base_link", T0)]), T0),
     "/loc3r/pose": ("geometry_msgs/msg/PoseWithCovarianceStamped", msgs.pose_with_covariance_msg(POSE, T0, "map"), T0),
     "/loc3r/question": ("std_msgs/msg/String", msgs.string_msg("where is the chair?"), T0 + 3),
@@ -194,7 +196,12 @@ def test_markers_round_trip(bag: Path):
     from visualization_msgs.msg import Marker
 
     markers = deserialized(bag)["/loc3r/markers"].markers
-    assert [m.action for m in markers[:3]] == [Marker.DELETEALL] * 3
+    assert [m.action for m in markers[:4]] == [Marker.DELETEALL] * 4
+    assert {m.ns for m in markers[:4]} == {"loc3r/objects", "loc3r/labels", "loc3r/trajectory", "loc3r/walls"}
+    [walls] = [m for m in markers if m.type == Marker.LINE_LIST]
+    assert walls.ns == "loc3r/walls"
+    assert [(p.x, p.y, p.z) for p in walls.points] == [(-2.0, -1.0, 0.0), (2.0, -1.0, 0.0), (2.0, -1.0, 0.0),
+                                                       (2.0, 3.0, 0.0)]  # one pair per wall, on the floor
     cubes = [m for m in markers if m.type == Marker.CUBE]
     texts = [m for m in markers if m.type == Marker.TEXT_VIEW_FACING]
     lines = [m for m in markers if m.type == Marker.LINE_STRIP]
@@ -348,7 +355,7 @@ def test_builders_details():
     assert msgs.time_msg(T0) == {"sec": 1_700_000_000, "nanosec": 123_456_789}
     assert msgs.label_color("chair") == msgs.label_color("chair")
     no_path = msgs.marker_array_msg([], np.zeros((1, 2)), T0, "map")["markers"]
-    assert [m["action"] for m in no_path] == [msgs.DELETEALL] * 3
+    assert [m["action"] for m in no_path] == [msgs.DELETEALL] * 4  # no path, no walls: nothing but the clears
     path_3d = msgs.marker_array_msg([], np.ones((2, 3)), T0, "map")["markers"][-1]
     assert path_3d["points"][0] == {"x": 1.0, "y": 1.0, "z": 1.0}
     with pytest.raises(ValueError):

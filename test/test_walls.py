@@ -84,6 +84,7 @@ def test_a_band_becomes_one_line_and_nothing_behind_a_wall_is_known() -> None:
     assert (wall_cells(banded, 3.2, 3.6) == FREE).any()  # rays to points beyond the wall freed cells there
     assert not (wall_cells(straight, 3.25, 4.0) == FREE).any()  # behind the wall: unknown
     assert (wall_cells(straight, 2.0, 2.7) == FREE).all()  # the room side stays free
+    assert len(straight.walls) == 4 and banded.walls == ()  # the layout carries its walls (RViz draws them)
 
 
 def test_a_line_the_cameras_stood_on_both_sides_of_hides_nothing() -> None:

@@ -16,18 +16,20 @@ from typing import Any
 import numpy as np
 
 from loc3r_core.quaternions import quaternion_from_matrix, quaternion_from_yaw
-from loc3r_core.types import Layout, MapObject, PlanarPose
+from loc3r_core.types import Layout, MapObject, PlanarPose, WallSegment
 
 Message = dict[str, Any]
 
 # visualization_msgs/Marker constants
-CUBE, LINE_STRIP, TEXT_VIEW_FACING = 1, 4, 9
+CUBE, LINE_STRIP, LINE_LIST, TEXT_VIEW_FACING = 1, 4, 5, 9
 ADD, DELETEALL = 0, 3
 
 # Tableau 10: distinct on both RViz's dark and Foxglove's light background.
 PALETTE = ((0.12, 0.47, 0.71), (1.00, 0.50, 0.05), (0.17, 0.63, 0.17), (0.84, 0.15, 0.16), (0.58, 0.40, 0.74),
            (0.55, 0.34, 0.29), (0.89, 0.47, 0.76), (0.50, 0.50, 0.50), (0.74, 0.74, 0.13), (0.09, 0.75, 0.81))
 TRAJECTORY_COLOR = (1.0, 1.0, 1.0)
+WALL_COLOR = (0.85, 0.85, 0.85)
+WALL_WIDTH = 0.05  # metres
 TEXT_HEIGHT = 0.2  # metres
 LINE_WIDTH = 0.03  # metres
 MIN_SCALE = 1e-3  # RViz rejects markers with a zero scale
@@ -172,19 +174,29 @@ def trajectory_marker(trajectory: np.ndarray, ns: str, stamp_ns: int, frame_id: 
                    color=color_msg(TRAJECTORY_COLOR, 0.9), points=[point_msg(p) for p in points])
 
 
+def walls_marker(walls: Sequence[WallSegment], ns: str, stamp_ns: int, frame_id: str) -> Message:
+    """A LINE_LIST on the floor, one pair of points per wall segment."""
+    points = [point_msg((*end, 0.0)) for wall in walls for end in (wall.start, wall.end)]
+    return _marker(f"{ns}/walls", 0, LINE_LIST, stamp_ns, frame_id, scale=point_msg((WALL_WIDTH, 0.0, 0.0)),
+                   color=color_msg(WALL_COLOR, 0.9), points=points)
+
+
 def marker_array_msg(objects: Sequence[MapObject], trajectory_xy: np.ndarray, stamp_ns: int, frame_id: str,
-                     namespace: str = "loc3r") -> Message:
-    """visualization_msgs/MarkerArray: the objects as labelled boxes and the path as a line.
+                     namespace: str = "loc3r", walls: Sequence[WallSegment] = ()) -> Message:
+    """visualization_msgs/MarkerArray: the objects as labelled boxes, the walls and the path as lines.
 
     Each array replaces the previous one: it starts with DELETEALL (one per namespace, since
     some viewers clear only the namespace named), so objects dropped from the layout vanish.
-    A path of fewer than two points has no line (RViz warns about such strips).
+    A path of fewer than two points has no line (RViz warns about such strips), a layout
+    without walls no wall list.
     """
-    namespaces = (f"{namespace}/objects", f"{namespace}/labels", f"{namespace}/trajectory")
+    namespaces = (f"{namespace}/objects", f"{namespace}/labels", f"{namespace}/trajectory", f"{namespace}/walls")
     markers = [{"header": header(stamp_ns, frame_id), "ns": ns, "id": 0, "action": DELETEALL,
                 "pose": pose_msg((0.0, 0.0, 0.0))} for ns in namespaces]
     for obj in objects:
         markers.extend(object_markers(obj, namespace, stamp_ns, frame_id))
+    if len(walls):
+        markers.append(walls_marker(walls, namespace, stamp_ns, frame_id))
     trajectory = np.asarray(trajectory_xy, dtype=np.float64)
     if trajectory.ndim == 2 and len(trajectory) >= 2:
         markers.append(trajectory_marker(trajectory, namespace, stamp_ns, frame_id))

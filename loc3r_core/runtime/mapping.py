@@ -159,15 +159,16 @@ class LayoutGrid:
             self._fill(occupancy, labels, object_cells)
         if self.config.loose_cells_unknown:
             self._forget_loose_cells(occupancy, labels, objects)
+        walls = []
         if self.config.straight_walls and self.wall >= 0:
-            straighten_walls(occupancy, labels, self.free, self.votes[..., self.wall], self.camera_visits, self.origin,
-                             self.config.resolution, self.wall, self.floor, self.config.wall_band_m,
-                             self.config.wall_suppress_m, self.config.wall_shadow_m)
+            walls = straighten_walls(occupancy, labels, self.free, self.votes[..., self.wall], self.camera_visits,
+                                     self.origin, self.config.resolution, self.wall, self.floor,
+                                     self.config.wall_band_m, self.config.wall_suppress_m, self.config.wall_shadow_m)
         if self.config.close_holes:
             close_holes(occupancy, labels, self.floor)
         return Layout(occupancy=occupancy, labels=labels, label_names=self.label_names,
                       resolution=self.config.resolution, origin=self.origin,
-                      objects=tuple(objects), stamp_ns=stamp_ns)
+                      objects=tuple(objects), stamp_ns=stamp_ns, walls=tuple(walls))
 
     def _fill(self, occupancy: np.ndarray, labels: np.ndarray, object_cells: np.ndarray) -> None:
         """Close the gaps between the cells of the map's objects: occupied, with their label.

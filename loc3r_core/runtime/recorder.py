@@ -51,8 +51,8 @@ class McapRecorder:
         self.writer.write(self.topics.layout, "nav_msgs/msg/OccupancyGrid",
                           msgs.occupancy_grid_msg(layout, self.frames["map"]), stamp)
         self.writer.write(self.topics.markers, "visualization_msgs/msg/MarkerArray",
-                          msgs.marker_array_msg(layout.objects, session.trajectory_xy(), stamp, self.frames["map"]),
-                          stamp)
+                          msgs.marker_array_msg(layout.objects, session.trajectory_xy(), stamp, self.frames["map"],
+                                                walls=layout.walls), stamp)
 
     def qa(self, stamp: int, question: str, situation: str | None, answer: Answer) -> None:
         asked = question if situation is None else f"{situation} {question}"

@@ -11,11 +11,9 @@ tried and measured.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from loc3r_core.types import FREE, OCCUPIED, UNKNOWN
+from loc3r_core.types import FREE, OCCUPIED, UNKNOWN, WallSegment
 
 ANGLE_STEP_DEG = 2.0  # Hough resolution; the principal axis refines the angle
 VOTE_CAP = 3.0  # a cell counts at most this much: many points in one cell are still one place on the wall
@@ -25,17 +23,6 @@ MIN_LENGTH_M = 0.5
 MAX_WALLS = 16
 CAMERA_SIDE_SHARE = 0.9  # cameras stood on one side of a real wall; a line with them on both is no wall
 ROOM_SIDE_MARGIN_M = 0.05  # band cells this far on the cameras' side of the line may be free
-
-
-@dataclass(frozen=True)
-class WallSegment:
-    start: np.ndarray  # (2,) map frame
-    end: np.ndarray  # (2,)
-    normal: np.ndarray  # (2,) unit normal
-
-    @property
-    def length(self) -> float:
-        return float(np.linalg.norm(self.end - self.start))
 
 
 def fit_walls(xy: np.ndarray, votes: np.ndarray, band: float, suppress: float, resolution: float
