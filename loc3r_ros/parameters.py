@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from loc3r_core.runtime.keyframes import EVICTIONS, MEMORY_KEYFRAMES, KeyframePolicy
 from loc3r_core.runtime.mapping import GridConfig
-from loc3r_core.runtime.session import MAP_ANSWER_TYPES, SessionConfig
+from loc3r_core.runtime.session import MAP_ANSWER_TYPES, MAP_TIEBREAK_TYPES, SessionConfig
 from loc3r_core.world.situations import QUESTION_TYPES
 
 
@@ -89,6 +89,9 @@ PARAMETERS = (
               "answered by rules from the map's objects where the map holds a candidate, when asked in the "
               "phrasings the model was trained on; every other answer is the model's",
               question_types, f"comma-separated among {', '.join(QUESTION_TYPES)}"),
+    Parameter("question.map_tiebreak_types", ",".join(MAP_TIEBREAK_TYPES), "question types (comma-separated; empty: "
+              "none) where the map's answer replaces the model's when the model finds it at least half as likely "
+              "as its own", question_types, f"comma-separated among {', '.join(QUESTION_TYPES)}"),
     Parameter("diagnostics.period", 1.0, "seconds between /diagnostics reports", positive, "> 0"),
 )
 BY_NAME = {p.name: p for p in PARAMETERS}
@@ -114,4 +117,5 @@ def session_config(values: dict[str, object]) -> SessionConfig:
         max_text_chars=values["question.max_chars"],
         placeable_sigma=values["localize.max_sigma"],
         map_answer_types=type_list(values["question.map_types"]),
+        map_tiebreak_types=type_list(values["question.map_tiebreak_types"]),
     )

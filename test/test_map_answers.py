@@ -12,7 +12,14 @@ from loc3r_core.data.dataset import SceneClipDataset
 from loc3r_core.evaluation.map_answers import clip_map_objects
 from loc3r_core.runtime.onnx_backend import OnnxBackend
 from loc3r_core.runtime.scenario import scene_frames
-from loc3r_core.runtime.session import MAP_ANSWER_TYPES, Session, SessionConfig, map_answers_trusted
+from loc3r_core.runtime.session import (
+    MAP_ANSWER_TYPES,
+    MAP_TIEBREAK_SHARE,
+    Session,
+    SessionConfig,
+    map_answers_trusted,
+    map_breaks_tie,
+)
 from loc3r_core.types import MapObject
 from loc3r_core.world.answer_rules import answer_by_rules
 from loc3r_core.world.scene_io import SceneFolder
@@ -131,6 +138,35 @@ def test_a_map_type_the_map_cannot_answer_falls_back_to_the_model(streamed):
     assert streamed.ask("Is the bed on my left?").source == "model"  # a phrasing the rules do not read
     with pytest.raises(ValueError, match="map_answer_types"):
         SessionConfig(map_answer_types=("colour",)).validate()
+
+
+def test_the_map_breaks_the_models_near_ties_on_distance_and_no_other(streamed):
+    assert map_breaks_tie(0.8, 0.8 * MAP_TIEBREAK_SHARE) and not map_breaks_tie(0.8, 0.8 * MAP_TIEBREAK_SHARE - 1e-6)
+    objects = streamed.layout().objects
+    questions = [f"How far away is the {label} from me?" for label in sorted({o.label for o in objects})]
+    streamed.config = SessionConfig(map_tiebreak_types=())
+    try:
+        plain = [streamed.ask(q) for q in questions]
+        given = SessionConfig(map_tiebreak_types=(), map_answer_types=("distance",))  # the map's answer, scored
+        streamed.config = given
+        scored = [streamed.ask(q) for q in questions]
+    finally:
+        streamed.config = SessionConfig()
+    broken = [streamed.ask(q) for q in questions]
+    challenged = 0
+    for question, model, mapped, answer in zip(questions, plain, scored, broken, strict=True):
+        place = np.array([answer.asker.x, answer.asker.y])
+        rules = answer_by_rules("distance", question, objects, place, answer.asker.yaw)
+        assert mapped.text == (rules or model.text)
+        if rules and rules != model.text:
+            challenged += 1
+            takes = map_breaks_tie(model.confidence, mapped.confidence)
+            assert answer.source == ("map" if takes else "model")
+            assert (answer.text, answer.confidence) == ((rules, mapped.confidence) if takes else
+                                                        (model.text, model.confidence))
+        else:  # nothing to break: the model's answer stands
+            assert (answer.text, answer.source) == (model.text, "model")
+    assert challenged >= 1
 
 
 def test_a_map_built_without_odometry_does_not_answer(world_by_kind, streamed):

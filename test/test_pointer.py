@@ -25,6 +25,7 @@ from loc3r_core.model.modeling_loc3r import (
     viewer_place,
 )
 from loc3r_core.model.spatial import place_loss
+from loc3r_core.model.tokenizer import answer_text
 from loc3r_core.readout import (
     answer_reads,
     circular_soft_argmax,
@@ -354,7 +355,7 @@ def test_the_session_points_like_the_model_forward(pointer_model, world_by_kind,
     map points must give the model's own <Pos>/<Ori> readout of the same clip."""
     model, tokenizer, _ = pointer_model
     folder = save_model(model, tokenizer, tmp_path / "pointer-model")
-    session = Session(TorchBackend(folder), SessionConfig(map_answer_types=()))  # every answer the decoder's
+    session = Session(TorchBackend(folder), SessionConfig(map_answer_types=(), map_tiebreak_types=()))  # the decoder's
     scene = SceneFolder(sorted(world_by_kind["walk"].glob("scene_*"))[0])
     frames = list(scene_frames(scene))
     picks = np.linspace(0, len(frames) - 1, 4).round().astype(int)
@@ -392,9 +393,15 @@ def test_the_session_points_like_the_model_forward(pointer_model, world_by_kind,
         inputs = model_inputs(batch)
         frame_tokens = model.encode_frames(inputs["images"].flatten(0, 1), inputs["prior"].flatten(0, 1),
                                            inputs["prior_valid"][:, None].expand(1, 4).flatten())
-    answers, heads = greedy_answers(model, tokenizer, batch["input_ids"], batch["lengths"],
-                                    frame_tokens.reshape(1, -1, frame_tokens.shape[-1]))
+    frame_tokens = frame_tokens.reshape(1, -1, frame_tokens.shape[-1])
+    answers, heads, confidence = greedy_answers(model, tokenizer, batch["input_ids"], batch["lengths"], frame_tokens)
     assert asked.text == answers[0]
+    assert confidence[0] == pytest.approx(asked.confidence, rel=1e-3)  # the probability as the runtime states it
+    # ... and the same answer's probability when it is given, as the map's answers are scored
+    given = tokenizer(answer_text(asked.text), add_special_tokens=False)["input_ids"]
+    _, _, scored = greedy_answers(model, tokenizer, batch["input_ids"], batch["lengths"], frame_tokens, forced=[given])
+    if len(given) <= 8:  # a greedy answer cut at 8 tokens has no <eos> to score
+        assert scored[0] == pytest.approx(asked.confidence, rel=1e-3)
     if model.answer_readout is not None:
         assert float(heads["answer_context"].abs().max()) > 1e-3  # trained: the readout changes the answer's state
     if "answer_copy" in heads:  # ... and the copy path votes (a gate trained away from its zero start)

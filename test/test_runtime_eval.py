@@ -53,11 +53,16 @@ def test_eval_runtime_scores_placements_and_answers_of_the_streamed_runtime(worl
     situations = sum(len(SceneFolder(p).situations) for p in sorted(walk.glob("scene_*")))
     assert metrics["num_situations"] == situations and metrics["num_scenes"] == len(list(walk.glob("scene_*")))
     assert metrics["eviction"] == "time" and metrics["map_answer_types"] == ["count", "what_direction"]
+    assert metrics["map_tiebreak_types"] == ["distance"]
     assert 0 < metrics["map_answered_share"] < 100 and metrics["keyframes_per_scene"] > 4
     # floors far under the README's figures, far above the path-centre reference (loc@1m about 13)
     assert metrics["loc_acc_1_0m"] > 45 and metrics["qa_em"] > 45
     decoder = json.loads(run_cli("eval-runtime", "--data", walk, "--max-scenes", "1", "--eviction", "oldest",
-                                 "--map-answers", "none", "--json", "--no-progress", check=True).stdout)
+                                 "--map-answers", "none", "--map-tiebreaks", "none", "--json", "--no-progress",
+                                 check=True).stdout)
     assert decoder["eviction"] == "oldest" and decoder["map_answered_share"] == 0 and decoder["num_scenes"] == 1
+    assert decoder["map_answer_types"] == decoder["map_tiebreak_types"] == []
     bad = run_cli("eval-runtime", "--data", walk, "--map-answers", "colour")
     assert bad.returncode == 2 and bad.stderr.strip().endswith("or none, not 'colour'")
+    bad = run_cli("eval-runtime", "--data", walk, "--map-tiebreaks", "colour")
+    assert bad.returncode == 2 and "--map-tiebreaks takes question types" in bad.stderr

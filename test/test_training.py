@@ -91,14 +91,15 @@ def test_train_refuses_to_overwrite_and_rejects_bad_configs(world_by_kind, tmp_p
 def test_eval_of_the_shipped_model_prints_every_key_and_draws_the_figure(world_by_kind, tmp_path):
     figure = tmp_path / "eval.png"
     result = run_cli("eval", "--data", world_by_kind["loop"], "--json", "--max-samples", "12", "--figure", figure,
-                     "--map-answers", "none", "--no-progress", check=True)
+                     "--map-answers", "none", "--map-tiebreaks", "none", "--no-progress", check=True)
     metrics = json.loads(result.stdout)
     # every answer the decoder's: the runtime's answers are scored as its own
     assert metrics["qa_em"] == metrics["decoder_qa_em"] and metrics["map_answered_share"] == 0
-    assert metrics["map_answer_types"] == []
+    assert metrics["map_answer_types"] == metrics["map_tiebreak_types"] == []
     blind = json.loads(run_cli("eval", "--data", world_by_kind["loop"], "--json", "--max-samples", "12", "--prior",
                                "none", "--no-progress", check=True).stdout)
-    assert blind["map_answer_types"] == [] and blind["qa_em"] == blind["decoder_qa_em"]  # no odometry: no map answers
+    assert blind["map_answer_types"] == blind["map_tiebreak_types"] == []  # no odometry: no map answers
+    assert blind["qa_em"] == blind["decoder_qa_em"]
     assert set(metrics) >= EVAL_KEYS | {f"map_{key}" for key in MAP_OBJECT_KEYS}  # the shipped model has a map head
     assert metrics["num_samples"] == 12
     assert 0 <= metrics["loc_acc_0_5m"] <= metrics["loc_acc_1_0m"] <= 100
@@ -122,9 +123,11 @@ def test_the_shipped_model_has_learned_the_map_and_its_own_pose(world_by_kind):
     # the map_rules reference answers every question from the model's own place and map
     assert metrics["map_rules"]["qa_em_by_type"].keys() == metrics["qa_em_by_type"].keys()
     assert 0 <= metrics["map_rules"]["qa_em"] <= 100
-    # as the runtime does, count and "what is on my left?" are answered from the map, the rest by the model
+    # as the runtime does, count and "what is on my left?" are answered from the map, distance by the
+    # model unless the map breaks its near-tie, the rest by the model
     assert metrics["map_answer_types"] == ["count", "what_direction"] and metrics["map_answered_share"] > 10
-    for qtype in ("direction", "distance", "nearest"):
+    assert metrics["map_tiebreak_types"] == ["distance"]
+    for qtype in ("direction", "nearest"):
         assert metrics["qa_em_by_type"][qtype] == metrics["decoder_qa_em_by_type"][qtype]
     # it places situations from their words: 67 / 67 here (15 situations; 80 / 73 for the model
     # before the map head, 47 / 60 for the one-place pointer) against 13 / 20 for the path-centre
@@ -138,6 +141,8 @@ def test_eval_names_a_missing_checkpoint_in_one_line(world_by_kind, tmp_path):
     assert result.stderr.strip() == f"loc3r: error: no model folder at {tmp_path / 'nothing'}"
     bad = run_cli("eval", "--data", world_by_kind["walk"], "--map-answers", "count", "colour")
     assert bad.returncode == 2 and bad.stderr.strip().endswith("or none, not 'colour'")
+    bad = run_cli("eval", "--data", world_by_kind["walk"], "--map-tiebreaks", "colour")
+    assert bad.returncode == 2 and "--map-tiebreaks takes question types" in bad.stderr
 
 
 def test_eval_refuses_a_clip_of_no_frames_in_one_line(world_by_kind):

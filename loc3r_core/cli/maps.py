@@ -49,6 +49,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                     help="which keyframes a full memory drops (default: the node's, SessionConfig)")
     rt.add_argument("--map-answers", nargs="+", metavar="TYPE",
                     help="question types answered from the map, or none (default: the node's, SessionConfig)")
+    rt.add_argument("--map-tiebreaks", nargs="+", metavar="TYPE",
+                    help="question types where the map breaks the model's near-ties, or none (default: the node's)")
     rt.add_argument("--json", action="store_true", help="print one JSON object (else a readable table)")
     rt.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_backend_arguments(rt)
@@ -99,6 +101,8 @@ def _eval_runtime(args: argparse.Namespace) -> int:
     changes = {} if args.eviction is None else {"eviction": args.eviction}
     if args.map_answers is not None:
         changes["map_answer_types"] = map_answer_types_argument(args.map_answers)
+    if args.map_tiebreaks is not None:
+        changes["map_tiebreak_types"] = map_answer_types_argument(args.map_tiebreaks, "--map-tiebreaks")
     config = _session_config({}, args.keyframes, **changes)
     split_scenes(args.data, args.max_scenes)  # a missing or empty folder fails before a model loads
     backend = open_backend(args.backend, args.checkpoint, args.onnx, args.provider)

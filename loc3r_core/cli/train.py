@@ -54,6 +54,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                     help="question types answered by rules from the clip's fused map where it holds a candidate, "
                          "as the runtime answers them, or none (default: the runtime's, "
                          "session.MAP_ANSWER_TYPES); decoder_qa_em scores the decoder alone either way")
+    ev.add_argument("--map-tiebreaks", nargs="+", metavar="TYPE",
+                    help="question types where the map's answer replaces the decoder's when the decoder finds it "
+                         "at least half as likely as its own, or none (default: the runtime's, "
+                         "session.MAP_TIEBREAK_TYPES)")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     ev.set_defaults(handler=_eval)
 
@@ -122,10 +126,11 @@ def _eval(args: argparse.Namespace) -> int:
     if args.reference:
         return _eval_references(args)
     map_types = map_answer_types_argument(args.map_answers)
+    tiebreak_types = map_answer_types_argument(args.map_tiebreaks, "--map-tiebreaks")
     model, tokenizer = load_model(args.checkpoint)
     dataset = evaluation_dataset(args.data, model, args.frames)
     result = evaluate(model, tokenizer, dataset, args.max_samples, args.batch_size, args.prior,
-                      progress=not args.no_progress, map_answer_types=map_types)
+                      progress=not args.no_progress, map_answer_types=map_types, map_tiebreak_types=tiebreak_types)
     if args.figure:
         draw_examples(result.examples, args.figure, title=f"{args.data.name}: predicted vs true")
     if args.json:
@@ -136,17 +141,18 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def map_answer_types_argument(names: list[str] | None) -> tuple[str, ...]:
-    from loc3r_core.runtime.session import MAP_ANSWER_TYPES
+def map_answer_types_argument(names: list[str] | None, option: str = "--map-answers") -> tuple[str, ...]:
+    """The question types of --map-answers or --map-tiebreaks (None: the runtime's default for it)."""
+    from loc3r_core.runtime.session import MAP_ANSWER_TYPES, MAP_TIEBREAK_TYPES
     from loc3r_core.world.situations import QUESTION_TYPES
 
     if names is None:
-        return MAP_ANSWER_TYPES
+        return MAP_ANSWER_TYPES if option == "--map-answers" else MAP_TIEBREAK_TYPES
     if names == ["none"]:
         return ()
     unknown = [name for name in names if name not in QUESTION_TYPES]
     if unknown:
-        raise UsageError(f"--map-answers takes question types ({', '.join(QUESTION_TYPES)}) or none, "
+        raise UsageError(f"{option} takes question types ({', '.join(QUESTION_TYPES)}) or none, "
                          f"not {unknown[0]!r}")
     return tuple(dict.fromkeys(names))
 

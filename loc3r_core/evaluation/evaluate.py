@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,13 @@ from loc3r_core.evaluation.metrics import LOCALIZATION_KEYS, MetricAccumulator
 from loc3r_core.evaluation.objects import ObjectAccumulator, semantic_pointer
 from loc3r_core.evaluation.predict import predict_batch
 from loc3r_core.model.modeling_loc3r import Loc3rForSpatialQA
-from loc3r_core.runtime.session import MAP_ANSWER_TYPES, check_map_answer_types, map_answers_trusted
+from loc3r_core.runtime.session import (
+    MAP_ANSWER_TYPES,
+    MAP_TIEBREAK_TYPES,
+    check_map_answer_types,
+    map_answers_trusted,
+    map_breaks_tie,
+)
 from loc3r_core.training.batch import collate, model_inputs
 from loc3r_core.types import MapObject
 from loc3r_core.world.answer_rules import answer_by_rules
@@ -63,16 +70,21 @@ def evaluate(
     keep_examples: int = 4,
     progress: bool = True,
     map_answer_types: tuple[str, ...] = MAP_ANSWER_TYPES,
+    map_tiebreak_types: tuple[str, ...] = MAP_TIEBREAK_TYPES,
 ) -> Evaluation:
     """Metrics of `model` on `dataset`. Answers are scored as the runtime gives them: questions of
     `map_answer_types` (recognised from their words) answered by rules from the clip's fused map
-    where it holds a candidate and, as the runtime asks, its keyframes came with odometry; every
-    other one by the decoder (alone: `decoder_qa_em`)."""
+    where it holds a candidate and, as the runtime asks, its keyframes came with odometry; those of
+    `map_tiebreak_types` by the map's answer where the decoder finds it nearly as likely as its own
+    (`session.map_breaks_tie`); every other one by the decoder (alone: `decoder_qa_em`)."""
     if prior not in PRIOR_MODES:
         raise ValueError(f"prior must be one of {PRIOR_MODES}, not {prior!r}")
     check_map_answer_types(map_answer_types)
+    check_map_answer_types(map_tiebreak_types)
     frames = dataset.num_frames
-    routed = map_answer_types if map_answers_trusted(frames if prior == "odometry" else 0, frames) else ()
+    trusted = map_answers_trusted(frames if prior == "odometry" else 0, frames)
+    routed = map_answer_types if trusted else ()
+    tiebroken = map_tiebreak_types if trusted else ()
     was_training = model.training
     model.eval()
     accumulator = MetricAccumulator()
@@ -98,18 +110,22 @@ def evaluate(
             batch = collate(items, tokenizer, patches, with_answers=False)
             inputs = model_inputs(batch, use_prior=prior == "odometry")
             inputs = {key: value.to(device) for key, value in inputs.items()}  # a model on an accelerator
-            out = predict_batch(model, tokenizer, inputs, batch["lengths"])
+            questions = [dataset.scenes[s].situations[i].questions[q] for s, i, q in (dataset.items[j] for j in chunk)]
+            scenes = [dataset.items[j][0] for j in chunk]
+            challengers = partial(tiebreak_challengers, questions=questions, scenes=scenes, clip_objects=clip_objects,
+                                  types=tiebroken)
+            out = predict_batch(model, tokenizer, inputs, batch["lengths"], challengers=challengers)
             targets = {k: v.numpy() for k, v in batch["targets"].items()}
-            for row, index in enumerate(chunk):
-                scene_index, situation_index, question_index = dataset.items[index]
-                question = dataset.scenes[scene_index].situations[situation_index].questions[question_index]
-                if scene_index not in clip_objects:  # uniform sampling: one clip per scene
-                    clip_objects[scene_index] = predicted_clip_objects(out, row, PATCH_CLASSES)
-                place = (clip_objects[scene_index], out["position"][row], float(out["yaw"][row]))
+            places = clip_places(out, scenes, clip_objects)
+            for row, (index, question, place) in enumerate(zip(chunk, questions, places, strict=True)):
+                scene_index, situation_index, _ = dataset.items[index]
                 map_rules.add_answer(question.type, answer_by_rules(question.type, question.question, *place),
                                      question.answer)
                 asked = question_type(question.question)  # what the runtime reads of the words
                 ruled = answer_by_rules(asked, question.question, *place) if asked in routed else ""
+                if not ruled and not np.isnan(out["challenger_confidence"][row]) and map_breaks_tie(
+                        out["answer_confidence"][row], out["challenger_confidence"][row]):
+                    ruled = answer_by_rules(asked, question.question, *place)
                 from_map.append(bool(ruled))
                 accumulator.add_answer(question.type, ruled or out["answers"][row], question.answer)
                 decoder.add_answer(question.type, out["answers"][row], question.answer)
@@ -146,7 +162,7 @@ def evaluate(
     metrics = {**accumulator.summary(), **objects.summary(), "semantic_pointer": pointer_metrics}
     decoded = decoder.summary()
     metrics |= {"decoder_qa_em": decoded["qa_em"], "decoder_qa_em_by_type": decoded["qa_em_by_type"],
-                "map_answer_types": list(routed),
+                "map_answer_types": list(routed), "map_tiebreak_types": list(tiebroken),
                 "map_answered_share": round(100.0 * float(np.mean(from_map)), 2) if from_map else 0.0}
     if has_map:
         metrics |= {f"map_{key}": value for key, value in map_objects.summary().items()}
@@ -166,3 +182,23 @@ def example_record(item: dict, out: dict, targets: dict, row: int) -> dict:
         "true_position": targets["situation_position"][row], "true_yaw": float(targets["situation_yaw"][row]),
         "objects": item["objects"], "seen_object_ids": item["seen_object_ids"],
     }
+
+
+def clip_places(out: dict, scenes: list[int], clip_objects: dict[int, list[MapObject]]) -> list[tuple]:
+    """Per row of `predict_batch`'s outputs: its clip's map objects (fused once a scene, into
+    clip_objects: uniform sampling gives one clip per scene) and where the model put the asker."""
+    for row, scene in enumerate(scenes):
+        if scene not in clip_objects:
+            clip_objects[scene] = predicted_clip_objects(out, row, PATCH_CLASSES)
+    return [(clip_objects[scene], out["position"][row], float(out["yaw"][row])) for row, scene in enumerate(scenes)]
+
+
+def tiebreak_challengers(out: dict, questions: list, scenes: list[int], clip_objects: dict[int, list[MapObject]],
+                         types: tuple[str, ...]) -> list[str]:
+    """Per row: the map's answer to a question of `types`, where it differs from the decoder's ("" otherwise)."""
+    named = []
+    for question, place, answer in zip(questions, clip_places(out, scenes, clip_objects), out["answers"], strict=True):
+        asked = question_type(question.question)
+        ruled = answer_by_rules(asked, question.question, *place) if asked in types else ""
+        named.append(ruled if ruled != answer else "")
+    return named

@@ -71,4 +71,5 @@ def evaluate_runtime(backend: Backend, root: Path, max_scenes: int | None = None
             "seconds_per_scene": round(float(np.mean(seconds)), 3),
             "num_scenes": len(folders),
             "max_keyframes": session.config.max_keyframes, "eviction": session.config.eviction,
-            "map_answer_types": list(session.config.map_answer_types)}
+            "map_answer_types": list(session.config.map_answer_types),
+            "map_tiebreak_types": list(session.config.map_tiebreak_types)}

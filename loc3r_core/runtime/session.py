@@ -56,6 +56,13 @@ PSEUDO_SITUATION = "I am standing in the room."  # what training used for questi
 # 74.4 against 82.9 / 69.9 on val / val-big, "what is on my left?" 72.6 / 64.8 against 57.0 /
 # 36.6; results/experiments.md, session 36); every other type is the model's on both.
 MAP_ANSWER_TYPES = ("count", "what_direction")
+# Question types where the map breaks the model's near-ties: the map's answer replaces the model's
+# where the model finds it at least MAP_TIEBREAK_SHARE as likely as its own (per token, geometric
+# mean). Distance answers are 0.5 m steps the model often hesitates between; chosen on val, the
+# streamed runtime's distance answers 47.9 -> 53.0 (val-big 36.2 -> 39.4), where the map's
+# answers alone score 38.9 (results/experiments.md, session 37).
+MAP_TIEBREAK_TYPES = ("distance",)
+MAP_TIEBREAK_SHARE = 0.5
 ANSWER_SOURCES = ("model", "map")
 
 
@@ -73,6 +80,11 @@ def map_answers_trusted(keyframes_with_odometry: int, keyframes_fused: int) -> b
     return 2 * keyframes_with_odometry > keyframes_fused
 
 
+def map_breaks_tie(model_probability: float, map_probability: float) -> bool:
+    """Whether the map's answer replaces the model's own for a MAP_TIEBREAK_TYPES question."""
+    return map_probability >= MAP_TIEBREAK_SHARE * model_probability
+
+
 class QuestionError(Loc3rError):
     """A question or situation the session cannot take (empty, too long, no memory yet)."""
 
@@ -87,6 +99,7 @@ class SessionConfig:
     max_answer_tokens: int = 8
     placeable_sigma: float = 2.5  # metres: a situation placed less surely than this "cannot be placed"
     map_answer_types: tuple[str, ...] = MAP_ANSWER_TYPES  # () : every answer is the model's
+    map_tiebreak_types: tuple[str, ...] = MAP_TIEBREAK_TYPES  # () : no tie is broken by the map
     eviction: str = "time"  # keyframes.EVICTIONS: which quarter a full memory drops
 
     def validate(self) -> None:
@@ -95,6 +108,7 @@ class SessionConfig:
         if self.eviction not in EVICTIONS:
             raise ValueError(f"eviction must be one of {EVICTIONS}, not {self.eviction!r}")
         check_map_answer_types(self.map_answer_types)
+        check_map_answer_types(self.map_tiebreak_types)
         self.grid.validate()
 
 
@@ -287,17 +301,23 @@ class Session:
             raise QuestionError(f"cannot place the situation (uncertainty {max(asker.sigma_x, asker.sigma_y):.1f} m, "
                                 f"at most {self.config.placeable_sigma} m) to answer from it")
         readout = self._answer_readout(hidden[-1:], asker)  # the prompt ends with <answer>
-        from_map = self._map_answer(question, asker)
+        from_map = self._map_answer(question, asker, self.config.map_answer_types)
         forced = self.backend.text.encode(answer_text(from_map)) if from_map else None
         generated, probability = self._decode_answer(hidden[-1:], cache, readout, forced)
-        return Answer(self.backend.text.decode(generated), probability, asker, "map" if from_map else "model")
+        text = self.backend.text.decode(generated)
+        challenger = "" if from_map else self._map_answer(question, asker, self.config.map_tiebreak_types)
+        if challenger and challenger != text:
+            tokens, challenged = self._decode_answer(hidden[-1:], cache, readout,
+                                                     self.backend.text.encode(answer_text(challenger)))
+            if map_breaks_tie(probability, challenged):
+                return Answer(self.backend.text.decode(tokens), challenged, asker, "map")
+        return Answer(text, probability, asker, "map" if from_map else "model")
 
-    def _map_answer(self, question: str, asker: PlanarPose) -> str:
-        """The rules' answer from the map's objects where the question's type is one the config
-        takes from the map and the map is trusted ("" otherwise, or where it holds no candidate)."""
+    def _map_answer(self, question: str, asker: PlanarPose, types: tuple[str, ...]) -> str:
+        """The rules' answer from the map's objects where the question's type is one of `types`
+        and the map is trusted ("" otherwise, or where it holds no candidate)."""
         kind = question_type(question)
-        if kind not in self.config.map_answer_types or not map_answers_trusted(self.keyframes_with_odometry,
-                                                                                self.keyframes_fused):
+        if kind not in types or not map_answers_trusted(self.keyframes_with_odometry, self.keyframes_fused):
             return ""
         return answer_by_rules(kind, question, self.layout().objects, np.array([asker.x, asker.y]), asker.yaw)
 
