@@ -123,9 +123,9 @@ def evaluate(
                                      question.answer)
                 asked = question_type(question.question)  # what the runtime reads of the words
                 ruled = answer_by_rules(asked, question.question, *place) if asked in routed else ""
-                if not ruled and not np.isnan(out["challenger_confidence"][row]) and map_breaks_tie(
-                        out["answer_confidence"][row], out["challenger_confidence"][row]):
-                    ruled = answer_by_rules(asked, question.question, *place)
+                if not ruled and out["challengers"][row] and map_breaks_tie(out["answer_confidence"][row],
+                                                                            out["challenger_confidence"][row]):
+                    ruled = out["challengers"][row]  # the map's answer, scored in predict_batch
                 from_map.append(bool(ruled))
                 accumulator.add_answer(question.type, ruled or out["answers"][row], question.answer)
                 decoder.add_answer(question.type, out["answers"][row], question.answer)

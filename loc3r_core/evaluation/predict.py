@@ -78,8 +78,8 @@ def predict_batch(model: Loc3rForSpatialQA, tokenizer: PreTrainedTokenizerFast, 
                   max_new_tokens: int = 8, challengers: Callable[[dict], list[str]] | None = None
                   ) -> dict[str, np.ndarray | list[str]]:
     """inputs: model_inputs() of a batch encoded without answers. `challengers`, given the outputs,
-    names per row another answer to score ("" for none): its probability is `challenger_confidence`
-    (NaN where none), as `answer_confidence` is the greedy answer's."""
+    names per row another answer to score ("" for none): the names are `challengers`, their
+    probability `challenger_confidence` (NaN where none), as `answer_confidence` is the greedy answer's."""
     images = inputs["images"]
     batch, frames = images.shape[:2]
     prior_valid = inputs["prior_valid"][:, None].expand(batch, frames).flatten()
@@ -114,6 +114,7 @@ def predict_batch(model: Loc3rForSpatialQA, tokenizer: PreTrainedTokenizerFast, 
     }
     out["challenger_confidence"] = np.full(batch, np.nan)
     named = challengers(out) if challengers is not None else [""] * batch
+    out["challengers"] = named
     picked = [row for row, answer in enumerate(named) if answer]
     if picked:
         forced = [tokenizer(answer_text(named[row]), add_special_tokens=False)["input_ids"] for row in picked]

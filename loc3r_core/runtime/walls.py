@@ -164,8 +164,9 @@ def segment_coordinates(xy: np.ndarray, walls: list[WallSegment]) -> tuple[np.nd
     starts = np.stack([w.start for w in walls])
     lengths = np.array([w.length for w in walls])
     directions = (np.stack([w.end for w in walls]) - starts) / np.maximum(lengths, 1e-9)[:, None]
+    normals = np.stack([w.normal for w in walls])
     dx, dy = xy[:, None, 0] - starts[:, 0], xy[:, None, 1] - starts[:, 1]
-    across = dx * np.stack([w.normal for w in walls])[:, 0] + dy * np.stack([w.normal for w in walls])[:, 1]
+    across = dx * normals[:, 0] + dy * normals[:, 1]
     along = dx * directions[:, 0] + dy * directions[:, 1]
     beyond = np.maximum(np.maximum(-along, along - lengths), 0.0)  # past either end
     return across, along, np.hypot(across, beyond)
