@@ -74,6 +74,11 @@ PARAMETERS = (
     Parameter("grid.resolution", 0.1, "metres per layout cell", lambda v: positive(v) and v <= 1.0, "in (0, 1] m"),
     Parameter("grid.size", 16.0, "metres per side of the square layout grid, centred on the map origin",
               lambda v: positive(v) and v <= 200.0, "in (0, 200] m"),
+    Parameter("grid.rays_pause_at_objects", GridConfig.rays_pause_at_objects, "a conservative map: camera rays that "
+              "cross an object the keyframe saw free nothing until grid.object_shadow_m past it (free cells under "
+              "tables and beds fewer, free coverage lower)", lambda v: isinstance(v, bool), "true or false"),
+    Parameter("grid.object_shadow_m", GridConfig.object_shadow_m, "metres past an object before a paused ray frees "
+              "cells again", lambda v: isinstance(v, float) and 0 <= v <= 100, "in [0, 100] m"),
     Parameter("qos.image", "sensor_data", "QoS of the image subscription: sensor_data (best effort, depth 5) or "
               "reliable (depth 5)", one_of("sensor_data", "reliable"), "sensor_data or reliable"),
     Parameter("camera.fx", 0.0, "intrinsics to use until camera_info arrives (0: none; the model itself needs none)",
@@ -113,7 +118,9 @@ def session_config(values: dict[str, object]) -> SessionConfig:
         eviction=values["memory.eviction"],
         keyframes=KeyframePolicy(values["keyframe.min_translation"], values["keyframe.min_rotation_deg"],
                                  values["keyframe.max_interval"]),
-        grid=GridConfig(resolution=values["grid.resolution"], size=values["grid.size"]),
+        grid=GridConfig(resolution=values["grid.resolution"], size=values["grid.size"],
+                        rays_pause_at_objects=values["grid.rays_pause_at_objects"],
+                        object_shadow_m=values["grid.object_shadow_m"]),
         max_text_chars=values["question.max_chars"],
         placeable_sigma=values["localize.max_sigma"],
         map_answer_types=type_list(values["question.map_types"]),

@@ -1,7 +1,8 @@
 """Walls as straight segments, and the grid's last clean-ups (runtime/walls.py, runtime/mapping.py):
 fitted walls recover a known room from a noisy band, the band becomes one line with nothing
-seen behind it, a line the cameras stood on both sides of hides nothing, and enclosed unknown
-pockets close only where nothing solid borders them."""
+seen behind it (free cells none at all, wall cells past wall_shadow_m), a line the cameras stood
+on both sides of hides nothing, enclosed unknown pockets close only where nothing solid borders
+them, and rays paused at objects free nothing under them."""
 
 from __future__ import annotations
 
@@ -85,6 +86,39 @@ def test_a_band_becomes_one_line_and_nothing_behind_a_wall_is_known() -> None:
     assert not (wall_cells(straight, 3.25, 4.0) == FREE).any()  # behind the wall: unknown
     assert (wall_cells(straight, 2.0, 2.7) == FREE).all()  # the room side stays free
     assert len(straight.walls) == 4 and banded.walls == ()  # the layout carries its walls (RViz draws them)
+
+
+def test_free_cells_behind_a_wall_are_unknown_from_the_line_on() -> None:
+    room = rectangle(6.0, 5.0, 0.0, (0.0, 0.0))
+    cameras = np.array([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])
+    just_behind = {}
+    for free_shadow in (0.0, 0.3):
+        layout = walled_grid(GridConfig(free_shadow_m=free_shadow), cameras, room).layout()
+        xs = layout.origin[0] + (np.arange(layout.occupancy.shape[1]) + 0.5) * layout.resolution
+        ys = layout.origin[1] + (np.arange(layout.occupancy.shape[0]) + 0.5) * layout.resolution
+        just_behind[free_shadow] = layout.occupancy[np.ix_(np.abs(ys) < 1.0, (xs > 3.1) & (xs < 3.3))]
+    assert (just_behind[0.3] == FREE).any()  # the old shadow left rays' free cells just past the line
+    assert not (just_behind[0.0] == FREE).any()
+
+
+def test_rays_paused_at_an_object_free_nothing_under_it_until_its_shadow_ends() -> None:
+    # One ray's worth of evidence along y = 0.05: a low object's points at x = 1.0 and 1.6 (the
+    # camera saw its top), the floor beyond it at x = 3.0. Without the pause the ray frees the cell
+    # between the object's points; with it nothing is freed until object_shadow_m past the last one.
+    camera = np.array([0.05, 0.05])
+    table = np.array([[1.05, 0.05], [1.65, 0.05]])
+    floor = np.array([[3.05, 0.05]])
+    points = np.concatenate([table, floor])
+    probs = np.concatenate([one_hot(2, "table"), one_hot(1, "floor")])
+    free = {}
+    for pause in (False, True):
+        grid = LayoutGrid(GridConfig(rays_pause_at_objects=pause, object_shadow_m=0.5), NAMES)
+        grid.add(points, np.full_like(points, 0.02), probs, camera)
+        row, col, _ = grid.cell_of(np.array([[0.55, 0.05], [1.35, 0.05], [1.95, 0.05], [2.55, 0.05]]))
+        free[pause] = grid.free[row, col]
+    assert (free[False] > 0).all()
+    assert free[True][0] > 0 and free[True][1] == 0 and free[True][2] == 0  # before it; under it; its shadow
+    assert free[True][3] > 0  # past the shadow the ray carves again
 
 
 def test_a_line_the_cameras_stood_on_both_sides_of_hides_nothing() -> None:

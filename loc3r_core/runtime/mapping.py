@@ -37,6 +37,8 @@ class GridConfig:
     min_evidence: float = 1.0  # summed votes before a cell stops being unknown (val, 256 points a keyframe)
     ray_step: float = 0.5  # free-space votes along camera rays, in cells
     carve_margin_sigma: float = 1.0  # rays stop this many of their point's sigmas short of it (val)
+    rays_pause_at_objects: bool = False  # a conservative map: rays over a keyframe's object points free nothing
+    object_shadow_m: float = 0.0  # ... until this far past the last one (free precision up, coverage down; val)
     free_weight: float = 0.25  # each ray through a cell counts this much against its solid label votes
     min_object_cells: int = 1  # the tiny model gives 16 points a frame: one cell can be a whole object
     min_object_confidence: float = 0.5  # drops objects resting on weak evidence (best object F1 on val)
@@ -49,7 +51,8 @@ class GridConfig:
     straight_walls: bool = True  # wall bands become fitted segments, one cell thick (runtime/walls.py; val)
     wall_band_m: float = 0.25  # wall cells this close to a fitted segment are its band
     wall_suppress_m: float = 0.5  # cells this close to a found wall cannot found another
-    wall_shadow_m: float = 0.3  # what lies further behind a wall than this is unknown (val)
+    wall_shadow_m: float = 0.3  # wall cells further behind a wall than this are unknown (val)
+    free_shadow_m: float = 0.0  # free cells further behind a wall than this are unknown (val)
     close_holes: bool = True  # unknown pockets enclosed by free cells alone are free (the floor under the camera)
 
     def overridden(self, overrides: dict[str, object]) -> GridConfig:
@@ -86,6 +89,8 @@ class GridConfig:
             raise ValueError("carve_margin_sigma and fill_reach_cells must be >= 0")
         if not 0 < self.wall_band_m <= self.wall_suppress_m or self.wall_shadow_m < 0:
             raise ValueError("walls need 0 < wall_band_m <= wall_suppress_m and wall_shadow_m >= 0")
+        if self.object_shadow_m < 0:
+            raise ValueError("object_shadow_m must be >= 0 (inf: rays stop at objects)")
 
 
 class LayoutGrid:
@@ -123,13 +128,18 @@ class LayoutGrid:
         camera_row, camera_col, camera_inside = self.cell_of(np.asarray(camera_xy, dtype=np.float64))
         if camera_inside:
             self.camera_visits[camera_row, camera_col] += 1.0
-        self._carve(points, sigma, np.asarray(camera_xy, dtype=np.float64), row, col)
+        blockers = np.zeros((self.cells, self.cells), dtype=bool)
+        solid = inside & np.isin(probs.argmax(axis=1), self.object_classes)
+        blockers[row[solid], col[solid]] = True
+        self._carve(points, sigma, np.asarray(camera_xy, dtype=np.float64), row, col, blockers)
 
     def _carve(self, points: np.ndarray, sigma: np.ndarray, camera_xy: np.ndarray, end_row: np.ndarray,
-               end_col: np.ndarray) -> None:
+               end_col: np.ndarray, blockers: np.ndarray) -> None:
         """Free votes on the cells between the camera and each point (not the point's own cell,
         end_row/end_col), stopping carve_margin_sigma of the point's sigma short of it: it may lie
-        beyond the truth."""
+        beyond the truth. A ray that meets one of this keyframe's object cells (`blockers`) pauses
+        there for object_shadow_m: it passed over a low object, which says nothing about the floor
+        under it."""
         if len(points) == 0:
             return
         lengths = np.linalg.norm(points - camera_xy, axis=1)
@@ -139,9 +149,19 @@ class LayoutGrid:
         samples = camera_xy + fractions[None, :, None] * (points - camera_xy)[:, None, :]
         row, col, inside = self.cell_of(samples)
         inside &= ((row != end_row[:, None]) | (col != end_col[:, None])) & (fractions[None, :] < reach[:, None])
+        if self.config.rays_pause_at_objects:
+            inside &= ~self._shadowed(row, col, inside, blockers, fractions * lengths[:, None])
         crossed = np.zeros(self.cells * self.cells, dtype=bool)
         crossed[row[inside] * self.cells + col[inside]] = True  # each cell once per keyframe
         self.free.reshape(-1)[crossed] += 1.0
+
+    def _shadowed(self, row: np.ndarray, col: np.ndarray, inside: np.ndarray, blockers: np.ndarray,
+                  distance: np.ndarray) -> np.ndarray:
+        """(rays, samples) mask of the samples at or within object_shadow_m past a blocker along their ray."""
+        hit = np.zeros(row.shape, dtype=bool)
+        hit[inside] = blockers[row[inside], col[inside]]
+        last_hit = np.maximum.accumulate(np.where(hit, distance, -np.inf), axis=1)
+        return distance - last_hit <= self.config.object_shadow_m
 
     def layout(self, stamp_ns: int = 0) -> Layout:
         support = self.votes.sum(axis=2)
@@ -163,7 +183,8 @@ class LayoutGrid:
         if self.config.straight_walls and self.wall >= 0:
             walls = straighten_walls(occupancy, labels, self.free, self.votes[..., self.wall], self.camera_visits,
                                      self.origin, self.config.resolution, self.wall, self.floor,
-                                     self.config.wall_band_m, self.config.wall_suppress_m, self.config.wall_shadow_m)
+                                     self.config.wall_band_m, self.config.wall_suppress_m, self.config.wall_shadow_m,
+                                     self.config.free_shadow_m)
         if self.config.close_holes:
             close_holes(occupancy, labels, self.floor)
         return Layout(occupancy=occupancy, labels=labels, label_names=self.label_names,

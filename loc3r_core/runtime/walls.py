@@ -123,7 +123,7 @@ def pieces(xy: np.ndarray, weight: np.ndarray, centre: np.ndarray, direction: np
 
 def straighten_walls(occupancy: np.ndarray, labels: np.ndarray, free_votes: np.ndarray, wall_votes: np.ndarray,
                      camera_visits: np.ndarray, origin: tuple[float, float], resolution: float, wall: int, floor: int,
-                     band: float, suppress: float, shadow: float) -> list[WallSegment]:
+                     band: float, suppress: float, shadow: float, free_shadow: float) -> list[WallSegment]:
     """Replace the occupied wall cells' bands by fitted segments, in place; the segments.
 
     occupancy/labels are the layout's (modified), free_votes and wall_votes the grid's
@@ -143,9 +143,11 @@ def straighten_walls(occupancy: np.ndarray, labels: np.ndarray, free_votes: np.n
     in_band = is_wall[:, None] & (distance <= band)  # (cells, walls)
     room_side = across * side > ROOM_SIDE_MARGIN_M
     on_segment = (along >= 0) & (along <= [w.length for w in walls])
-    behind = (share >= CAMERA_SIDE_SHARE) & on_segment & (across * side < -shadow)
+    faced = (share >= CAMERA_SIDE_SHARE) & on_segment
+    behind, free_behind = faced & (across * side < -shadow), faced & (across * side < -free_shadow)
     freed = (in_band & room_side).any(axis=1) & (free_votes[known_rows, known_cols] > 0)
-    hidden = behind.any(axis=1) & ((state == FREE) | is_wall)  # a real wall: nothing behind it was seen
+    hidden = (behind.any(axis=1) & is_wall) | (free_behind.any(axis=1) & (state == FREE))  # a real wall: nothing
+    # behind it was seen
     cleared = in_band.any(axis=1) | hidden
     state[cleared], label[cleared] = UNKNOWN, -1
     state[freed & ~hidden], label[freed & ~hidden] = FREE, floor
