@@ -23,6 +23,7 @@ from geometry_msgs.msg import PoseWithCovarianceStamped
 from nav_msgs.msg import OccupancyGrid, Odometry
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
@@ -54,16 +55,31 @@ class StartupError(Exception):
     """Parameters the node cannot run with: reported in one line, the process exits 2."""
 
 
+def type_words(default: object) -> str:
+    """What a parameter file must write for a parameter of this default's type."""
+    if isinstance(default, bool):
+        return "true or false"
+    if isinstance(default, float):
+        return f"a number with a decimal point (like {default!r}; write 1.0, not 1)"
+    if isinstance(default, int):
+        return "a whole number"
+    return "a string"
+
+
 class Loc3rBehaviour:
     """Everything loc3r_node does, in the phases a lifecycle node separates:
     declare (parameters) -> configure (model, publishers, services) -> activate (subscriptions,
     timers, the worker) -> deactivate (inputs off). Mixed into a Node or a LifecycleNode."""
 
     def declare(self) -> None:
-        self.values = {p.name: self.declare_parameter(
-            p.name, p.default, ParameterDescriptor(description=p.description, read_only=True)).value
-            for p in PARAMETERS}
-        problems = check(self.values)
+        self.values, problems = {}, []
+        for p in PARAMETERS:
+            try:
+                self.values[p.name] = self.declare_parameter(
+                    p.name, p.default, ParameterDescriptor(description=p.description, read_only=True)).value
+            except InvalidParameterTypeException:  # rclpy types a parameter by its default: 1 is not 1.0
+                problems.append(f"{p.name} must be {type_words(p.default)}")
+        problems += check(self.values)
         if problems:
             raise StartupError("; ".join(problems))
         self.frames = {key: self.values[f"frames.{key}"] for key in ("map", "odom", "base")}

@@ -78,7 +78,8 @@ PARAMETERS = (
               "cross an object the keyframe saw free nothing until grid.object_shadow_m past it (free cells under "
               "tables and beds fewer, free coverage lower)", lambda v: isinstance(v, bool), "true or false"),
     Parameter("grid.object_shadow_m", GridConfig.object_shadow_m, "metres past an object before a paused ray frees "
-              "cells again", lambda v: isinstance(v, float) and 0 <= v <= 100, "in [0, 100] m"),
+              "cells again (only with grid.rays_pause_at_objects)", lambda v: isinstance(v, float) and 0 <= v <= 100,
+              "in [0, 100] m"),
     Parameter("qos.image", "sensor_data", "QoS of the image subscription: sensor_data (best effort, depth 5) or "
               "reliable (depth 5)", one_of("sensor_data", "reliable"), "sensor_data or reliable"),
     Parameter("camera.fx", 0.0, "intrinsics to use until camera_info arrives (0: none; the model itself needs none)",

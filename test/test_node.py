@@ -366,6 +366,10 @@ def test_invalid_parameters_stop_the_node_with_one_line():
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 2 and "grid.resolution must be in (0, 1] m" in stderr
     assert "Traceback" not in stderr
+    process = start_node("grid.object_shadow_m:=1")  # an integer where rclpy types the parameter a double
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 2 and "grid.object_shadow_m must be a number with a decimal point" in stderr
+    assert "Traceback" not in stderr
 
 
 # --- static checks of what cannot run here (no launch_ros, no RViz) ------------------------------

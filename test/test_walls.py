@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from loc3r_core.runtime.mapping import GridConfig, LayoutGrid, close_holes
 from loc3r_core.runtime.walls import fit_walls
@@ -91,14 +92,16 @@ def test_a_band_becomes_one_line_and_nothing_behind_a_wall_is_known() -> None:
 def test_free_cells_behind_a_wall_are_unknown_from_the_line_on() -> None:
     room = rectangle(6.0, 5.0, 0.0, (0.0, 0.0))
     cameras = np.array([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])
-    just_behind = {}
+    just_behind, occupied = {}, {}
     for free_shadow in (0.0, 0.3):
         layout = walled_grid(GridConfig(free_shadow_m=free_shadow), cameras, room).layout()
         xs = layout.origin[0] + (np.arange(layout.occupancy.shape[1]) + 0.5) * layout.resolution
         ys = layout.origin[1] + (np.arange(layout.occupancy.shape[0]) + 0.5) * layout.resolution
         just_behind[free_shadow] = layout.occupancy[np.ix_(np.abs(ys) < 1.0, (xs > 3.1) & (xs < 3.3))]
+        occupied[free_shadow] = layout.occupancy == OCCUPIED
     assert (just_behind[0.3] == FREE).any()  # the old shadow left rays' free cells just past the line
     assert not (just_behind[0.0] == FREE).any()
+    assert np.array_equal(occupied[0.0], occupied[0.3])  # wall cells keep their own shadow (wall_shadow_m)
 
 
 def test_rays_paused_at_an_object_free_nothing_under_it_until_its_shadow_ends() -> None:
@@ -111,14 +114,24 @@ def test_rays_paused_at_an_object_free_nothing_under_it_until_its_shadow_ends() 
     points = np.concatenate([table, floor])
     probs = np.concatenate([one_hot(2, "table"), one_hot(1, "floor")])
     free = {}
-    for pause in (False, True):
-        grid = LayoutGrid(GridConfig(rays_pause_at_objects=pause, object_shadow_m=0.5), NAMES)
+    for pause, shadow in ((False, 0.5), (True, 0.5), (True, math.inf)):
+        grid = LayoutGrid(GridConfig(rays_pause_at_objects=pause, object_shadow_m=shadow), NAMES)
         grid.add(points, np.full_like(points, 0.02), probs, camera)
         row, col, _ = grid.cell_of(np.array([[0.55, 0.05], [1.35, 0.05], [1.95, 0.05], [2.55, 0.05]]))
-        free[pause] = grid.free[row, col]
-    assert (free[False] > 0).all()
-    assert free[True][0] > 0 and free[True][1] == 0 and free[True][2] == 0  # before it; under it; its shadow
-    assert free[True][3] > 0  # past the shadow the ray carves again
+        free[pause, shadow] = grid.free[row, col]
+    assert (free[False, 0.5] > 0).all()
+    paused = free[True, 0.5]
+    assert paused[0] > 0 and paused[1] == 0 and paused[2] == 0  # before it; under it; its shadow
+    assert paused[3] > 0  # past the shadow the ray carves again
+    stopped = free[True, math.inf]
+    assert stopped[0] > 0 and not stopped[1:].any()  # an endless shadow: rays stop at the object
+
+
+def test_grid_config_refuses_negative_or_nan_shadows() -> None:
+    for field in ("object_shadow_m", "free_shadow_m", "wall_shadow_m"):
+        for value in (-0.1, math.nan):
+            with pytest.raises(ValueError, match="shadow"):
+                GridConfig().overridden({field: value})
 
 
 def test_a_line_the_cameras_stood_on_both_sides_of_hides_nothing() -> None:

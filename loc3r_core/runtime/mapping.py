@@ -87,10 +87,11 @@ class GridConfig:
             raise ValueError(f"a {self.size} m grid at {self.resolution} m is over 4000 cells a side")
         if self.carve_margin_sigma < 0 or self.fill_reach_cells < 0:
             raise ValueError("carve_margin_sigma and fill_reach_cells must be >= 0")
-        if not 0 < self.wall_band_m <= self.wall_suppress_m or self.wall_shadow_m < 0:
+        if not (0 < self.wall_band_m <= self.wall_suppress_m and self.wall_shadow_m >= 0):
             raise ValueError("walls need 0 < wall_band_m <= wall_suppress_m and wall_shadow_m >= 0")
-        if self.object_shadow_m < 0:
-            raise ValueError("object_shadow_m must be >= 0 (inf: rays stop at objects)")
+        if not (self.object_shadow_m >= 0 and self.free_shadow_m >= 0):  # NaN fails too
+            raise ValueError("object_shadow_m and free_shadow_m must be >= 0 "
+                             "(object_shadow_m inf: rays stop at objects)")
 
 
 class LayoutGrid:
@@ -128,18 +129,20 @@ class LayoutGrid:
         camera_row, camera_col, camera_inside = self.cell_of(np.asarray(camera_xy, dtype=np.float64))
         if camera_inside:
             self.camera_visits[camera_row, camera_col] += 1.0
-        blockers = np.zeros((self.cells, self.cells), dtype=bool)
-        solid = inside & np.isin(probs.argmax(axis=1), self.object_classes)
-        blockers[row[solid], col[solid]] = True
+        blockers = None
+        if self.config.rays_pause_at_objects:
+            blockers = np.zeros((self.cells, self.cells), dtype=bool)
+            solid = inside & np.isin(probs.argmax(axis=1), self.object_classes)
+            blockers[row[solid], col[solid]] = True
         self._carve(points, sigma, np.asarray(camera_xy, dtype=np.float64), row, col, blockers)
 
     def _carve(self, points: np.ndarray, sigma: np.ndarray, camera_xy: np.ndarray, end_row: np.ndarray,
-               end_col: np.ndarray, blockers: np.ndarray) -> None:
+               end_col: np.ndarray, blockers: np.ndarray | None) -> None:
         """Free votes on the cells between the camera and each point (not the point's own cell,
         end_row/end_col), stopping carve_margin_sigma of the point's sigma short of it: it may lie
-        beyond the truth. A ray that meets one of this keyframe's object cells (`blockers`) pauses
-        there for object_shadow_m: it passed over a low object, which says nothing about the floor
-        under it."""
+        beyond the truth. With rays_pause_at_objects, a ray that meets one of this keyframe's object
+        cells (`blockers`) pauses there for object_shadow_m: it passed over a low object, which says
+        nothing about the floor under it."""
         if len(points) == 0:
             return
         lengths = np.linalg.norm(points - camera_xy, axis=1)
@@ -149,7 +152,7 @@ class LayoutGrid:
         samples = camera_xy + fractions[None, :, None] * (points - camera_xy)[:, None, :]
         row, col, inside = self.cell_of(samples)
         inside &= ((row != end_row[:, None]) | (col != end_col[:, None])) & (fractions[None, :] < reach[:, None])
-        if self.config.rays_pause_at_objects:
+        if blockers is not None:
             inside &= ~self._shadowed(row, col, inside, blockers, fractions * lengths[:, None])
         crossed = np.zeros(self.cells * self.cells, dtype=bool)
         crossed[row[inside] * self.cells + col[inside]] = True  # each cell once per keyframe
@@ -161,7 +164,7 @@ class LayoutGrid:
         hit = np.zeros(row.shape, dtype=bool)
         hit[inside] = blockers[row[inside], col[inside]]
         last_hit = np.maximum.accumulate(np.where(hit, distance, -np.inf), axis=1)
-        return distance - last_hit <= self.config.object_shadow_m
+        return np.isfinite(last_hit) & (distance - last_hit <= self.config.object_shadow_m)
 
     def layout(self, stamp_ns: int = 0) -> Layout:
         support = self.votes.sum(axis=2)

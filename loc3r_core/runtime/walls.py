@@ -146,8 +146,8 @@ def straighten_walls(occupancy: np.ndarray, labels: np.ndarray, free_votes: np.n
     faced = (share >= CAMERA_SIDE_SHARE) & on_segment
     behind, free_behind = faced & (across * side < -shadow), faced & (across * side < -free_shadow)
     freed = (in_band & room_side).any(axis=1) & (free_votes[known_rows, known_cols] > 0)
-    hidden = (behind.any(axis=1) & is_wall) | (free_behind.any(axis=1) & (state == FREE))  # a real wall: nothing
-    # behind it was seen
+    # a real wall: nothing behind it was seen (free cells from the line on, wall cells past the shadow)
+    hidden = (behind.any(axis=1) & is_wall) | (free_behind.any(axis=1) & (state == FREE))
     cleared = in_band.any(axis=1) | hidden
     state[cleared], label[cleared] = UNKNOWN, -1
     state[freed & ~hidden], label[freed & ~hidden] = FREE, floor
