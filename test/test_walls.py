@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from loc3r_core.runtime.mapping import GridConfig, LayoutGrid, close_holes
-from loc3r_core.runtime.walls import fit_walls
-from loc3r_core.types import FREE, OCCUPIED, UNKNOWN
+from loc3r_core.runtime.walls import draw_walls, fit_walls
+from loc3r_core.types import FREE, OCCUPIED, UNKNOWN, WallSegment
 from loc3r_core.world.vocabulary import PATCH_CLASSES
 
 NAMES = tuple(PATCH_CLASSES)
@@ -66,6 +66,26 @@ def test_fitted_walls_recover_a_rotated_room_from_a_noisy_band() -> None:
         assert abs(direction @ true_normal) < math.sin(math.radians(3))  # parallel within 3 degrees
         assert abs((match.start - a) @ true_normal) < 0.1 and abs((match.end - a) @ true_normal) < 0.1
         assert abs(match.length - np.linalg.norm(b - a)) < 0.2  # ends at the corners, where the walls meet
+
+
+def test_a_slanted_wall_is_drawn_without_corner_gaps() -> None:
+    # An 8-connected planner slips between two cells that touch only at a corner: every diagonal
+    # step of the line gets the corner cell nearer to it, so the wall is one 4-connected piece.
+    from scipy import ndimage
+
+    for degrees in (30.0, 45.0, 70.0):
+        direction = np.array([math.cos(math.radians(degrees)), math.sin(math.radians(degrees))])
+        start = np.array([-1.23, -0.71])
+        segment = WallSegment(start, start + 3.0 * direction, np.array([-direction[1], direction[0]]))
+        occupancy = np.full((80, 80), UNKNOWN, dtype=np.int8)
+        labels = np.full((80, 80), -1, dtype=np.int16)
+        draw_walls(occupancy, labels, [segment], (-4.0, -4.0), 0.1, NAMES.index("wall"))
+        drawn = occupancy == OCCUPIED
+        assert ndimage.label(drawn)[1] == 1
+        rows, cols = np.nonzero(drawn)
+        centres = np.stack([-4.0 + (cols + 0.5) * 0.1, -4.0 + (rows + 0.5) * 0.1], axis=1)
+        assert np.abs((centres - start) @ segment.normal).max() < 0.1  # the corner cells hug the line
+        assert (labels[drawn] == NAMES.index("wall")).all()
 
 
 def test_a_band_becomes_one_line_and_nothing_behind_a_wall_is_known() -> None:

@@ -185,12 +185,29 @@ def camera_side(cameras: np.ndarray, visits: np.ndarray, walls: list[WallSegment
 
 def draw_walls(occupancy: np.ndarray, labels: np.ndarray, walls: list[WallSegment], origin: tuple[float, float],
                resolution: float, wall: int) -> None:
-    """Mark the cells the segments pass through occupied, labelled wall (three samples a cell)."""
-    points = np.concatenate([
-        w.start + np.linspace(0.0, 1.0, max(int(np.ceil(3 * w.length / resolution)), 2))[:, None] * (w.end - w.start)
-        for w in walls])
-    cols = np.floor((points[:, 0] - origin[0]) / resolution).astype(np.int64)
-    rows = np.floor((points[:, 1] - origin[1]) / resolution).astype(np.int64)
+    """Mark the cells the segments pass through occupied, labelled wall, 4-connected: where a line
+    steps diagonally the corner cell nearer the line is drawn too, or a planner that moves
+    diagonally would slip between two wall cells that touch only at a corner."""
+    rows, cols = [], []
+    for w in walls:
+        samples = w.start + np.linspace(0.0, 1.0, max(int(np.ceil(3 * w.length / resolution)), 2))[:, None] * (
+            w.end - w.start)  # three a cell
+        r = np.floor((samples[:, 1] - origin[1]) / resolution).astype(np.int64)
+        c = np.floor((samples[:, 0] - origin[0]) / resolution).astype(np.int64)
+        diagonal = np.nonzero((r[1:] != r[:-1]) & (c[1:] != c[:-1]))[0]
+        corners_a = np.stack([r[diagonal], c[diagonal + 1]], axis=1)  # the two cells sharing both steps' sides
+        corners_b = np.stack([r[diagonal + 1], c[diagonal]], axis=1)
+        nearer_a = (np.abs(across_line(corners_a, w, origin, resolution))
+                    <= np.abs(across_line(corners_b, w, origin, resolution)))
+        corners = np.where(nearer_a[:, None], corners_a, corners_b)
+        rows += [r, corners[:, 0]]
+        cols += [c, corners[:, 1]]
+    rows, cols = np.concatenate(rows), np.concatenate(cols)
     inside = (rows >= 0) & (rows < occupancy.shape[0]) & (cols >= 0) & (cols < occupancy.shape[1])
     occupancy[rows[inside], cols[inside]] = OCCUPIED
     labels[rows[inside], cols[inside]] = wall
+
+
+def across_line(cells: np.ndarray, wall: WallSegment, origin: tuple[float, float], resolution: float) -> np.ndarray:
+    """Signed distance of (row, col) cells' centres from a wall's line."""
+    return (cell_centres(cells[:, 0], cells[:, 1], origin, resolution) - wall.start) @ wall.normal
