@@ -45,7 +45,7 @@ from loc3r_core.runtime.open import open_backend
 from loc3r_core.runtime.session import Session
 from loc3r_ros.convert import map_objects_msg, message_from_dict, pose_with_covariance, stamp_ns, time_msg
 from loc3r_ros.interrupt import init_stopping_on_sigint, spin_until_stopped
-from loc3r_ros.parameters import PARAMETERS, check, session_config
+from loc3r_ros.parameters import PARAMETERS, check, session_config, type_words
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -53,17 +53,6 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 class StartupError(Exception):
     """Parameters the node cannot run with: reported in one line, the process exits 2."""
-
-
-def type_words(default: object) -> str:
-    """What a parameter file must write for a parameter of this default's type."""
-    if isinstance(default, bool):
-        return "true or false"
-    if isinstance(default, float):
-        return f"a number with a decimal point (like {default!r}; write 1.0, not 1)"
-    if isinstance(default, int):
-        return "a whole number"
-    return "a string"
 
 
 class Loc3rBehaviour:

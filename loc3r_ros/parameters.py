@@ -103,6 +103,17 @@ PARAMETERS = (
 BY_NAME = {p.name: p for p in PARAMETERS}
 
 
+def type_words(default: object) -> str:
+    """What a parameter file must write for a parameter of this default's type."""
+    if isinstance(default, bool):
+        return "true or false"
+    if isinstance(default, float):
+        return f"a number with a decimal point (like {default!r}; write 1.0, not 1)"
+    if isinstance(default, int):
+        return "a whole number"
+    return "a string"
+
+
 def check(values: dict[str, object]) -> list[str]:
     """The problems with a full set of values (empty when all are valid)."""
     problems = []

@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 from scipy import ndimage
 
-from loc3r_core.runtime.walls import cell_centres, straighten_walls
+from loc3r_core.runtime.walls import cell_centres, cell_indices, straighten_walls
 from loc3r_core.types import FREE, OCCUPIED, UNKNOWN, Layout, MapObject
 from loc3r_core.world.polygon import distance_to_box
 from loc3r_core.world.vocabulary import CATEGORIES
@@ -112,8 +112,7 @@ class LayoutGrid:
 
     def cell_of(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(rows, cols, inside) of map-frame points (..., 2)."""
-        col = np.floor((xy[..., 0] - self.origin[0]) / self.config.resolution).astype(np.int64)
-        row = np.floor((xy[..., 1] - self.origin[1]) / self.config.resolution).astype(np.int64)
+        row, col = cell_indices(xy, self.origin, self.config.resolution)
         inside = (row >= 0) & (row < self.cells) & (col >= 0) & (col < self.cells)
         return row, col, inside
 
@@ -126,7 +125,8 @@ class LayoutGrid:
         row, col, inside = self.cell_of(points)
         np.add.at(self.votes, (row[inside], col[inside]), probs[inside].astype(np.float32))
         np.add.at(self.spread, (row[inside], col[inside]), np.mean(sigma[inside] ** 2, axis=1).astype(np.float32))
-        camera_row, camera_col, camera_inside = self.cell_of(np.asarray(camera_xy, dtype=np.float64))
+        camera_xy = np.asarray(camera_xy, dtype=np.float64)
+        camera_row, camera_col, camera_inside = self.cell_of(camera_xy)
         if camera_inside:
             self.camera_visits[camera_row, camera_col] += 1.0
         blockers = None
@@ -134,7 +134,7 @@ class LayoutGrid:
             blockers = np.zeros((self.cells, self.cells), dtype=bool)
             solid = inside & np.isin(probs.argmax(axis=1), self.object_classes)
             blockers[row[solid], col[solid]] = True
-        self._carve(points, sigma, np.asarray(camera_xy, dtype=np.float64), row, col, blockers)
+        self._carve(points, sigma, camera_xy, row, col, blockers)
 
     def _carve(self, points: np.ndarray, sigma: np.ndarray, camera_xy: np.ndarray, end_row: np.ndarray,
                end_col: np.ndarray, blockers: np.ndarray | None) -> None:

@@ -160,6 +160,13 @@ def cell_centres(rows: np.ndarray, cols: np.ndarray, origin: tuple[float, float]
     return np.stack([origin[0] + (cols + 0.5) * resolution, origin[1] + (rows + 0.5) * resolution], axis=1)
 
 
+def cell_indices(xy: np.ndarray, origin: tuple[float, float], resolution: float) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of the cells holding points xy (..., 2); cell_centres' inverse, unbounded."""
+    cols = np.floor((xy[..., 0] - origin[0]) / resolution).astype(np.int64)
+    rows = np.floor((xy[..., 1] - origin[1]) / resolution).astype(np.int64)
+    return rows, cols
+
+
 def segment_coordinates(xy: np.ndarray, walls: list[WallSegment]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(across, along, distance), each (N, walls): signed distance from each wall's line (along its
     normal), position along it from its start, and distance to the segment itself."""
@@ -192,8 +199,7 @@ def draw_walls(occupancy: np.ndarray, labels: np.ndarray, walls: list[WallSegmen
     for w in walls:
         samples = w.start + np.linspace(0.0, 1.0, max(int(np.ceil(3 * w.length / resolution)), 2))[:, None] * (
             w.end - w.start)  # three a cell
-        r = np.floor((samples[:, 1] - origin[1]) / resolution).astype(np.int64)
-        c = np.floor((samples[:, 0] - origin[0]) / resolution).astype(np.int64)
+        r, c = cell_indices(samples, origin, resolution)
         diagonal = np.nonzero((r[1:] != r[:-1]) & (c[1:] != c[:-1]))[0]
         corners_a = np.stack([r[diagonal], c[diagonal + 1]], axis=1)  # the two cells sharing both steps' sides
         corners_b = np.stack([r[diagonal + 1], c[diagonal]], axis=1)
