@@ -26,13 +26,15 @@ from loc3r_core.training.config import TrainConfig, train_folders
 # which tokens show the named objects): a variant without spatial objectives sets them all to 0.
 NO_SPATIAL_LOSSES = {"bev_weight": 0.0, "situation_weight": 0.0, "ego_weight": 0.0, "semantic_weight": 0.0,
                      "grounding_weight": 0.0, "answer_grounding_weight": 0.0, "faced_place_weight": 0.0,
-                     "object_centre_weight": 0.0, "object_front_weight": 0.0, "answer_geometry_weight": 0.0}
+                     "object_centre_weight": 0.0, "object_front_weight": 0.0, "front_rule_weight": 0.0,
+                     "answer_geometry_weight": 0.0}
 # The paper's readout: <Pos>/<Ori> read by an MLP on their hidden states. The pointer and the answer
 # readout read the model's own BEV points, which only the layout objective trains, so the variants
 # without it use this one, and c_loc3r_mlp gives Loc3R with the same readout for the comparison.
 PAPER_READOUT = {"situation_readout": "mlp", "pointer_places": 1, "relative_offset": False,
                  "answer_readout_heads": 0, "grounding_weight": 0.0, "answer_grounding_weight": 0.0,
-                 "faced_place_weight": 0.0, "object_front_weight": 0.0}
+                 "faced_place_weight": 0.0, "object_front_weight": 0.0, "front_rule_weight": 0.0,
+                 "front_offset": False}
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ VARIANTS = (
     Variant("d_loc3r_no_prior", "Loc3R without the camera prior, the base config's readout",
             {"use_camera_prior": False}, "none"),
 )
-TABLE_METRICS = ("loc_acc_0_5m", "loc_acc_1_0m", "ori_acc_15deg", "ori_acc_30deg", "qa_em",
+TABLE_METRICS = ("loc_acc_0_5m", "loc_acc_1_0m", "ori_acc_15deg", "ori_acc_30deg", "qa_em", "decoder_qa_em",
                  "bev_median_error_m", "ego_position_median_error_m", "ego_yaw_median_error_deg",
                  "sigma_error_spearman")
 
@@ -80,33 +82,34 @@ def run_ablation(base: TrainConfig, data_root: Path, splits: list[str], out: Pat
     if variants and len(chosen) != len(set(variants)):
         raise UsageError(f"unknown variant; choose from {', '.join(v.name for v in VARIANTS)}")
     seeds = list(dict.fromkeys(seeds or [base.seed]))
+    out.mkdir(parents=True, exist_ok=True)
     missing = [s for s in splits if not (data_root / s).is_dir()]
     if missing:
         raise UsageError(f"no split folder {', '.join(str(data_root / s) for s in missing)} "
                          "(make them with `loc3r data generate --split NAME`)")
+    store = out / EVALUATIONS_FILE
     runs_by_seed: dict[str, dict[str, dict[int, dict]]] = {}
     for variant in chosen:
         runs_by_seed[variant.name] = {split: {} for split in splits}
         for seed in seeds:
             config = variant_config(base, variant, runs, seed)
-            model_dir = trained_model(config)
-            run = model_dir.parent
-            model = tokenizer = None  # loaded only if some split has no saved evaluation
+            run = {"variant": variant.name, "seed": seed, "run_config_sha256": run_fingerprint(config)}
+            keys = {split: evaluation_key(data_root / split, eval_samples, variant.eval_prior, base.num_frames)
+                    for split in splits}
+            model = tokenizer = None  # trained (or resumed) and loaded only if some split has no saved evaluation
             for split in splits:
-                key = evaluation_key(data_root / split, eval_samples, variant.eval_prior, base.num_frames)
-                metrics = saved_metrics(run, key)
+                metrics = saved_metrics(store, run, keys[split])
                 if metrics is None:
                     if model is None:
-                        model, tokenizer = load_model(model_dir)
+                        model, tokenizer = load_model(trained_model(config))
                     dataset = evaluation_dataset(data_root / split, model, base.num_frames)
                     metrics = evaluate(model, tokenizer, dataset, eval_samples, prior=variant.eval_prior).metrics
-                    save_metrics(run, key, metrics)
+                    save_metrics(store, run, keys[split], metrics)
                 runs_by_seed[variant.name][split][seed] = metrics
                 print(f"{variant.name} (seed {seed}) on {split}: "
-                      + ", ".join(f"{k} {metrics[k]}" for k in TABLE_METRICS[:5]))
+                      + ", ".join(f"{k} {metrics[k]}" for k in TABLE_METRICS[:6]))
     results = {name: {split: summarise(per_seed) for split, per_seed in by_split.items()}
                for name, by_split in runs_by_seed.items()}
-    out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "ablation.json") as tmp:
         tmp.write_text(json.dumps({"command": command, "seeds": seeds, "results": results}, indent=2))
     with atomic_path(out / "ablation.md") as tmp:
@@ -138,32 +141,40 @@ def trained_model(config: TrainConfig) -> Path:
     return train(config, resume=bool(saved))
 
 
-# A run's evaluations are kept beside it, so re-drawing a table (after adding a seed or a split)
-# evaluates only what is new.
-EVALUATIONS_FILE = "evaluations.json"
+# Every evaluation is kept beside the table (results/ in the repository), so re-drawing it (after
+# adding a seed or a split, or on a new machine, where runs/ is gone) trains and evaluates only
+# what is new. A run is named by its variant, seed and config; a split by its name and manifest.
+EVALUATIONS_FILE = "ablation_evaluations.json"
+
+
+def run_fingerprint(config: TrainConfig) -> str:
+    """What a run's weights depend on: its whole config but where it is written (sha256)."""
+    settings = {k: v for k, v in config.to_dict().items() if k != "output_dir"}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
 def evaluation_key(split_dir: Path, samples: int | None, prior: str, frames: int) -> dict:
     """What an evaluation's metrics depend on besides the model. The split is identified by its
-    manifest's hash as well as its path, so regenerated data is evaluated again."""
+    folder's name and its manifest's hash (generation is deterministic: the same split regenerated
+    on another machine has the same manifest; one generated with other settings does not)."""
     manifest = split_dir / "manifest.json"
-    return {"data": str(split_dir.resolve()), "samples": samples, "prior": prior, "frames": frames,
+    return {"split": split_dir.name, "samples": samples, "prior": prior, "frames": frames,
             "manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.is_file() else None}
 
 
-def _evaluations(run: Path) -> list[dict]:
-    path = run / EVALUATIONS_FILE
-    return json.loads(path.read_text()) if path.is_file() else []
+def _evaluations(store: Path) -> list[dict]:
+    return json.loads(store.read_text()) if store.is_file() else []
 
 
-def saved_metrics(run: Path, key: dict) -> dict | None:
-    return next((entry["metrics"] for entry in _evaluations(run) if entry["key"] == key), None)
+def saved_metrics(store: Path, run: dict, key: dict) -> dict | None:
+    return next((entry["metrics"] for entry in _evaluations(store)
+                 if entry["run"] == run and entry["key"] == key), None)
 
 
-def save_metrics(run: Path, key: dict, metrics: dict) -> None:
-    entries = [*_evaluations(run), {"key": key, "metrics": metrics}]
-    with atomic_path(run / EVALUATIONS_FILE) as tmp:
-        tmp.write_text(json.dumps(entries, indent=2))
+def save_metrics(store: Path, run: dict, key: dict, metrics: dict) -> None:
+    entries = [*_evaluations(store), {"run": run, "key": key, "metrics": metrics}]
+    with atomic_path(store) as tmp:
+        tmp.write_text(json.dumps(entries, indent=1))
 
 
 def summarise(per_seed: dict[int, dict]) -> dict:
