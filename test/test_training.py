@@ -312,6 +312,34 @@ def test_pretrained_vision_tower_is_learned_then_used_frozen_by_train(world_by_k
     assert refused.returncode == 2 and "no vision tower at" in refused.stderr
 
 
+def test_the_feature_cache_is_built_once_for_the_same_tower_and_frames(world_by_kind):
+    # `loc3r ablate` trains every variant in one process on the same frozen tower and frames
+    from loc3r_core.data.dataset import SceneClipDataset
+    from loc3r_core.model.checkpoint import load_model
+    from loc3r_core.training.feature_cache import TowerFeatureCache
+
+    model, _ = load_model(ROOT / "loc3r_core" / "checkpoints" / "loc3r-tiny")
+    dataset = SceneClipDataset(world_by_kind["walk"], num_frames=4, image_size=model.config.vision_config.image_size)
+    computed = []
+    tower = model.tower_features
+    model.tower_features = lambda images: computed.append(len(images)) or tower(images)
+    first = TowerFeatureCache.build(model, dataset, progress=False)
+    frames = sum(computed)
+    assert frames == first.features.shape[0] > 0
+    assert TowerFeatureCache.build(model, dataset, progress=False) is first and sum(computed) == frames
+    fewer = SceneClipDataset(world_by_kind["walk"], num_frames=4, image_size=model.config.vision_config.image_size)
+    fewer.items = [item for item in fewer.items if item[0] != fewer.items[0][0]]  # one of its two scenes
+    assert fewer.items and TowerFeatureCache.build(model, fewer, progress=False) is not first
+    first = TowerFeatureCache.build(model, dataset, progress=False)
+    assert TowerFeatureCache.build(model, dataset, progress=False) is first
+    before = sum(computed)
+    with torch.no_grad():  # another tower: computed again
+        next(model.vision_tower.parameters()).add_(0.01)
+    again = TowerFeatureCache.build(model, dataset, progress=False)
+    assert again is not first and sum(computed) == before + frames
+    assert not torch.equal(again.features, first.features)
+
+
 def test_the_shipped_recipe_configs_are_valid():
     from loc3r_core.training.config import TrainConfig, VisionPretrainConfig
 
