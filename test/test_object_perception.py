@@ -49,6 +49,28 @@ def test_objects_first_marks_a_small_object_that_the_majority_label_misses(walk)
         SceneClipDataset(walk, patch_target="biggest")
 
 
+def test_a_lower_token_presence_share_marks_more_objects_in_the_tokens_and_leaves_the_map_targets(walk):
+    def targets(share):
+        ds = SceneClipDataset(walk, num_frames=8, patch_grid=(4, 4), patch_target="objects_first",
+                              token_present_share=share, map_subdivision=2)
+        return [ds.frame_targets(s, f) for s in range(len(ds.scenes))
+                for f in range(0, len(ds.scenes[s].scene.frames), 4)]
+
+    default, lower = targets(PRESENT_SHARE), targets(0.02)
+    gained = 0
+    for old, new in zip(default, lower, strict=True):
+        changed = new["label"] != old["label"]
+        # only structure tokens change, each to an object class present in under PRESENT_SHARE of it
+        assert (old["label"][changed] < len(STRUCTURE_CLASSES)).all()
+        assert (new["label"][changed] >= len(STRUCTURE_CLASSES)).all()
+        gained += int(changed.sum())
+        for key in ("map_label", "map_points", "map_valid"):  # the map head's sub-patches keep theirs
+            np.testing.assert_array_equal(new[key], old[key])
+    assert gained > 3, "small object shares become token labels"
+    with pytest.raises(ValueError, match="token_present_share"):
+        SceneClipDataset(walk, token_present_share=0.0)
+
+
 def test_centre_targets_put_object_patches_at_their_objects_centre_and_the_rest_on_their_points(walk):
     ds = SceneClipDataset(walk, num_frames=8, patch_grid=(4, 4), patch_target="objects_first")
     item = ds[0]

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from loc3r_core.data.targets import PATCH_TARGETS, patch_targets, subdivide
+from loc3r_core.data.targets import PATCH_TARGETS, PRESENT_SHARE, patch_targets, subdivide
 from loc3r_core.geometry import anchor_frame, camera_yaw, invert_pose, transform_planar, transform_points
 from loc3r_core.runtime.preprocess import model_image
 from loc3r_core.world.scene import Question, Scene, Situation, seen_object_ids, transform_situation
@@ -52,6 +52,7 @@ class SceneClipDataset(Dataset):
         seed: int = 0,
         cached_frames: int = 50_000,
         patch_target: str = "majority",
+        token_present_share: float = PRESENT_SHARE,
         map_subdivision: int = 1,
         load_images: bool = True,
     ) -> None:
@@ -59,6 +60,8 @@ class SceneClipDataset(Dataset):
             raise ValueError(f"sampling must be one of {SAMPLING}, not {sampling!r}")
         if patch_target not in PATCH_TARGETS:
             raise ValueError(f"patch_target must be one of {PATCH_TARGETS}, not {patch_target!r}")
+        if not 0.0 < token_present_share <= 1.0:
+            raise ValueError(f"token_present_share must lie in (0, 1], not {token_present_share}")
         if not 0.0 <= pseudo_situation_share <= 1.0:
             raise ValueError(f"pseudo_situation_share must lie in [0, 1], not {pseudo_situation_share}")
         self.scenes = [SceneFolder(p) for p in scene_folders(roots)]
@@ -67,6 +70,7 @@ class SceneClipDataset(Dataset):
         self.image_size = image_size
         self.sampling = sampling
         self.patch_target = patch_target
+        self.token_present_share = token_present_share  # objects_first, the token grid only (not the map's sub-patches)
         self.map_subdivision = map_subdivision  # > 1: also s x s sub-patch targets per token (the map head)
         self.load_images = load_images  # False: clips carry no images (training from a tower feature cache)
         self.pseudo_situation_share = pseudo_situation_share
@@ -109,7 +113,8 @@ class SceneClipDataset(Dataset):
         scene = folder.scene
         args = (folder.depth(frame), folder.instance(frame), scene.intrinsics, scene.frames[frame].T_world_camera,
                 scene)
-        targets = patch_targets(*args, self.patch_grid, self.patch_target, centres=True)
+        targets = patch_targets(*args, self.patch_grid, self.patch_target, centres=True,
+                                present_share=self.token_present_share)
         if self.map_subdivision > 1:
             s, (rows, cols) = self.map_subdivision, self.patch_grid
             fine = patch_targets(*args, (rows * s, cols * s), self.patch_target)

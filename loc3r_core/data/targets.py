@@ -48,6 +48,7 @@ def patch_targets(
     grid: tuple[int, int],
     mode: str = "majority",
     centres: bool = False,
+    present_share: float = PRESENT_SHARE,
 ) -> dict[str, np.ndarray]:
     """Targets for a grid of rows x cols image patches (see PATCH_TARGETS for `mode`).
 
@@ -57,7 +58,7 @@ def patch_targets(
     centres: (rows, cols, 3) the centre of the object the patch shows (the instance most of its
     chosen pixels belong to), the patch's own point where it shows structure, and fronts:
     (rows, cols, 2) the world-frame unit vector that object faces (NaN where the patch shows
-    no fronted object).
+    no fronted object). `present_share`: objects_first's share of a patch that makes an object present.
     """
     if mode not in PATCH_TARGETS:
         raise ValueError(f"patch targets must be one of {PATCH_TARGETS}, not {mode!r}")
@@ -79,7 +80,7 @@ def patch_targets(
     else:
         structure = len(STRUCTURE_CLASSES)
         object_votes = votes[..., structure:]
-        present = object_votes.max(axis=-1) >= PRESENT_SHARE * ph * pw
+        present = object_votes.max(axis=-1) >= present_share * ph * pw
         label = np.where(present, structure + object_votes.argmax(axis=-1), label)
         chosen = class_blocks == label[..., None]
     count = chosen.sum(axis=-1)

@@ -148,8 +148,11 @@ EVALUATIONS_FILE = "ablation_evaluations.json"
 
 
 def run_fingerprint(config: TrainConfig) -> str:
-    """What a run's weights depend on: its whole config but where it is written (sha256)."""
-    settings = {k: v for k, v in config.to_dict().items() if k != "output_dir"}
+    """What a run's weights depend on: the config fields it sets away from TrainConfig's defaults,
+    but where it is written (sha256). Defaults are left out so that a field added later, whose
+    default keeps the old behaviour, leaves the runs drawn before it valid."""
+    defaults = TrainConfig().to_dict()
+    settings = {k: v for k, v in config.to_dict().items() if k != "output_dir" and v != defaults[k]}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 

@@ -83,6 +83,9 @@ class TrainConfig(YamlConfig):
     # (an object covering >= 10 % of the patch wins, with the mean point of its own pixels);
     # see loc3r_core/data/targets.py. Evaluation always scores against majority targets.
     patch_targets: str = "majority"
+    # objects_first: the share of a token's pixels (the LM's patch, 32 x 32 px at 128 px with
+    # vision_merge 2) that makes an object present in its label; the map head's sub-patches keep 0.10
+    token_present_share: float = 0.10
     # the semantic and map-label losses weight patch classes by (training count)^-class_balance
     # (0: unweighted), counted over class_count_frames frames drawn from the training split
     class_balance: float = 0.0
@@ -123,6 +126,7 @@ class TrainConfig(YamlConfig):
             (self.num_frames >= 1, "num_frames must be at least 1"),
             (self.frame_sampling in ("random", "uniform"), "frame_sampling must be random or uniform"),
             (self.patch_targets in PATCH_TARGETS, f"patch_targets must be one of {', '.join(PATCH_TARGETS)}"),
+            (0.0 < self.token_present_share <= 1.0, "token_present_share must lie in (0, 1]"),
             (0.0 <= self.prior_dropout <= 1.0, "prior_dropout must lie in [0, 1]"),
             (0.0 <= self.pseudo_situation_share <= 1.0, "pseudo_situation_share must lie in [0, 1]"),
             (0.0 <= self.class_balance <= 1.0 and self.class_count_frames >= 1,

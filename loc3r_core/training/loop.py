@@ -239,7 +239,8 @@ def training_dataset(config: TrainConfig, shapes: Loc3rConfig) -> SceneClipDatas
     kwargs = {"num_frames": config.num_frames, "patch_grid": shapes.patch_grid,
               "image_size": shapes.vision_config.image_size, "sampling": config.frame_sampling,
               "pseudo_situation_share": config.pseudo_situation_share, "seed": config.seed,
-              "patch_target": config.patch_targets, "map_subdivision": shapes.map_subdivision,
+              "patch_target": config.patch_targets, "token_present_share": config.token_present_share,
+              "map_subdivision": shapes.map_subdivision,
               "load_images": not config.cache_vision_features}  # the cache reads frames itself
     if config.questions_per_clip > 1:
         return PackedClipDataset(config.train_data, config.questions_per_clip, **kwargs)
