@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loc3r_core.data.targets import PATCH_TARGETS
+from loc3r_core.data.targets import PATCH_TARGETS, PRESENT_SHARE
 from loc3r_core.errors import UsageError
 
 
@@ -85,7 +85,7 @@ class TrainConfig(YamlConfig):
     patch_targets: str = "majority"
     # objects_first: the share of a token's pixels (the LM's patch, 32 x 32 px at 128 px with
     # vision_merge 2) that makes an object present in its label; the map head's sub-patches keep 0.10
-    token_present_share: float = 0.10
+    token_present_share: float = PRESENT_SHARE
     # the semantic and map-label losses weight patch classes by (training count)^-class_balance
     # (0: unweighted), counted over class_count_frames frames drawn from the training split
     class_balance: float = 0.0
