@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from loc3r_core.runtime.mapping import GridConfig, LayoutGrid, close_holes
+from loc3r_core.runtime.mapping import Evidence, GridConfig, LayoutGrid, close_holes
 from loc3r_core.runtime.walls import draw_walls, fit_walls
 from loc3r_core.types import FREE, OCCUPIED, UNKNOWN, WallSegment
 from loc3r_core.world.vocabulary import PATCH_CLASSES
@@ -201,3 +201,37 @@ def test_object_cells_outside_every_kept_box_are_forgotten() -> None:
     assert [o.label for o in kept.objects] == ["sofa"]
     row, col, _ = grid.cell_of(stray[0])
     assert loose.occupancy[row, col] == OCCUPIED and kept.occupancy[row, col] == UNKNOWN
+
+
+def test_the_layout_worked_out_over_the_mapped_window_is_the_whole_grids() -> None:
+    """A refresh works on the cells the evidence touched plus a margin; whatever reaches past them
+    (here walls whose ends meet beyond their cells, at the corner of a room turned 45 degrees and
+    seen only away from that corner, and an object's closing) comes out as over the whole grid."""
+    room = rectangle(4.0, 3.0, math.radians(45), (1.0, 0.5))
+    rng = np.random.default_rng(3)
+    edges = band_points(room, 0.1, rng)
+    corner = room[np.argmax(room[:, 0])]  # the room's rightmost corner lies past every wall cell
+    edges = edges[np.linalg.norm(edges - corner, axis=1) > 0.9]
+    table = np.stack([rng.uniform(0.5, 1.3, 60), rng.uniform(0.2, 0.8, 60)], axis=1)
+    grid = LayoutGrid(GridConfig(), NAMES)
+    for camera in ([0.5, 0.0], [1.5, 1.0], [1.0, 0.5]):
+        grid.add(edges, np.full_like(edges, 0.1), one_hot(len(edges), "wall"), np.array(camera))
+        grid.add(table, np.full_like(table, 0.1), one_hot(len(table), "table"), np.array(camera))
+    windowed = grid.layout()
+    whole = Evidence.of(grid, (slice(0, grid.cells), slice(0, grid.cells)))
+    occupancy, labels, objects, walls = grid._layout_of(whole)
+    row, col, _ = grid.cell_of(corner)
+    assert windowed.occupancy[row, col] == OCCUPIED  # the joined corner is drawn, outside the touched cells
+    assert not (row in range(*grid.touched[:2]) and col in range(*grid.touched[2:]))
+    assert np.array_equal(windowed.occupancy, occupancy) and np.array_equal(windowed.labels, labels)
+    assert [o.label for o in windowed.objects] == [o.label for o in objects] == ["table"]
+    assert np.allclose(windowed.objects[0].center, objects[0].center, atol=1e-9)
+    assert len(windowed.walls) == len(walls) == 4
+    for a, b in zip(windowed.walls, walls, strict=True):
+        assert np.allclose(a.start, b.start, atol=1e-9) and np.allclose(a.end, b.end, atol=1e-9)
+
+
+def test_an_empty_grid_is_all_unknown() -> None:
+    layout = LayoutGrid(GridConfig(), NAMES).layout()
+    assert (layout.occupancy == UNKNOWN).all() and (layout.labels == -1).all()
+    assert layout.objects == () and layout.walls == ()

@@ -94,6 +94,24 @@ class GridConfig:
                              "(object_shadow_m inf: rays stop at objects)")
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """A window of a LayoutGrid's evidence (views, not copies) and the map position of its corner."""
+
+    votes: np.ndarray  # (rows, cols, labels) summed label probabilities
+    free: np.ndarray  # free votes from the rays
+    spread: np.ndarray  # summed variance of the points in each cell (m^2)
+    camera_visits: np.ndarray
+    origin: tuple[float, float]
+
+    @classmethod
+    def of(cls, grid: LayoutGrid, window: tuple[slice, slice]) -> Evidence:
+        rows, cols = window
+        origin = (grid.origin[0] + cols.start * grid.config.resolution,
+                  grid.origin[1] + rows.start * grid.config.resolution)
+        return cls(grid.votes[window], grid.free[window], grid.spread[window], grid.camera_visits[window], origin)
+
+
 class LayoutGrid:
     def __init__(self, config: GridConfig, label_names: tuple[str, ...]) -> None:
         config.validate()
@@ -105,6 +123,7 @@ class LayoutGrid:
         self.free = np.zeros((self.cells, self.cells), dtype=np.float32)
         self.spread = np.zeros((self.cells, self.cells), dtype=np.float32)  # its points' summed variance (m^2)
         self.camera_visits = np.zeros((self.cells, self.cells), dtype=np.float32)  # keyframes taken from each cell
+        self.touched = np.array([self.cells, -1, self.cells, -1])  # first, last row; first, last col with evidence
         self.wall = label_names.index("wall") if "wall" in label_names else -1
         self.ceiling = label_names.index("ceiling") if "ceiling" in label_names else -1
         self.floor = label_names.index("floor")
@@ -123,11 +142,13 @@ class LayoutGrid:
             keep &= probs.argmax(axis=1) != self.ceiling
         points, sigma, probs = points[keep], sigma[keep], probs[keep]
         row, col, inside = self.cell_of(points)
+        self._touch(row[inside], col[inside])
         np.add.at(self.votes, (row[inside], col[inside]), probs[inside].astype(np.float32))
         np.add.at(self.spread, (row[inside], col[inside]), np.mean(sigma[inside] ** 2, axis=1).astype(np.float32))
         camera_xy = np.asarray(camera_xy, dtype=np.float64)
         camera_row, camera_col, camera_inside = self.cell_of(camera_xy)
         if camera_inside:
+            self._touch(camera_row, camera_col)
             self.camera_visits[camera_row, camera_col] += 1.0
         blockers = None
         if self.config.rays_pause_at_objects:
@@ -154,6 +175,7 @@ class LayoutGrid:
         inside &= ((row != end_row[:, None]) | (col != end_col[:, None])) & (fractions[None, :] < reach[:, None])
         if blockers is not None:
             inside &= ~self._shadowed(row, col, inside, blockers, fractions * lengths[:, None])
+        self._touch(row[inside], col[inside])
         crossed = np.zeros(self.cells * self.cells, dtype=bool)
         crossed[row[inside] * self.cells + col[inside]] = True  # each cell once per keyframe
         self.free.reshape(-1)[crossed] += 1.0
@@ -167,32 +189,70 @@ class LayoutGrid:
         return np.isfinite(last_hit) & (distance - last_hit <= self.config.object_shadow_m)
 
     def layout(self, stamp_ns: int = 0) -> Layout:
-        support = self.votes.sum(axis=2)
-        evidence = support + self.free
-        labels = self.votes.argmax(axis=2).astype(np.int16)
-        solid = support - self.votes[..., self.floor] - (self.votes[..., self.ceiling] if self.ceiling >= 0 else 0)
-        occupied = solid > self.votes[..., self.floor] + self.config.free_weight * self.free
+        """The occupancy grid, its labels, objects and walls from the evidence fused so far.
+
+        Worked out over the window of cells that hold evidence or camera visits, with a margin
+        (`_window`): every cell outside it is unknown whatever the rules below do, so a refresh
+        costs what the mapped area costs, not what the configured grid does.
+        """
+        occupancy = np.full((self.cells, self.cells), UNKNOWN, dtype=np.int8)
+        labels = np.full((self.cells, self.cells), -1, dtype=np.int16)
+        objects: list[MapObject] = []
+        walls: list = []
+        window = self._window()
+        if window is not None:
+            occupancy[window], labels[window], objects, walls = self._layout_of(Evidence.of(self, window))
+        return Layout(occupancy=occupancy, labels=labels, label_names=self.label_names,
+                      resolution=self.config.resolution, origin=self.origin,
+                      objects=tuple(objects), stamp_ns=stamp_ns, walls=tuple(walls))
+
+    def _touch(self, rows: np.ndarray, cols: np.ndarray) -> None:
+        """Widen `touched` to cover these cells (in the grid)."""
+        if np.size(rows):
+            self.touched = np.array([min(self.touched[0], np.min(rows)), max(self.touched[1], np.max(rows)),
+                                     min(self.touched[2], np.min(cols)), max(self.touched[3], np.max(cols))])
+
+    def _window(self) -> tuple[slice, slice] | None:
+        """Rows and columns of the cells with any evidence or camera visit (`touched`), widened by the
+        furthest any layout rule reaches past them; None while the grid is empty. The margin keeps
+        the window's edge out of every rule's reach: an object's closing (twice fill_reach_cells), a
+        wall segment's end moved to a corner (2 wall_suppress_m, walls.join_corners) and the ring of
+        unknown cells that close_holes needs to tell the room's inside from its outside."""
+        first_row, last_row, first_col, last_col = (int(v) for v in self.touched)
+        if last_row < 0:
+            return None
+        walls = int(np.ceil(2 * self.config.wall_suppress_m / self.config.resolution))
+        margin = max(2 * self.config.fill_reach_cells, walls) + 2
+        return (slice(max(first_row - margin, 0), min(last_row + margin + 1, self.cells)),
+                slice(max(first_col - margin, 0), min(last_col + margin + 1, self.cells)))
+
+    def _layout_of(self, evidence: Evidence) -> tuple[np.ndarray, np.ndarray, list[MapObject], list]:
+        """occupancy, labels, objects and walls of one window of the grid's evidence."""
+        votes = evidence.votes
+        support = votes.sum(axis=2)
+        known = support + evidence.free >= self.config.min_evidence
+        labels = votes.argmax(axis=2).astype(np.int16)
+        ceiling = votes[..., self.ceiling] if self.ceiling >= 0 else 0
+        solid = support - votes[..., self.floor] - ceiling
+        occupied = solid > votes[..., self.floor] + self.config.free_weight * evidence.free
         occupancy = np.full(support.shape, UNKNOWN, dtype=np.int8)
-        known = evidence >= self.config.min_evidence
         occupancy[known] = np.where(occupied[known], OCCUPIED, FREE)
         labels[~known] = -1
         labels[known & ~occupied & (support == 0)] = self.floor  # seen through: floor
-        objects, object_cells = self._objects(occupancy, labels)
+        objects, object_cells = self._objects(occupancy, labels, evidence)
         if self.config.fill_objects:
             self._fill(occupancy, labels, object_cells)
         if self.config.loose_cells_unknown:
-            self._forget_loose_cells(occupancy, labels, objects)
+            self._forget_loose_cells(occupancy, labels, objects, evidence.origin)
         walls = []
         if self.config.straight_walls and self.wall >= 0:
-            walls = straighten_walls(occupancy, labels, self.free, self.votes[..., self.wall], self.camera_visits,
-                                     self.origin, self.config.resolution, self.wall, self.floor,
+            walls = straighten_walls(occupancy, labels, evidence.free, votes[..., self.wall], evidence.camera_visits,
+                                     evidence.origin, self.config.resolution, self.wall, self.floor,
                                      self.config.wall_band_m, self.config.wall_suppress_m, self.config.wall_shadow_m,
                                      self.config.free_shadow_m)
         if self.config.close_holes:
             close_holes(occupancy, labels, self.floor)
-        return Layout(occupancy=occupancy, labels=labels, label_names=self.label_names,
-                      resolution=self.config.resolution, origin=self.origin,
-                      objects=tuple(objects), stamp_ns=stamp_ns, walls=tuple(walls))
+        return occupancy, labels, objects, walls
 
     def _fill(self, occupancy: np.ndarray, labels: np.ndarray, object_cells: np.ndarray) -> None:
         """Close the gaps between the cells of the map's objects: occupied, with their label.
@@ -208,18 +268,20 @@ class LayoutGrid:
             occupancy[closed] = OCCUPIED
             labels[closed] = label
 
-    def _forget_loose_cells(self, occupancy: np.ndarray, labels: np.ndarray, objects: list[MapObject]) -> None:
+    def _forget_loose_cells(self, occupancy: np.ndarray, labels: np.ndarray, objects: list[MapObject],
+                            origin: tuple[float, float]) -> None:
         """Object cells outside every kept object's box become unknown, in place: the box is where
         the object's evidence agrees (its moments); the cells around it are the scatter of its
         points, or clusters too weak to be objects."""
         rows, cols = np.nonzero((occupancy == OCCUPIED) & np.isin(labels, self.object_classes))
-        xy = cell_centres(rows, cols, self.origin, self.config.resolution)
+        xy = cell_centres(rows, cols, origin, self.config.resolution)
         boxed = np.zeros(len(rows), dtype=bool)
         for obj in objects:
             boxed |= distance_to_box(xy, obj.center[:2], obj.size[:2], obj.yaw) <= 0.0
         occupancy[rows[~boxed], cols[~boxed]], labels[rows[~boxed], cols[~boxed]] = UNKNOWN, -1
 
-    def _objects(self, occupancy: np.ndarray, labels: np.ndarray) -> tuple[list[MapObject], np.ndarray]:
+    def _objects(self, occupancy: np.ndarray, labels: np.ndarray, evidence: Evidence
+                 ) -> tuple[list[MapObject], np.ndarray]:
         """One object per cluster of occupied cells with the same object label; also the mask of
         the cells of the clusters kept as objects.
 
@@ -233,7 +295,7 @@ class LayoutGrid:
         label = labels[rows, cols].astype(np.int64)
         cluster = compact(components(rows, cols, label, self.config.object_gap_cells, occupancy.shape))
         cluster = compact(self._merge(cluster, rows, cols, label))
-        objects, kept = self._boxes(cluster, rows, cols, label)
+        objects, kept = self._boxes(cluster, rows, cols, label, evidence)
         object_cells[rows[kept[cluster]], cols[kept[cluster]]] = True
         return objects, object_cells
 
@@ -253,8 +315,8 @@ class LayoutGrid:
             b.append(ids[j])
         return union(count, np.concatenate(a), np.concatenate(b))[cluster]
 
-    def _boxes(self, cluster: np.ndarray, rows: np.ndarray, cols: np.ndarray, label: np.ndarray
-               ) -> tuple[list[MapObject], np.ndarray]:
+    def _boxes(self, cluster: np.ndarray, rows: np.ndarray, cols: np.ndarray, label: np.ndarray,
+               evidence: Evidence) -> tuple[list[MapObject], np.ndarray]:
         """An oriented box per cluster from the moments of its cells (weighted by their label evidence):
         centre at their mean, yaw along their principal axis, each side sqrt(12 var) (a uniform
         footprint's), floored by the category's smallest side.
@@ -264,8 +326,8 @@ class LayoutGrid:
         about 5x the true area on val, the plain moments 2.4x (results/experiments.md, session 15).
         """
         r, count = self.config.resolution, int(cluster.max()) + 1
-        x, y = self.origin[0] + (cols + 0.5) * r, self.origin[1] + (rows + 0.5) * r
-        votes = self.votes[rows, cols]
+        x, y = evidence.origin[0] + (cols + 0.5) * r, evidence.origin[1] + (rows + 0.5) * r
+        votes = evidence.votes[rows, cols]
         weight = votes[np.arange(len(label)), label]
         mass = np.bincount(cluster, weight, count)
         cx, cy = np.bincount(cluster, weight * x, count) / mass, np.bincount(cluster, weight * y, count) / mass
@@ -273,7 +335,8 @@ class LayoutGrid:
         sxx, syy, sxy = (np.bincount(cluster, weight * v, count) / mass for v in (dx * dx, dy * dy, dx * dy))
         yaw = 0.5 * np.arctan2(2 * sxy, sxx - syy)  # in (-pi/2, pi/2]
         c, s = np.cos(yaw), np.sin(yaw)
-        noise = np.bincount(cluster, self.spread[rows, cols], count) / np.bincount(cluster, votes.sum(axis=1), count)
+        spread = np.bincount(cluster, evidence.spread[rows, cols], count)
+        noise = spread / np.bincount(cluster, votes.sum(axis=1), count)
         var_u = sxx * c * c + 2 * sxy * c * s + syy * s * s - self.config.box_noise_share * noise
         var_v = sxx * s * s - 2 * sxy * c * s + syy * c * c - self.config.box_noise_share * noise
         side_u, side_v = np.sqrt(12 * np.maximum(var_u, 0.0)), np.sqrt(12 * np.maximum(var_v, 0.0))
