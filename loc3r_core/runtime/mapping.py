@@ -20,7 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from loc3r_core.runtime.walls import cell_centres, cell_indices, straighten_walls
-from loc3r_core.types import FREE, OCCUPIED, UNKNOWN, Layout, MapObject
+from loc3r_core.types import FREE, OCCUPIED, UNKNOWN, Layout, MapObject, WallSegment
 from loc3r_core.world.polygon import distance_to_box
 from loc3r_core.world.vocabulary import CATEGORIES
 
@@ -198,7 +198,7 @@ class LayoutGrid:
         occupancy = np.full((self.cells, self.cells), UNKNOWN, dtype=np.int8)
         labels = np.full((self.cells, self.cells), -1, dtype=np.int16)
         objects: list[MapObject] = []
-        walls: list = []
+        walls: list[WallSegment] = []
         window = self._window()
         if window is not None:
             occupancy[window], labels[window], objects, walls = self._layout_of(Evidence.of(self, window))
@@ -226,7 +226,8 @@ class LayoutGrid:
         return (slice(max(first_row - margin, 0), min(last_row + margin + 1, self.cells)),
                 slice(max(first_col - margin, 0), min(last_col + margin + 1, self.cells)))
 
-    def _layout_of(self, evidence: Evidence) -> tuple[np.ndarray, np.ndarray, list[MapObject], list]:
+    def _layout_of(self, evidence: Evidence
+                   ) -> tuple[np.ndarray, np.ndarray, list[MapObject], list[WallSegment]]:
         """occupancy, labels, objects and walls of one window of the grid's evidence."""
         votes = evidence.votes
         support = votes.sum(axis=2)
@@ -244,7 +245,7 @@ class LayoutGrid:
             self._fill(occupancy, labels, object_cells)
         if self.config.loose_cells_unknown:
             self._forget_loose_cells(occupancy, labels, objects, evidence.origin)
-        walls = []
+        walls: list[WallSegment] = []
         if self.config.straight_walls and self.wall >= 0:
             walls = straighten_walls(occupancy, labels, evidence.free, votes[..., self.wall], evidence.camera_visits,
                                      evidence.origin, self.config.resolution, self.wall, self.floor,
