@@ -191,6 +191,13 @@ def test_ablate_trains_each_variant_per_seed_and_writes_the_table_with_the_sprea
     run_cli(*ablate, check=True)
     assert store.read_text() == saved and not (tmp_path / "runs").exists()
     assert json.loads((tmp_path / "results" / "ablation.json").read_text())["results"] == results
+    # A table drawn elsewhere (one variant, say) reads the same store when named.
+    scratch = tmp_path / "scratch"
+    run_cli(*ablate[:-1], scratch, "--store", store, "--variants", "c_loc3r", check=True)
+    assert store.read_text() == saved and not (tmp_path / "runs").exists()
+    assert not (scratch / "ablation_evaluations.json").exists()
+    drawn = json.loads((scratch / "ablation.json").read_text())["results"]
+    assert drawn == {"c_loc3r": results["c_loc3r"]}
 
 
 def test_ablation_refuses_to_clear_a_run_folder_holding_more_than_a_stopped_run(tmp_path):

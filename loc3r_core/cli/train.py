@@ -73,6 +73,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                              "(default: the config's seed)")
     ablate.add_argument("--eval-samples", type=int, default=600, help="questions per split (default 600)")
     ablate.add_argument("--out", type=Path, default=Path("results"), help="where ablation.md/.json/.png go")
+    ablate.add_argument("--store", type=Path,
+                        help="file of saved evaluations, read back instead of evaluating again (default "
+                             "OUT/ablation_evaluations.json): a partial run drawn into a scratch --out can "
+                             "still keep its evaluations in results/")
     ablate.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a base config field, e.g. --set max_steps=50; repeatable")
     ablate.set_defaults(handler=_ablate)
@@ -190,6 +194,6 @@ def _ablate(args: argparse.Namespace) -> int:
     base = TrainConfig.from_yaml(args.config, parse_overrides(args.set))
     command = "loc3r " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     run_ablation(base, args.data_root, args.splits, args.out, Path(base.output_dir), args.eval_samples,
-                 args.variants, command, args.seeds)
+                 args.variants, command, args.seeds, args.store)
     print(f"table written to {args.out / 'ablation.md'}")
     return 0

@@ -72,9 +72,10 @@ def variant_config(base: TrainConfig, variant: Variant, runs: Path, seed: int | 
 
 def run_ablation(base: TrainConfig, data_root: Path, splits: list[str], out: Path, runs: Path,
                  eval_samples: int | None, variants: list[str] | None = None, command: str = "",
-                 seeds: list[int] | None = None) -> dict:
+                 seeds: list[int] | None = None, store: Path | None = None) -> dict:
     """Train (or resume, or reuse) each variant once per seed, evaluate each run on each split,
-    and write the table (mean and range over the seeds) and its PNG."""
+    and write the table (mean and range over the seeds) and its PNG. Every evaluation is kept in
+    `store` (default out/EVALUATIONS_FILE), where later calls read it back instead of evaluating again."""
     from loc3r_core.evaluation.evaluate import evaluate, evaluation_dataset
     from loc3r_core.model.checkpoint import load_model
 
@@ -87,7 +88,8 @@ def run_ablation(base: TrainConfig, data_root: Path, splits: list[str], out: Pat
     if missing:
         raise UsageError(f"no split folder {', '.join(str(data_root / s) for s in missing)} "
                          "(make them with `loc3r data generate --split NAME`)")
-    store = out / EVALUATIONS_FILE
+    store = out / EVALUATIONS_FILE if store is None else store
+    store.parent.mkdir(parents=True, exist_ok=True)
     runs_by_seed: dict[str, dict[str, dict[int, dict]]] = {}
     for variant in chosen:
         runs_by_seed[variant.name] = {split: {} for split in splits}
