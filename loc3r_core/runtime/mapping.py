@@ -175,9 +175,10 @@ class LayoutGrid:
         inside &= ((row != end_row[:, None]) | (col != end_col[:, None])) & (fractions[None, :] < reach[:, None])
         if blockers is not None:
             inside &= ~self._shadowed(row, col, inside, blockers, fractions * lengths[:, None])
-        self._touch(row[inside], col[inside])
+        rows, cols = row[inside], col[inside]
+        self._touch(rows, cols)
         crossed = np.zeros(self.cells * self.cells, dtype=bool)
-        crossed[row[inside] * self.cells + col[inside]] = True  # each cell once per keyframe
+        crossed[rows * self.cells + cols] = True  # each cell once per keyframe
         self.free.reshape(-1)[crossed] += 1.0
 
     def _shadowed(self, row: np.ndarray, col: np.ndarray, inside: np.ndarray, blockers: np.ndarray,
