@@ -1,10 +1,11 @@
-"""`loc3r train`, `loc3r eval`, `loc3r ablate`: fit a model from a config, measure it, compare variants."""
+"""`loc3r train`, `pretrain-vision`, `pretrain-motion`, `eval`, `ablate`: fit models from configs, measure, compare."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from loc3r_core.errors import UsageError
@@ -24,20 +25,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(handler=_train)
 
-    vision = commands.add_parser("pretrain-vision",
-                                 help="pretrain the vision tower on single frames (stage 1 of the shipped recipe)")
-    vision.add_argument("--config", type=Path, required=True, help="YAML file of VisionPretrainConfig fields")
-    vision.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a config field (YAML value); repeatable")
-    vision.add_argument("--no-progress", action="store_true", help="no progress bar")
-    vision.set_defaults(handler=_pretrain_vision)
+    _stage_parser(commands, "pretrain-vision", "pretrain the vision tower on single frames (stage 1 of the "
+                  "shipped recipe)", "VisionPretrainConfig", _pretrain_vision)
+    _stage_parser(commands, "pretrain-motion", "train the visual odometry network on frame pairs (the prior "
+                  "without odometry)", "MotionPretrainConfig", _pretrain_motion)
 
     ev = commands.add_parser("eval", help="evaluate a model on a dataset split")
     ev.add_argument("--checkpoint", type=Path, help="model folder (default: the shipped model)")
     ev.add_argument("--data", type=Path, required=True, help="dataset folder (loc3r data generate)")
     ev.add_argument("--max-samples", type=int, help="evaluate an evenly spread subset of this many questions")
-    ev.add_argument("--prior", choices=["odometry", "none"], default="odometry",
-                    help="camera prior: clean relative poses (odometry) or none (default odometry)")
+    ev.add_argument("--prior", choices=["odometry", "none", "visual"], default="odometry",
+                    help="camera prior: clean relative poses (odometry), none, or the visual odometry network's "
+                         "steps chained along each walk (visual; see --motion) (default odometry)")
+    ev.add_argument("--motion", type=Path,
+                    help="visual odometry network folder for --prior visual (default: the shipped one)")
     ev.add_argument("--frames", type=int, default=EVAL_FRAMES,
                     help=f"frames per clip, uniformly spread over the scene's walk (default {EVAL_FRAMES}, the "
                     f"protocol of every table; the runtime's memory holds {MEMORY_KEYFRAMES} by default)")
@@ -82,6 +83,17 @@ def register(commands: argparse._SubParsersAction) -> None:
     ablate.set_defaults(handler=_ablate)
 
 
+def _stage_parser(commands: argparse._SubParsersAction, name: str, help_text: str, config_class: str,
+                  handler: Callable[[argparse.Namespace], int]) -> None:
+    """A pretraining stage's command: a config file, field overrides, no resume (it takes minutes)."""
+    stage = commands.add_parser(name, help=help_text)
+    stage.add_argument("--config", type=Path, required=True, help=f"YAML file of {config_class} fields")
+    stage.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                       help="override a config field (YAML value); repeatable")
+    stage.add_argument("--no-progress", action="store_true", help="no progress bar")
+    stage.set_defaults(handler=handler)
+
+
 def parse_overrides(pairs: list[str], option: str = "--set") -> dict:
     """FIELD=VALUE pairs to {field: YAML value}."""
     import yaml
@@ -111,11 +123,24 @@ def _pretrain_vision(args: argparse.Namespace) -> int:
     from loc3r_core.training.vision_pretrain import pretrain_vision
 
     config = VisionPretrainConfig.from_yaml(args.config, parse_overrides(args.set))
-    tower = pretrain_vision(config, progress=not args.no_progress)
-    final = json.loads((tower.parent / "metrics.jsonl").read_text().splitlines()[-1])
-    print(json.dumps({k: v for k, v in final.items() if k != "split"}))
-    print(f"vision tower written to {tower}")
+    _report_stage(pretrain_vision(config, progress=not args.no_progress), "vision tower")
     return 0
+
+
+def _pretrain_motion(args: argparse.Namespace) -> int:
+    from loc3r_core.training.config import MotionPretrainConfig
+    from loc3r_core.training.motion_pretrain import pretrain_motion
+
+    config = MotionPretrainConfig.from_yaml(args.config, parse_overrides(args.set))
+    _report_stage(pretrain_motion(config, progress=not args.no_progress), "motion network")
+    return 0
+
+
+def _report_stage(folder: Path, what: str) -> None:
+    """A pretraining stage's last metrics record (one JSON line) and where its output went."""
+    final = json.loads((folder.parent / "metrics.jsonl").read_text().splitlines()[-1])
+    print(json.dumps({k: v for k, v in final.items() if k != "split"}))
+    print(f"{what} written to {folder}")
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -131,10 +156,18 @@ def _eval(args: argparse.Namespace) -> int:
         return _eval_references(args)
     map_types = map_answer_types_argument(args.map_answers)
     tiebreak_types = map_answer_types_argument(args.map_tiebreaks, "--map-tiebreaks")
+    if args.motion is not None and args.prior != "visual":
+        raise UsageError("--motion is read only with --prior visual")
+    motion = None
+    if args.prior == "visual":
+        from loc3r_core.model.motion import load_motion
+
+        motion = load_motion(args.motion)  # before the model: a missing network fails fast
     model, tokenizer = load_model(args.checkpoint)
     dataset = evaluation_dataset(args.data, model, args.frames)
     result = evaluate(model, tokenizer, dataset, args.max_samples, args.batch_size, args.prior,
-                      progress=not args.no_progress, map_answer_types=map_types, map_tiebreak_types=tiebreak_types)
+                      progress=not args.no_progress, map_answer_types=map_types, map_tiebreak_types=tiebreak_types,
+                      motion=motion)
     if args.figure:
         draw_examples(result.examples, args.figure, title=f"{args.data.name}: predicted vs true")
     if args.json:

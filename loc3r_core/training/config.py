@@ -190,3 +190,34 @@ class VisionPretrainConfig(YamlConfig):
             (self.learning_rate > 0, "learning_rate must be positive"),
             (self.log_every >= 1, "log_every must be at least 1"),
         ]
+
+
+@dataclass
+class MotionPretrainConfig(YamlConfig):
+    """The visual odometry network (model.motion): each consecutive pair of a walk's frames and the
+    camera's planar step between them (`loc3r pretrain-motion`)."""
+
+    train_data: str | list[str] = "data/train"  # see TrainConfig.train_data
+    val_data: str | None = "data/val"  # per-step and walk-chained pose errors at the end
+    output_dir: str = "runs/motion"  # motion/ (the network), metrics.jsonl, curves.png
+    max_train_scenes: int | None = None
+    image_size: int = 64  # the network's input (MotionConfig.image_size)
+    batch_size: int = 64  # frame pairs per step
+    max_steps: int = 8000
+    learning_rate: float = 2e-3
+    min_lr_ratio: float = 0.05
+    warmup_steps: int = 100
+    weight_decay: float = 1e-4
+    huber_beta: float = 0.2  # smooth L1 on the step in units of the training steps' mean size
+    seed: int = 0
+    log_every: int = 50
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return [
+            _train_data_check(self.train_data),
+            (self.image_size >= 32, "image_size must be at least 32 (five stride-2 blocks)"),
+            (self.batch_size >= 1 and self.max_steps >= 1, "batch_size and max_steps must be at least 1"),
+            (self.learning_rate > 0 and self.huber_beta > 0, "learning_rate and huber_beta must be positive"),
+            (0 <= self.min_lr_ratio <= 1 and self.warmup_steps >= 0, "min_lr_ratio in [0, 1], warmup_steps >= 0"),
+            (self.log_every >= 1, "log_every must be at least 1"),
+        ]

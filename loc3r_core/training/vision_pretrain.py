@@ -32,7 +32,7 @@ from loc3r_core.model.modeling_loc3r import front_loss
 from loc3r_core.model.spatial import balanced_class_weights, focal_cross_entropy
 from loc3r_core.model.vision_tower import build_vision_tower
 from loc3r_core.training.config import VisionPretrainConfig
-from loc3r_core.training.curves import plot_curves
+from loc3r_core.training.curves import append_record, plot_curves
 from loc3r_core.training.loop import learning_rate_factor
 from loc3r_core.world.vocabulary import PATCH_CLASSES, STRUCTURE_CLASSES
 
@@ -135,7 +135,8 @@ def pretrain_vision(config: VisionPretrainConfig, progress: bool = True) -> Path
             window[name] = window.get(name, 0.0) + float(value.detach())
         if (step + 1) % config.log_every == 0 or step + 1 == config.max_steps:
             count = (step % config.log_every) + 1
-            _append(log, {"step": step + 1, "split": "train", **{k: round(v / count, 5) for k, v in window.items()}})
+            means = {k: round(v / count, 5) for k, v in window.items()}
+            append_record(log, {"step": step + 1, "split": "train", **means})
             window = {}
     record = {"step": config.max_steps, "split": "train", "seconds": round(time.perf_counter() - started, 1)}
     if config.val_data:
@@ -145,7 +146,7 @@ def pretrain_vision(config: VisionPretrainConfig, progress: bool = True) -> Path
                                                      config.patch_targets, workers=config.workers,
                                                      progress=progress, desc="validation sub-patches")
         record = {**record, "split": "val", **patch_metrics(model, val, val_fine)}
-    _append(log, record)
+    append_record(log, record)
     hf_logging.disable_progress_bar()  # a bar for writing a few-MB file is noise
     with atomic_path(run / TOWER_DIR) as tmp:
         model.tower.save_pretrained(tmp, safe_serialization=True)
@@ -248,8 +249,3 @@ def object_recall_by_class(predicted: np.ndarray, labels: np.ndarray) -> dict[st
         if mine.any():
             by_class[PATCH_CLASSES[cls]] = round(100.0 * float((predicted[mine] == cls).mean()), 2)
     return by_class
-
-
-def _append(log: Path, record: dict) -> None:
-    with log.open("a") as f:
-        f.write(json.dumps(record) + "\n")

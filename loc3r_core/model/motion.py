@@ -1,0 +1,105 @@
+"""Visual odometry: a small network that reads a camera step's planar motion from two frames.
+
+Without wheel odometry the Loc3R model's own ego head does not learn where the camera went
+(results/experiments.md, session 43): the frozen tower's features of one frame carry the turn
+between two frames but not the travel. This network sees the two frames' pixels together (six
+channels, as optical flow would) and reads the second camera's pose in the first's axes:
+forward and left offset in metres, turn in radians. Chained along a walk, its steps stand in
+for odometry as the model's prior (`loc3r eval --prior visual`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from loc3r_core.geometry import compose_planar
+from loc3r_core.model.checkpoint import CheckpointError
+
+CONFIG_FILE, WEIGHTS_FILE = "motion_config.json", "motion.safetensors"
+SHIPPED_MOTION = Path(__file__).resolve().parent.parent / "checkpoints" / "loc3r-motion"
+
+
+@dataclass
+class MotionConfig:
+    image_size: int = 64  # frames are resized to this square (runtime.preprocess.model_image)
+    widths: tuple[int, ...] = (32, 64, 96, 128, 192)  # channels of the stride-2 conv blocks
+    hidden: int = 256
+    # mean |forward|, |left|, |turn| of the training steps: the outputs are learned in these units
+    motion_scale: tuple[float, float, float] = field(default=(0.13, 0.05, 0.25))
+
+    def __post_init__(self) -> None:
+        self.widths, self.motion_scale = tuple(self.widths), tuple(float(s) for s in self.motion_scale)
+
+
+def conv_block(channels_in: int, channels_out: int) -> nn.Sequential:
+    """Halve the resolution, then one more 3x3 layer at the new size."""
+    return nn.Sequential(
+        nn.Conv2d(channels_in, channels_out, 3, 2, 1), nn.BatchNorm2d(channels_out), nn.ReLU(inplace=True),
+        nn.Conv2d(channels_out, channels_out, 3, 1, 1), nn.BatchNorm2d(channels_out), nn.ReLU(inplace=True))
+
+
+class PlanarMotionNet(nn.Module):
+    """(previous, current) frames -> the current camera's (forward m, left m, turn rad) in the previous's axes."""
+
+    def __init__(self, config: MotionConfig) -> None:
+        super().__init__()
+        self.config = config
+        widths = (6, *config.widths)
+        self.features = nn.Sequential(*(conv_block(a, b) for a, b in pairwise(widths)))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], config.hidden),
+                                  nn.ReLU(inplace=True), nn.Linear(config.hidden, 3))
+        self.register_buffer("scale", torch.tensor(config.motion_scale, dtype=torch.float32), persistent=False)
+
+    def normalised(self, previous: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) frames in [0, 1] -> (B, 3) motion in units of motion_scale (what the loss reads)."""
+        return self.head(self.features(torch.cat([previous, current], dim=1)))
+
+    def forward(self, previous: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+        return self.normalised(previous, current) * self.scale
+
+
+def save_motion(model: PlanarMotionNet, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CONFIG_FILE).write_text(json.dumps(asdict(model.config), indent=2) + "\n")
+    save_file({name: value.contiguous() for name, value in model.state_dict().items()}, str(folder / WEIGHTS_FILE))
+
+
+def load_motion(folder: Path | None = None) -> PlanarMotionNet:
+    """The network in eval mode; the shipped one when folder is None."""
+    folder = SHIPPED_MOTION if folder is None else Path(folder)
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        if not (folder / name).is_file():
+            raise CheckpointError(f"{folder} is not a motion network folder: {name} is missing")
+    try:
+        config = MotionConfig(**json.loads((folder / CONFIG_FILE).read_text()))
+        model = PlanarMotionNet(config)
+        model.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
+    except Exception as exc:  # json, dataclass, safetensors and torch raise many types for a damaged folder
+        raise CheckpointError(f"{folder} cannot be loaded as a motion network: {str(exc).splitlines()[0]}") from None
+    return model.eval()
+
+
+@torch.no_grad()
+def walk_steps(model: PlanarMotionNet, frames: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """(F, 3, S, S) float32 frames of one walk, in order -> (F - 1, 3) the step between each pair."""
+    tensor = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32))
+    previous, current = tensor[:-1], tensor[1:]
+    steps = [model(previous[start:start + batch_size], current[start:start + batch_size])
+             for start in range(0, len(previous), batch_size)]
+    return torch.cat(steps).numpy().astype(np.float64) if steps else np.zeros((0, 3))
+
+
+def chain(steps: np.ndarray) -> np.ndarray:
+    """(N, 3) planar steps -> (N + 1, 3) poses in the first frame's axes, the first at the origin."""
+    poses = [np.zeros(3)]
+    for step in steps:
+        poses.append(compose_planar(poses[-1], step))
+    return np.array(poses)

@@ -1,0 +1,136 @@
+"""Train the visual odometry network (`loc3r pretrain-motion`): planar camera steps from frame pairs.
+
+Every pair of consecutive frames of a training walk is one example: the two frames (the runtime's
+preprocessing, at the network's input size) and the second camera's planar pose in the first's
+axes. The frames are held in memory as uint8, so a step costs one small forward and backward pass.
+Validation chains the steps along each validation walk, as `loc3r eval --prior visual` does, and
+scores every frame's pose against the truth from the walk's first frame.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
+from tqdm import tqdm
+
+from loc3r_core.atomic import atomic_path
+from loc3r_core.errors import UsageError
+from loc3r_core.geometry import camera_yaw, relative_planar, wrap_angle
+from loc3r_core.model.motion import MotionConfig, PlanarMotionNet, chain, save_motion, walk_steps
+from loc3r_core.runtime.preprocess import model_image
+from loc3r_core.training.config import MotionPretrainConfig
+from loc3r_core.training.curves import append_record, plot_curves
+from loc3r_core.training.loop import learning_rate_factor
+from loc3r_core.world.scene_io import SceneFolder, SceneRoots, scene_folders
+
+MOTION_DIR = "motion"
+
+
+@dataclass
+class Walks:
+    frames: list[np.ndarray]  # per walk (F, 3, S, S) uint8, what model_image gives (times 255)
+    poses: list[np.ndarray]  # per walk (F, 3) planar camera poses (x, y, heading) in the world
+
+    def steps(self) -> list[np.ndarray]:
+        """Per walk (F - 1, 3): each frame's planar pose in the previous frame's axes."""
+        return [np.array([relative_planar(p[i], p[i + 1]) for i in range(len(p) - 1)]).reshape(-1, 3)
+                for p in self.poses]
+
+
+def planar_camera_poses(folder: SceneFolder) -> np.ndarray:
+    """(F, 3) each frame's camera position on the floor and heading (the ego pose's convention)."""
+    transforms = np.stack([frame.T_world_camera for frame in folder.scene.frames])
+    return np.concatenate([transforms[:, :2, 3], camera_yaw(transforms)[:, None]], axis=1)
+
+
+def load_walks(roots: SceneRoots, image_size: int, max_scenes: int | None = None, progress: bool = True,
+               desc: str = "walks") -> Walks:
+    frames, poses = [], []
+    for path in tqdm(scene_folders(roots, max_scenes), desc=desc, unit="scene", disable=not progress):
+        folder = SceneFolder(path)
+        poses.append(planar_camera_poses(folder))
+        frames.append(np.stack([np.round(model_image(folder.rgb(frame.index), image_size) * 255).astype(np.uint8)
+                                for frame in folder.scene.frames]))
+    return Walks(frames, poses)
+
+
+def walk_errors(model: PlanarMotionNet, walks: Walks) -> dict[str, float]:
+    """Median errors of each step, and of every frame's chained pose from its walk's first frame;
+    also standing still's chained error, the floor any odometry must beat."""
+    step_xy, step_turn, walk_xy, walk_yaw, still_xy = [], [], [], [], []
+    for frames, poses, truth in zip(walks.frames, walks.poses, walks.steps(), strict=True):
+        steps = walk_steps(model, frames.astype(np.float32) / 255.0)
+        step_xy.append(np.linalg.norm(steps[:, :2] - truth[:, :2], axis=1))
+        step_turn.append(np.abs(wrap_angle(steps[:, 2] - truth[:, 2])))
+        true_walk = np.array([relative_planar(poses[0], p) for p in poses[1:]]).reshape(-1, 3)
+        chained = chain(steps)[1:]
+        walk_xy.append(np.linalg.norm(chained[:, :2] - true_walk[:, :2], axis=1))
+        walk_yaw.append(np.abs(wrap_angle(chained[:, 2] - true_walk[:, 2])))
+        still_xy.append(np.linalg.norm(true_walk[:, :2], axis=1))
+
+    def median(values: list[np.ndarray], degrees: bool = False) -> float:
+        value = float(np.median(np.concatenate(values)))
+        return round(float(np.degrees(value)) if degrees else value, 4)
+
+    return {"step_translation_m": median(step_xy), "step_turn_deg": median(step_turn, True),
+            "walk_position_m": median(walk_xy), "walk_yaw_deg": median(walk_yaw, True),
+            "standing_still_walk_position_m": median(still_xy)}
+
+
+def pretrain_motion(config: MotionPretrainConfig, progress: bool = True) -> Path:
+    """Train the network; returns OUTPUT_DIR/motion."""
+    run = Path(config.output_dir)
+    if run.exists() and any(run.iterdir()):
+        raise UsageError(f"{run} already holds a run; choose another output_dir")
+    torch.manual_seed(config.seed)
+    walks = load_walks(config.train_data, config.image_size, config.max_train_scenes, progress, "training walks")
+    steps = walks.steps()
+    pairs = np.array([(w, f) for w, walk in enumerate(steps) for f in range(len(walk))], dtype=np.int64)
+    if len(pairs) == 0:
+        raise UsageError(f"{config.train_data} holds no walk of two frames or more")
+    run.mkdir(parents=True, exist_ok=True)  # only now: bad data leaves no half-made run behind
+    (run / "pretrain_config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    all_steps = np.concatenate(steps)
+    scale = np.maximum(np.abs(all_steps).mean(axis=0), 1e-3)  # the loss's units; kept in the network's config
+    model = PlanarMotionNet(MotionConfig(image_size=config.image_size, motion_scale=tuple(scale.tolist())))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(learning_rate_factor, config=config))
+    generator = torch.Generator().manual_seed(config.seed)
+    frames = [torch.from_numpy(f) for f in walks.frames]
+    targets = torch.from_numpy(all_steps / scale).float()
+    offsets = np.cumsum([0] + [len(s) for s in steps])[:-1]  # first row of each walk's steps in all_steps
+    log = run / "metrics.jsonl"
+    total, started = 0.0, time.perf_counter()
+    model.train()
+    for step in tqdm(range(config.max_steps), desc="pretrain motion", unit="step", disable=not progress):
+        pick = pairs[torch.randint(len(pairs), (config.batch_size,), generator=generator).numpy()]
+        previous = torch.stack([frames[w][f] for w, f in pick]).float() / 255.0
+        current = torch.stack([frames[w][f + 1] for w, f in pick]).float() / 255.0
+        target = targets[torch.from_numpy(offsets[pick[:, 0]] + pick[:, 1])]
+        loss = F.smooth_l1_loss(model.normalised(previous, current), target, beta=config.huber_beta)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        total += float(loss.detach())
+        if (step + 1) % config.log_every == 0 or step + 1 == config.max_steps:
+            count = (step % config.log_every) + 1
+            append_record(log, {"step": step + 1, "split": "train", "loss": round(total / count, 5)})
+            total = 0.0
+    model.eval()
+    record = {"step": config.max_steps, "split": "train", "seconds": round(time.perf_counter() - started, 1)}
+    if config.val_data:
+        val = load_walks(config.val_data, config.image_size, progress=progress, desc="validation walks")
+        record = {**record, "split": "val", **walk_errors(model, val)}
+    append_record(log, record)
+    with atomic_path(run / MOTION_DIR) as tmp:
+        save_motion(model, tmp)
+    plot_curves(log, run / "curves.png")
+    return run / MOTION_DIR

@@ -1,0 +1,116 @@
+"""The visual odometry network: chaining steps, its folder, training on walks, and the eval's visual prior."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import run_cli
+from loc3r_core.geometry import relative_planar
+from loc3r_core.model.checkpoint import CheckpointError
+from loc3r_core.model.motion import MotionConfig, PlanarMotionNet, chain, load_motion, save_motion
+from loc3r_core.training.motion_pretrain import Walks, load_walks, planar_camera_poses, walk_errors
+from loc3r_core.world.scene_io import SceneFolder
+
+
+def test_chained_steps_go_round_a_square_back_to_the_start():
+    poses = chain(np.array([[1.0, 0.0, math.pi / 2]] * 4))
+    np.testing.assert_allclose(poses[3], [0.0, 1.0, -math.pi / 2], atol=1e-12)  # three sides, facing back down
+    np.testing.assert_allclose(poses[4], [0.0, 0.0, 0.0], atol=1e-12)
+
+
+def test_a_walks_true_steps_chain_back_to_its_poses(scene_dirs):
+    poses = planar_camera_poses(SceneFolder(scene_dirs[0]))
+    steps = Walks([np.zeros((len(poses), 3, 2, 2), np.uint8)], [poses]).steps()[0]
+    expected = np.array([relative_planar(poses[0], pose) for pose in poses])
+    np.testing.assert_allclose(chain(steps), expected, atol=1e-9)
+
+
+def test_a_saved_network_loads_to_the_same_outputs_and_a_broken_folder_says_what_is_wrong(tmp_path):
+    model = PlanarMotionNet(MotionConfig(image_size=32, widths=(8, 8, 8, 8, 8), hidden=16)).eval()
+    save_motion(model, tmp_path / "motion")
+    loaded = load_motion(tmp_path / "motion")
+    frames = np.random.default_rng(0).random((3, 3, 32, 32), dtype=np.float32)
+    with torch.no_grad():
+        a = model(torch.from_numpy(frames[:2]), torch.from_numpy(frames[1:]))
+        b = loaded(torch.from_numpy(frames[:2]), torch.from_numpy(frames[1:]))
+    assert torch.equal(a, b) and loaded.config == model.config
+    with pytest.raises(CheckpointError, match=r"not a motion network folder: motion_config\.json is missing"):
+        load_motion(tmp_path)
+    (tmp_path / "motion" / "motion.safetensors").write_bytes(b"not weights")
+    with pytest.raises(CheckpointError, match="cannot be loaded as a motion network"):
+        load_motion(tmp_path / "motion")
+
+
+@pytest.fixture(scope="module")
+def trained_motion(world_by_kind, tmp_path_factory):
+    """A network trained for a few seconds on the small walk world (its own validation split)."""
+    run = tmp_path_factory.mktemp("motion") / "run"
+    config = tmp_path_factory.mktemp("motion_config") / "motion.yaml"
+    config.write_text(yaml.safe_dump({
+        "train_data": str(world_by_kind["walk"]), "val_data": str(world_by_kind["walk"]), "output_dir": str(run),
+        "image_size": 32, "batch_size": 8, "max_steps": 200, "warmup_steps": 10, "learning_rate": 0.003,
+        "log_every": 20}))
+    result = run_cli("pretrain-motion", "--config", config, "--no-progress", check=True)
+    return run, json.loads(result.stdout.splitlines()[0]), config
+
+
+def test_pretrain_motion_learns_the_steps_of_its_walks(trained_motion, world_by_kind):
+    run, final, config = trained_motion
+    losses = [r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+              if r["split"] == "train"]
+    assert losses[-1] < 0.5 * losses[0]
+    # on the walks it was trained on, each step is read far better than by standing still
+    walks = load_walks(world_by_kind["walk"], 32, progress=False)
+    errors = walk_errors(load_motion(run / "motion"), walks)
+    assert errors == {k: final[k] for k in errors}
+    step_length = np.median(np.concatenate([np.linalg.norm(s[:, :2], axis=1) for s in walks.steps()]))
+    assert errors["step_translation_m"] < 0.5 * step_length
+    assert errors["walk_position_m"] < errors["standing_still_walk_position_m"]
+    assert (run / "curves.png").stat().st_size > 0
+    again = run_cli("pretrain-motion", "--config", config)
+    assert again.returncode == 2 and "already holds a run" in again.stderr
+
+
+def test_eval_with_the_visual_prior_gives_the_model_the_networks_chained_poses(trained_motion, world_by_kind):
+    run = trained_motion[0]
+    result = run_cli("eval", "--data", world_by_kind["walk"], "--json", "--max-samples", "6", "--prior", "visual",
+                     "--motion", run / "motion", "--no-progress", check=True)
+    metrics = json.loads(result.stdout)
+    assert metrics["map_answer_types"] == [] and metrics["qa_em"] == metrics["decoder_qa_em"]  # no odometry
+    assert math.isfinite(metrics["ego_position_median_error_m"])
+    misused = run_cli("eval", "--data", world_by_kind["walk"], "--motion", run / "motion")
+    assert misused.returncode == 2 and "--motion is read only with --prior visual" in misused.stderr
+    missing = run_cli("eval", "--data", world_by_kind["walk"], "--prior", "visual", "--motion", run / "absent")
+    assert missing.returncode == 1 and len(missing.stderr.strip().splitlines()) == 1
+    assert "not a motion network folder" in missing.stderr
+
+
+def test_the_visual_prior_is_each_clips_chain_relative_to_its_first_frame(trained_motion, world_by_kind):
+    from loc3r_core.evaluation.evaluate import evaluation_dataset
+    from loc3r_core.evaluation.visual_prior import VisualPrior
+    from loc3r_core.model.checkpoint import load_model
+
+    run = trained_motion[0]
+    model, _ = load_model()
+    dataset = evaluation_dataset(world_by_kind["walk"], model, 4)
+    prior = VisualPrior(load_motion(run / "motion"), dataset)
+    item = dataset[len(dataset) - 1]
+    rows = prior.planar_prior([item])[0].numpy()
+    walk = prior.walk(int(item["scene_index"]))
+    picked = walk[item["frame_indices"].numpy()]
+    np.testing.assert_allclose(rows[0], 0.0, atol=1e-12)
+    np.testing.assert_allclose(rows, [relative_planar(picked[0], pose) for pose in picked], atol=1e-12)
+    assert len(walk) == len(dataset.scenes[int(item["scene_index"])].scene.frames)
+
+
+def test_the_shipped_network_loads():
+    model = load_motion()
+    assert model.config.image_size == 64 and not model.training
+    frames = torch.zeros(1, 3, 64, 64)
+    assert model(frames, frames).shape == (1, 3)
