@@ -16,7 +16,9 @@ from loc3r_core.evaluation.map_answers import per_frame, predicted_clip_objects
 from loc3r_core.evaluation.metrics import LOCALIZATION_KEYS, MetricAccumulator
 from loc3r_core.evaluation.objects import ObjectAccumulator, semantic_pointer
 from loc3r_core.evaluation.predict import predict_batch
+from loc3r_core.evaluation.visual_prior import VisualPrior
 from loc3r_core.model.modeling_loc3r import Loc3rForSpatialQA
+from loc3r_core.model.motion import PlanarMotionNet, load_motion
 from loc3r_core.runtime.session import (
     MAP_ANSWER_TYPES,
     MAP_TIEBREAK_TYPES,
@@ -30,7 +32,8 @@ from loc3r_core.world.answer_rules import answer_by_rules
 from loc3r_core.world.situations import question_type
 from loc3r_core.world.vocabulary import PATCH_CLASSES
 
-PRIOR_MODES = ("odometry", "none")  # clean relative poses as the camera prior, or no prior at all
+# clean relative poses as the camera prior, none at all, or the motion network's chained steps (visual_prior)
+PRIOR_MODES = ("odometry", "none", "visual")
 
 
 @dataclass
@@ -71,16 +74,20 @@ def evaluate(
     progress: bool = True,
     map_answer_types: tuple[str, ...] = MAP_ANSWER_TYPES,
     map_tiebreak_types: tuple[str, ...] = MAP_TIEBREAK_TYPES,
+    motion: PlanarMotionNet | None = None,
 ) -> Evaluation:
     """Metrics of `model` on `dataset`. Answers are scored as the runtime gives them: questions of
     `map_answer_types` (recognised from their words) answered by rules from the clip's fused map
     where it holds a candidate and, as the runtime asks, its keyframes came with odometry; those of
     `map_tiebreak_types` by the map's answer where the decoder finds it nearly as likely as its own
-    (`session.map_breaks_tie`); every other one by the decoder (alone: `decoder_qa_em`)."""
+    (`session.map_breaks_tie`); every other one by the decoder (alone: `decoder_qa_em`).
+    With prior "visual" the prior is `motion`'s (the shipped network when None) chained steps.
+    The map answers only with odometry, as the runtime's rule has it."""
     if prior not in PRIOR_MODES:
         raise ValueError(f"prior must be one of {PRIOR_MODES}, not {prior!r}")
     check_map_answer_types(map_answer_types)
     check_map_answer_types(map_tiebreak_types)
+    visual = VisualPrior(motion or load_motion(), dataset) if prior == "visual" else None
     frames = dataset.num_frames
     trusted = map_answers_trusted(frames if prior == "odometry" else 0, frames)
     routed = map_answer_types if trusted else ()
@@ -108,7 +115,9 @@ def evaluate(
             chunk = indices[start : start + batch_size]
             items = [dataset[i] for i in chunk]
             batch = collate(items, tokenizer, patches, with_answers=False)
-            inputs = model_inputs(batch, use_prior=prior == "odometry")
+            if visual is not None:
+                batch["planar_prior"] = visual.planar_prior(items).to(batch["planar_prior"].dtype)
+            inputs = model_inputs(batch, use_prior=prior != "none")
             inputs = {key: value.to(device) for key, value in inputs.items()}  # a model on an accelerator
             questions = [dataset.scenes[s].situations[i].questions[q] for s, i, q in (dataset.items[j] for j in chunk)]
             scenes = [dataset.items[j][0] for j in chunk]
