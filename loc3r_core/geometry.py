@@ -79,6 +79,11 @@ def camera_yaw(pose: np.ndarray) -> np.ndarray:
     return np.arctan2(forward[..., 1], forward[..., 0])
 
 
+def planar_camera_pose(pose: np.ndarray) -> np.ndarray:
+    """(..., 4, 4) camera poses -> (..., 3) their position on the floor and heading (the ego pose's convention)."""
+    return np.concatenate([pose[..., :2, 3], camera_yaw(pose)[..., None]], axis=-1)
+
+
 def anchor_frame(T_world_camera0: np.ndarray) -> np.ndarray:
     """T_anchor_world: the frame loc3r expresses a clip in, anchored to its first camera.
 

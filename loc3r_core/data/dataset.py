@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from loc3r_core.data.targets import PATCH_TARGETS, PRESENT_SHARE, patch_targets, subdivide
-from loc3r_core.geometry import anchor_frame, camera_yaw, invert_pose, transform_planar, transform_points
+from loc3r_core.geometry import anchor_frame, invert_pose, planar_camera_pose, transform_planar, transform_points
 from loc3r_core.runtime.preprocess import model_image
 from loc3r_core.world.scene import Question, Scene, Situation, seen_object_ids, transform_situation
 from loc3r_core.world.scene_io import SceneFolder, SceneRoots, scene_folders
@@ -172,7 +172,7 @@ class SceneClipDataset(Dataset):
                if self.load_images else {}),
             "T_world_camera": torch.from_numpy(poses),
             "prior_pose": torch.from_numpy(invert_pose(poses[0]) @ poses),
-            "ego_pose": torch.from_numpy(np.concatenate([poses[:, :2, 3], camera_yaw(poses)[:, None]], axis=1)),
+            "ego_pose": torch.from_numpy(planar_camera_pose(poses)),
             "patch_points": torch.from_numpy(points),
             "bev_target": torch.from_numpy(np.nan_to_num(points[..., :2])),
             "bev_valid": torch.from_numpy(np.stack([t["valid"] for t in targets])),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from loc3r_core.geometry import camera_yaw, wrap_angle
+from loc3r_core.geometry import planar_camera_pose, wrap_angle
 from loc3r_core.io.mcap_writer import RosMcapWriter
 from loc3r_core.runtime.backend import Backend
 from loc3r_core.runtime.figure import PlacedSituation, draw_run
@@ -78,8 +78,7 @@ def run_demo(out: Path, backend: Backend, seed: int = DEMO_SEED, split: str = "t
                 print(f"  {question.question:<52} {answer.source + ':':<6} {answer.text:<12} "
                       f"({answer.confidence:.2f})  truth: {question.answer:<12} {'✓' if ok else '✗'}")
         recorder.layout(session, stamp)
-    truth = np.array([[f.T_world_camera[0, 3], f.T_world_camera[1, 3], float(camera_yaw(f.T_world_camera))]
-                      for f in scene.frames])
+    truth = planar_camera_pose(np.stack([f.T_world_camera for f in scene.frames]))
     path = np.array([pose for _, pose in session.trajectory])
     ego_m = float(np.median(np.hypot(*(path[:, :2] - truth[:, :2]).T)))
     ego_deg = float(np.degrees(np.median(np.abs(wrap_angle(path[:, 2] - truth[:, 2])))))

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from loc3r_core.atomic import atomic_path
 from loc3r_core.errors import UsageError
-from loc3r_core.geometry import camera_yaw, relative_planar, wrap_angle
+from loc3r_core.geometry import planar_camera_pose, relative_planar, wrap_angle
 from loc3r_core.model.motion import MotionConfig, PlanarMotionNet, chain, save_motion, walk_steps
 from loc3r_core.runtime.preprocess import model_image
 from loc3r_core.training.config import MotionPretrainConfig
@@ -45,9 +45,8 @@ class Walks:
 
 
 def planar_camera_poses(folder: SceneFolder) -> np.ndarray:
-    """(F, 3) each frame's camera position on the floor and heading (the ego pose's convention)."""
-    transforms = np.stack([frame.T_world_camera for frame in folder.scene.frames])
-    return np.concatenate([transforms[:, :2, 3], camera_yaw(transforms)[:, None]], axis=1)
+    """(F, 3) each frame's camera position on the floor and heading."""
+    return planar_camera_pose(np.stack([frame.T_world_camera for frame in folder.scene.frames]))
 
 
 def load_walks(roots: SceneRoots, image_size: int, max_scenes: int | None = None, progress: bool = True,
