@@ -44,8 +44,7 @@ def _scene_arrays(job: tuple[Path, int, tuple[int, int], str]) -> tuple[np.ndarr
         targets = patch_targets(folder.depth(frame.index), folder.instance(frame.index), scene.intrinsics,
                                 frame.T_world_camera, scene, grid, mode, centres=True)
         camera = transform_points(invert_pose(frame.T_world_camera), targets["points"])
-        images.append(np.round(model_image(folder.rgb(frame.index), image_size) * 255).astype(np.uint8)
-                      .transpose(1, 2, 0))
+        images.append(stored_image(folder, frame.index, image_size).transpose(1, 2, 0))
         labels.append(targets["label"].reshape(-1))
         points.append(np.nan_to_num(camera).reshape(-1, 3).astype(np.float32))
         valid.append(targets["valid"].reshape(-1))
@@ -82,3 +81,14 @@ def load_frames(roots: SceneRoots, image_size: int, grid: tuple[int, int], mode:
                 parts.append(_scene_arrays(job))
                 bar.update(1)
     return FrameArrays(*(np.concatenate([p[i] for p in parts]) for i in range(5)))
+
+
+def walk_frames(folder: SceneFolder, image_size: int) -> np.ndarray:
+    """(F, 3, S, S) uint8: every frame of a walk, in order, as model_image feeds it (times 255):
+    what the motion network reads, in training and in `loc3r eval --prior visual`."""
+    return np.stack([stored_image(folder, frame.index, image_size) for frame in folder.scene.frames])
+
+
+def stored_image(folder: SceneFolder, index: int, image_size: int) -> np.ndarray:
+    """(3, S, S) uint8: frame `index` as model_image feeds it, times 255 (frames held in memory)."""
+    return np.round(model_image(folder.rgb(index), image_size) * 255).astype(np.uint8)

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from loc3r_core.data.dataset import SceneClipDataset
+from loc3r_core.data.frames import walk_frames
 from loc3r_core.geometry import relative_planar
 from loc3r_core.model.motion import PlanarMotionNet, chain, walk_steps
-from loc3r_core.runtime.preprocess import model_image
 
 
 class VisualPrior:
@@ -25,9 +25,7 @@ class VisualPrior:
     def walk(self, scene_index: int) -> np.ndarray:
         """(F, 3) every frame's chained pose in the walk's first frame's axes (computed once a walk)."""
         if scene_index not in self._walks:
-            folder = self.dataset.scenes[scene_index]
-            size = self.motion.config.image_size
-            frames = np.stack([model_image(folder.rgb(frame.index), size) for frame in folder.scene.frames])
+            frames = walk_frames(self.dataset.scenes[scene_index], self.motion.config.image_size)
             self._walks[scene_index] = chain(walk_steps(self.motion, frames))
         return self._walks[scene_index]
 

@@ -89,8 +89,8 @@ def load_motion(folder: Path | None = None) -> PlanarMotionNet:
 
 @torch.no_grad()
 def walk_steps(model: PlanarMotionNet, frames: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """(F, 3, S, S) float32 frames of one walk, in order -> (F - 1, 3) the step between each pair."""
-    tensor = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32))
+    """(F, 3, S, S) uint8 frames of one walk, in order -> (F - 1, 3) the step between each pair."""
+    tensor = torch.from_numpy(frames).float() / 255.0
     previous, current = tensor[:-1], tensor[1:]
     steps = [model(previous[start:start + batch_size], current[start:start + batch_size])
              for start in range(0, len(previous), batch_size)]

@@ -21,10 +21,10 @@ import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
 from tqdm import tqdm
 
 from loc3r_core.atomic import atomic_path
+from loc3r_core.data.frames import walk_frames
 from loc3r_core.errors import UsageError
 from loc3r_core.geometry import planar_camera_pose, relative_planar, wrap_angle
 from loc3r_core.model.motion import MotionConfig, PlanarMotionNet, chain, save_motion, walk_steps
-from loc3r_core.runtime.preprocess import model_image
 from loc3r_core.training.config import MotionPretrainConfig
 from loc3r_core.training.curves import append_record, plot_curves
 from loc3r_core.training.loop import learning_rate_factor
@@ -55,8 +55,7 @@ def load_walks(roots: SceneRoots, image_size: int, max_scenes: int | None = None
     for path in tqdm(scene_folders(roots, max_scenes), desc=desc, unit="scene", disable=not progress):
         folder = SceneFolder(path)
         poses.append(planar_camera_poses(folder))
-        frames.append(np.stack([np.round(model_image(folder.rgb(frame.index), image_size) * 255).astype(np.uint8)
-                                for frame in folder.scene.frames]))
+        frames.append(walk_frames(folder, image_size))
     return Walks(frames, poses)
 
 
@@ -65,7 +64,7 @@ def walk_errors(model: PlanarMotionNet, walks: Walks) -> dict[str, float]:
     also standing still's chained error, the floor any odometry must beat."""
     step_xy, step_turn, walk_xy, walk_yaw, still_xy = [], [], [], [], []
     for frames, poses, truth in zip(walks.frames, walks.poses, walks.steps(), strict=True):
-        steps = walk_steps(model, frames.astype(np.float32) / 255.0)
+        steps = walk_steps(model, frames)
         step_xy.append(np.linalg.norm(steps[:, :2] - truth[:, :2], axis=1))
         step_turn.append(np.abs(wrap_angle(steps[:, 2] - truth[:, 2])))
         true_walk = np.array([relative_planar(poses[0], p) for p in poses[1:]]).reshape(-1, 3)
