@@ -43,6 +43,7 @@ from loc3r_core.io.odometry import OdometryHistory
 from loc3r_core.runtime.frames import tf_chain
 from loc3r_core.runtime.open import open_backend
 from loc3r_core.runtime.session import Session
+from loc3r_core.runtime.visual_odometry import open_visual_odometry
 from loc3r_ros.convert import map_objects_msg, message_from_dict, pose_with_covariance, stamp_ns, time_msg
 from loc3r_ros.interrupt import init_stopping_on_sigint, spin_until_stopped
 from loc3r_ros.parameters import PARAMETERS, check, session_config, type_words
@@ -79,6 +80,7 @@ class Loc3rBehaviour:
         self.last_rejection = ""
         self.arrivals: deque[float] = deque(maxlen=200)  # receive times, for the input rate
         self.latencies: deque[float] = deque(maxlen=200)  # seconds per processed frame
+        self.last_prior = "none"  # session.PRIORS: where the last frame's pose prior came from
         self.pending: Image | None = None
         self.wake = threading.Condition()
         self.stopping = False
@@ -143,7 +145,8 @@ class Loc3rBehaviour:
         try:
             backend = open_backend(v["model.backend"], v["model.checkpoint"] or None, v["model.onnx_dir"] or None,
                                    v["model.provider"])
-            self.session = Session(backend, session_config(v))
+            visual = open_visual_odometry(v["odometry.motion_dir"] or None) if v["odometry.visual"] else None
+            self.session = Session(backend, session_config(v), visual)
         except (Loc3rError, ValueError) as exc:  # the node stays up and says why on /diagnostics and services
             self.model_error = str(exc)
             self.get_logger().error(f"model not loaded: {exc}")
@@ -231,6 +234,7 @@ class Loc3rBehaviour:
                 self.layout_version += 1
         self.latencies.append(time.perf_counter() - started)
         self.stats["processed"] += 1
+        self.last_prior = estimate.prior
         self.pose_pub.publish(pose_with_covariance(estimate.pose, self.frames["map"], msg.header.stamp))
         if self.values["publish_tf"]:
             self.latest_map_tf = tf_chain(estimate.pose, odometry, self.frames)
@@ -300,6 +304,7 @@ class Loc3rBehaviour:
             status("loc3r: inference", DiagnosticStatus.OK, f"{np.mean(latency):.1f} ms per frame",
                    {"latency_mean_ms": f"{np.mean(latency):.2f}", "latency_max_ms": f"{np.max(latency):.2f}",
                     "keyframes_in_memory": str(memory[0]), "memory_tokens": str(memory[1]),
+                    "pose_prior": self.last_prior,
                     "rss_mb": f"{psutil.Process().memory_info().rss / 1e6:.0f}"}, me),
         ]
         array = DiagnosticArray(status=statuses)

@@ -62,6 +62,11 @@ PARAMETERS = (
     Parameter("odometry.wait", 0.1, "seconds an image waits for odometry to reach its stamp while odometry is "
               "published (as tf2's MessageFilter); then the nearest pose within 0.1 s, or none",
               lambda v: isinstance(v, float) and 0 <= v <= 2, "in [0, 2] s"),
+    Parameter("odometry.visual", True, "without odometry at an image's stamp, read the camera's motion from the "
+              "images (the visual odometry network) as the model's prior; false: no prior",
+              lambda v: isinstance(v, bool), "true or false"),
+    Parameter("odometry.motion_dir", "", "visual odometry network folder (`loc3r pretrain-motion`; empty: the "
+              "shipped one)"),
     Parameter("memory.max_keyframes", MEMORY_KEYFRAMES, "keyframes in memory",
               lambda v: isinstance(v, int) and 2 <= v <= 256, "an integer in [2, 256]"),
     Parameter("memory.eviction", SessionConfig.eviction, "which quarter of a full memory goes: time (keep a spread "

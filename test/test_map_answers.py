@@ -17,9 +17,10 @@ from loc3r_core.runtime.session import (
     MAP_TIEBREAK_SHARE,
     Session,
     SessionConfig,
-    map_answers_trusted,
+    map_answered_types,
     map_breaks_tie,
 )
+from loc3r_core.runtime.visual_odometry import open_visual_odometry
 from loc3r_core.types import MapObject
 from loc3r_core.world.answer_rules import answer_by_rules
 from loc3r_core.world.scene_io import SceneFolder
@@ -87,8 +88,8 @@ def test_every_generated_question_is_recognised_by_its_phrasing(world_by_kind):
         assert question_type(other) is None, other
 
 
-def stream(world_by_kind, odometry: bool = True) -> Session:
-    session = Session(OnnxBackend())
+def stream(world_by_kind, odometry: bool = True, visual: bool = False) -> Session:
+    session = Session(OnnxBackend(), visual_odometry=open_visual_odometry() if visual else None)
     for frame in scene_frames(SceneFolder(sorted(world_by_kind["loop"].glob("scene_*"))[0]), odometry):
         session.push(frame.rgb, frame.stamp_ns, frame.intrinsics, frame.odometry)
     return session
@@ -170,10 +171,17 @@ def test_the_map_breaks_the_models_near_ties_on_distance_and_no_other(streamed):
 
 
 def test_a_map_built_without_odometry_does_not_answer(world_by_kind, streamed):
-    assert map_answers_trusted(7, 12) and not map_answers_trusted(6, 12) and not map_answers_trusted(0, 0)
+    types = ("count", "what_direction", "distance")
+    assert map_answered_types(types, 7, 0, 12) == types and map_answered_types(types, 6, 0, 12) == ()
+    assert map_answered_types(types, 0, 7, 12) == ("what_direction",)  # a map on visual odometry
+    assert map_answered_types(types, 4, 4, 12) == () == map_answered_types(types, 0, 0, 0)
     assert streamed.keyframes_with_odometry == streamed.keyframes_fused > 0
     blind = stream(world_by_kind, odometry=False)
     assert blind.keyframes_with_odometry == 0 and blind.layout().objects  # a map, but one that falls apart
     assert {blind.ask(q).source for q in SECTOR_QUESTIONS.values()} == {"model"}
     blind.reset()
     assert blind.keyframes_fused == 0
+    seeing = stream(world_by_kind, odometry=False, visual=True)  # the camera's own odometry: what surrounds the asker
+    assert seeing.keyframes_with_visual_odometry == seeing.keyframes_fused > 0 == seeing.keyframes_with_odometry
+    assert "map" in {seeing.ask(q).source for q in SECTOR_QUESTIONS.values()}
+    assert seeing.ask("How many chairs are there?").source == "model"

@@ -232,6 +232,7 @@ def test_layout_markers_objects_pose_and_tf_arrive_with_frames_and_stamps(stream
     assert probe.got["objects"][-1].header.frame_id == "map"
     transforms = [t for msg in probe.got["tf"] for t in msg.transforms]
     assert {(t.header.frame_id, t.child_frame_id) for t in transforms} == {("map", "odom")}  # REP-105 with odometry
+    assert probe.diagnostics()["loc3r: inference"]["pose_prior"] == "wheel"
     first = [t for t in transforms if stamp_ns(t.header.stamp) >= stamps[0]]
     assert first, "map->odom dated at or after the images it comes from (future-dated by tf_tolerance)"
 
@@ -332,6 +333,11 @@ def test_faults_flood_and_services_while_streaming(folder):
         reset = probe.call(probe.reset, probe.types["Trigger"].Request())
         assert reset.success
         assert not probe.ask("How many chairs are there?").success  # memory really cleared
+        # an image long after the last odometry: its prior is read from the images by visual odometry
+        count = len(probe.got["pose"])
+        later = START_NS + 10**12
+        assert probe.publish_until(probe.image, image_msg(probe, rgb, later), lambda: len(probe.got["pose"]) > count)
+        assert probe.spin_until(lambda: probe.diagnostics()["loc3r: inference"].get("pose_prior") == "visual")
         assert process.poll() is None
         assert stop_node(process) < 2.0
 

@@ -133,13 +133,16 @@ def test_run_refuses_bad_input_in_one_line_and_writes_nothing(tmp_path, folder):
     wrong = scene_bag(tmp_path / "depth", folder, StoragePlugin.MCAP, encoding="16UC1")
     one_line_failure(run_cli(*base, "--input", wrong), "16UC1")
     one_line_failure(run_cli(*base, "--input", tmp_path / "missing.mcap"), "missing.mcap")
+    one_line_failure(run_cli(*base, "--input", bag, "--no-visual-odometry", "--motion", tmp_path),
+                     "--no-visual-odometry turns off")
     assert not out.exists() and not list(tmp_path.glob(".tmp-*"))  # never a half-written output
 
 
 def test_bench_json_has_every_figure_for_both_backends():
     result = run_cli("bench", "--json", "--sizes", "8,16", "--repeats", "3", timeout=300, check=True)
     report = json.loads(result.stdout)
-    for metric in ("keyframe_update_ms", "ego_pose_ms", "layout_refresh_ms", "query_p50_ms", "query_p95_ms"):
+    for metric in ("keyframe_update_ms", "ego_pose_ms", "visual_ego_pose_ms", "layout_refresh_ms", "query_p50_ms",
+                   "query_p95_ms"):
         for backend in ("torch", "onnx"):
             assert set(report[metric][backend]) == {"8", "16"}
             assert all(value > 0 for value in report[metric][backend].values())

@@ -22,6 +22,7 @@ from loc3r_core.runtime.scenario import scene_frames
 from loc3r_core.runtime.session import QuestionError, Session, SessionConfig
 from loc3r_core.runtime.spec import ModelSpec
 from loc3r_core.runtime.torch_backend import TorchBackend
+from loc3r_core.runtime.visual_odometry import open_visual_odometry
 from loc3r_core.types import UNKNOWN
 from loc3r_core.world.scene_io import SceneFolder
 
@@ -54,6 +55,32 @@ def scene(world_by_kind) -> SceneFolder:
 def stream_scene(session: Session, folder: SceneFolder, odometry: bool = True) -> None:
     for frame in scene_frames(folder, odometry):
         session.push(frame.rgb, frame.stamp_ns, frame.intrinsics, frame.odometry)
+
+
+def test_frames_without_odometry_take_the_visual_odometrys_poses_and_never_relate_two_odometry_frames(
+        onnx_backend, scene):
+    session = Session(onnx_backend, SessionConfig(max_keyframes=4), open_visual_odometry())
+    frames = list(scene_frames(scene))
+
+    def push(frame, odometry: bool) -> str:
+        return session.push(frame.rgb, frame.stamp_ns, frame.intrinsics, frame.odometry if odometry else None,
+                            force_keyframe=True).prior
+
+    assert [push(f, False) for f in frames[:6]] == ["visual"] * 6
+    twin = open_visual_odometry()  # the same network on the same frames: the poses the keyframes hold
+    expected = {f.stamp_ns: twin.update(f.rgb, f.intrinsics) for f in frames[:6]}
+    assert session.memory_rebuilds >= 1  # ... also once the memory is re-anchored
+    for keyframe in session.memory:
+        np.testing.assert_allclose(keyframe.odometry, expected[keyframe.stamp_ns], atol=1e-9)
+    # the robot's odometry is another frame, and the visual odometry after it a new chain: no prior across them
+    assert push(frames[6], True) == "none" and push(frames[7], False) == "none"
+    assert session.keyframes_with_odometry == 1 and session.visual_chains == 1
+    session.reset()
+    assert push(frames[0], False) == push(frames[1], False) == "visual"
+    plain = Session(onnx_backend)  # no visual odometry: a prior only from the robot
+    assert plain.push(frames[0].rgb, frames[0].stamp_ns, frames[0].intrinsics).prior == "none"
+    plain.reset()
+    assert plain.push(frames[0].rgb, frames[0].stamp_ns, frames[0].intrinsics, frames[0].odometry).prior == "wheel"
 
 
 def test_each_frame_is_encoded_once_even_when_the_memory_is_rebuilt(onnx_backend, scene):

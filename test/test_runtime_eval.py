@@ -62,6 +62,13 @@ def test_eval_runtime_scores_placements_and_answers_of_the_streamed_runtime(worl
                                  check=True).stdout)
     assert decoder["eviction"] == "oldest" and decoder["map_answered_share"] == 0 and decoder["num_scenes"] == 1
     assert decoder["map_answer_types"] == decoder["map_tiebreak_types"] == []
+    visual = json.loads(run_cli("eval-runtime", "--data", walk, "--max-scenes", "1", "--prior", "visual", "--json",
+                                "--no-progress", check=True).stdout)
+    assert visual["prior"] == "visual" and metrics["prior"] == "odometry" and visual["num_scenes"] == 1
+    # on a map built with the camera's odometry only "what is on my left?" and the like come from the map
+    assert 0 < visual["map_answered_share"] < metrics["map_answered_share"]
+    bad = run_cli("eval-runtime", "--data", walk, "--motion", walk)
+    assert bad.returncode == 2 and "--motion is read only with --prior visual" in bad.stderr
     bad = run_cli("eval-runtime", "--data", walk, "--map-answers", "colour")
     assert bad.returncode == 2 and bad.stderr.strip().endswith("or none, not 'colour'")
     bad = run_cli("eval-runtime", "--data", walk, "--map-tiebreaks", "colour")

@@ -36,6 +36,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                     help="keyframes the runtime's memory holds while it maps (default: the node's, SessionConfig)")
     ev.add_argument("--json", action="store_true", help="print one JSON object (else a readable table)")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_prior_arguments(ev)
     add_backend_arguments(ev)
     ev.set_defaults(handler=_eval_map)
 
@@ -53,8 +54,22 @@ def register(commands: argparse._SubParsersAction) -> None:
                     help="question types where the map breaks the model's near-ties, or none (default: the node's)")
     rt.add_argument("--json", action="store_true", help="print one JSON object (else a readable table)")
     rt.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_prior_arguments(rt)
     add_backend_arguments(rt)
     rt.set_defaults(handler=_eval_runtime)
+
+
+def add_prior_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--prior", choices=["odometry", "visual", "none"], default="odometry",
+                        help="pose prior of the streamed frames: the walk's perfect odometry, the visual odometry "
+                             "network's (what the node does without odometry), or none (default odometry)")
+    parser.add_argument("--motion", type=Path, help="visual odometry network folder for --prior visual "
+                        "(default: the shipped one)")
+
+
+def check_prior_arguments(args: argparse.Namespace) -> None:
+    if args.motion is not None and args.prior != "visual":
+        raise UsageError("--motion is read only with --prior visual")
 
 
 def _eval_map(args: argparse.Namespace) -> int:
@@ -62,10 +77,11 @@ def _eval_map(args: argparse.Namespace) -> int:
     from loc3r_core.runtime.open import open_backend
 
     config = _session_config(parse_overrides(args.grid, "--grid"), args.keyframes)
+    check_prior_arguments(args)
     split_scenes(args.data, args.max_scenes)  # a missing or empty folder fails before a model loads
     backend = open_backend(args.backend, args.checkpoint, args.onnx, args.provider)
     report = evaluate_maps(backend, args.data, args.max_scenes, args.figures, progress=not args.no_progress,
-                           config=config, oracle_targets=args.oracle_targets)
+                           config=config, oracle_targets=args.oracle_targets, prior=args.prior, motion=args.motion)
     if args.json:
         print(json.dumps(_json_safe(report)))
         return 0
@@ -74,7 +90,7 @@ def _eval_map(args: argparse.Namespace) -> int:
           f"{model['seconds_per_scene']:.2f} s per scene streamed)")
     if args.grid:
         print("grid: " + ", ".join(args.grid))
-    print(f"memory: {report['max_keyframes']} keyframes")
+    print(f"memory: {report['max_keyframes']} keyframes; pose prior: {report['prior']}")
     print(f"{'mean over scenes':<22}{'model':>8}{'oracle':>8}   (oracle: {args.oracle_targets} patch truth)")
     for key in ROWS:
         print(f"{key:<22}{model[key]:>8.3f}{oracle[key]:>8.3f}")
@@ -104,16 +120,19 @@ def _eval_runtime(args: argparse.Namespace) -> int:
     if args.map_tiebreaks is not None:
         changes["map_tiebreak_types"] = map_answer_types_argument(args.map_tiebreaks, "--map-tiebreaks")
     config = _session_config({}, args.keyframes, **changes)
+    check_prior_arguments(args)
     split_scenes(args.data, args.max_scenes)  # a missing or empty folder fails before a model loads
     backend = open_backend(args.backend, args.checkpoint, args.onnx, args.provider)
-    report = evaluate_runtime(backend, args.data, args.max_scenes, progress=not args.no_progress, config=config)
+    report = evaluate_runtime(backend, args.data, args.max_scenes, progress=not args.no_progress, config=config,
+                              prior=args.prior, motion=args.motion)
     if args.json:
         print(json.dumps(_json_safe(report)))
         return 0
     print(f"{report['num_scenes']} scenes of {args.data} ({backend.name} backend, {report['max_keyframes']} keyframes "
-          f"in memory, eviction {report['eviction']}, {report['keyframes_per_scene']:.1f} keyframes a walk)")
+          f"in memory, eviction {report['eviction']}, {report['keyframes_per_scene']:.1f} keyframes a walk, "
+          f"pose prior {report['prior']})")
     for key, value in report.items():
-        if key not in ("num_scenes", "max_keyframes", "eviction", "keyframes_per_scene"):
+        if key not in ("num_scenes", "max_keyframes", "eviction", "keyframes_per_scene", "prior"):
             print(f"{key:32s} {value}")
     return 0
 

@@ -27,6 +27,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                         help="fp16 halves the files and suits CUDA/TensorRT (default fp32)")
     export.set_defaults(handler=_export)
 
+    motion = commands.add_parser("export-motion", help="export a visual odometry network to ONNX, in its folder")
+    motion.add_argument("--motion", type=Path, help="network folder (default: the shipped one)")
+    motion.set_defaults(handler=_export_motion)
+
     demo = commands.add_parser("demo", help="stream a new synthetic room through the runtime; MCAP + PNG")
     demo.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default demo_out)")
     demo.add_argument("--seed", type=int, default=None, help="scene seed (default: one no split uses)")
@@ -44,6 +48,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--situation", help="the asker's situation for every --ask (default: none given)")
     run.add_argument("--max-frames", type=int, help="stop after this many images")
     run.add_argument("--png", type=Path, help="also draw the map and path to this PNG")
+    run.add_argument("--no-visual-odometry", action="store_true",
+                     help="frames without odometry get no pose prior (default: the visual odometry network's)")
+    run.add_argument("--motion", type=Path, help="visual odometry network folder (default: the shipped one)")
     run.add_argument("--no-progress", action="store_true")
     add_backend_arguments(run)
     run.set_defaults(handler=_run)
@@ -71,6 +78,17 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_motion(args: argparse.Namespace) -> int:
+    from loc3r_core.export.motion_export import export_motion, motion_parity
+    from loc3r_core.model.motion import load_motion
+
+    load_motion(args.motion)  # a missing or damaged folder is one line before the exporter starts
+    export_motion(args.motion)
+    print(f"wrote motion.onnx in {args.motion or 'the shipped network'}; parity max |onnx - torch| = "
+          f"{motion_parity(args.motion):.2e}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from loc3r_core.runtime.demo import run_demo
     from loc3r_core.runtime.open import open_backend
@@ -88,13 +106,16 @@ def _run(args: argparse.Namespace) -> int:
     from loc3r_core.runtime.open import open_backend
     from loc3r_core.runtime.recorder import McapRecorder, stream
     from loc3r_core.runtime.session import QuestionError, Session
+    from loc3r_core.runtime.visual_odometry import open_visual_odometry
 
     if args.max_frames is not None and args.max_frames < 1:
         raise UsageError("--max-frames must be at least 1")
     if args.out.suffix != ".mcap":
         raise UsageError(f"--out must name an .mcap file, not {args.out}")
+    if args.motion is not None and args.no_visual_odometry:
+        raise UsageError("--motion names the visual odometry network that --no-visual-odometry turns off")
     backend = open_backend(args.backend, args.checkpoint, args.onnx, args.provider)
-    session = Session(backend)
+    session = Session(backend, visual_odometry=None if args.no_visual_odometry else open_visual_odometry(args.motion))
     frames = read_recording(args.input, args.image_topic, args.camera_info_topic, args.odom_topic, args.max_frames)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with RosMcapWriter(args.out) as writer:  # written aside: a failure leaves no half file

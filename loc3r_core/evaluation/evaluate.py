@@ -23,7 +23,7 @@ from loc3r_core.runtime.session import (
     MAP_ANSWER_TYPES,
     MAP_TIEBREAK_TYPES,
     check_map_answer_types,
-    map_answers_trusted,
+    map_answered_types,
     map_breaks_tie,
 )
 from loc3r_core.training.batch import collate, model_inputs
@@ -78,20 +78,20 @@ def evaluate(
 ) -> Evaluation:
     """Metrics of `model` on `dataset`. Answers are scored as the runtime gives them: questions of
     `map_answer_types` (recognised from their words) answered by rules from the clip's fused map
-    where it holds a candidate and, as the runtime asks, its keyframes came with odometry; those of
+    where it holds a candidate and the runtime's rule lets it (`session.map_answered_types`: every
+    type with odometry, what_direction alone with visual odometry, none without a prior); those of
     `map_tiebreak_types` by the map's answer where the decoder finds it nearly as likely as its own
     (`session.map_breaks_tie`); every other one by the decoder (alone: `decoder_qa_em`).
-    With prior "visual" the prior is `motion`'s (the shipped network when None) chained steps.
-    The map answers only with odometry, as the runtime's rule has it."""
+    With prior "visual" the prior is `motion`'s (the shipped network when None) chained steps."""
     if prior not in PRIOR_MODES:
         raise ValueError(f"prior must be one of {PRIOR_MODES}, not {prior!r}")
     check_map_answer_types(map_answer_types)
     check_map_answer_types(map_tiebreak_types)
     visual = VisualPrior(motion or load_motion(), dataset) if prior == "visual" else None
     frames = dataset.num_frames
-    trusted = map_answers_trusted(frames if prior == "odometry" else 0, frames)
-    routed = map_answer_types if trusted else ()
-    tiebroken = map_tiebreak_types if trusted else ()
+    odometry, visual_odometry = (frames if prior == "odometry" else 0), (frames if prior == "visual" else 0)
+    routed = map_answered_types(map_answer_types, odometry, visual_odometry, frames)
+    tiebroken = map_answered_types(map_tiebreak_types, odometry, visual_odometry, frames)
     was_training = model.training
     model.eval()
     accumulator = MetricAccumulator()

@@ -29,11 +29,15 @@ from loc3r_core.runtime.mapping import GridConfig, LayoutGrid
 from loc3r_core.runtime.scenario import scene_frames
 from loc3r_core.runtime.session import Session, SessionConfig
 from loc3r_core.runtime.spec import ModelSpec
+from loc3r_core.runtime.visual_odometry import open_visual_odometry
 from loc3r_core.types import Layout
 from loc3r_core.world.scene import Scene, seen_object_ids
 from loc3r_core.world.scene_io import SceneFolder, scene_folders
 
 ORACLE_SIGMA_M = 0.05  # true points are exact; well under the grid's max_point_sigma
+# the pose prior a walk is streamed with: the robot's perfect odometry, the camera's own (the
+# visual odometry network, as the node runs without odometry), or none
+STREAM_PRIORS = ("odometry", "visual", "none")
 
 
 @dataclass(frozen=True)
@@ -75,11 +79,20 @@ def map_grid(spec: ModelSpec) -> tuple[int, int]:
     return rows * spec.map_subdivision, cols * spec.map_subdivision
 
 
-def stream_scene(session: Session, folder: SceneFolder) -> tuple[int, ...]:
-    """Push every frame (with perfect odometry, as a robot gives it); the keyframes' frame indices."""
+def streaming_session(backend: Backend, config: SessionConfig | None, prior: str = "odometry",
+                      motion: Path | None = None) -> Session:
+    """The node's Session for a STREAM_PRIORS prior: with "visual", the visual odometry network in
+    `motion` (the shipped one when None) reads the frames' steps."""
+    if prior not in STREAM_PRIORS:
+        raise UsageError(f"prior must be one of {', '.join(STREAM_PRIORS)}, not {prior!r}")
+    return Session(backend, config, open_visual_odometry(motion) if prior == "visual" else None)
+
+
+def stream_scene(session: Session, folder: SceneFolder, odometry: bool = True) -> tuple[int, ...]:
+    """Push every frame (with perfect odometry, as a robot gives it, if asked); the keyframes' frame indices."""
     session.reset()
     keyframes = []
-    for frame, given in zip(folder.scene.frames, scene_frames(folder, odometry=True), strict=True):
+    for frame, given in zip(folder.scene.frames, scene_frames(folder, odometry=odometry), strict=True):
         if session.push(given.rgb, given.stamp_ns, given.intrinsics, given.odometry).keyframe:
             keyframes.append(frame.index)
     return tuple(keyframes)
@@ -127,10 +140,11 @@ def fuse(observations: Iterator[Observation], config: GridConfig, label_names: t
     return grid.layout()
 
 
-def map_scene(session: Session, folder: SceneFolder, oracle_targets: str = "majority") -> SceneMaps:
+def map_scene(session: Session, folder: SceneFolder, oracle_targets: str = "majority",
+              odometry: bool = True) -> SceneMaps:
     """The model's final map of the walk and the oracle-fed grid at the same keyframes."""
     started = time.perf_counter()
-    keyframes = stream_scene(session, folder)
+    keyframes = stream_scene(session, folder, odometry)
     seconds = time.perf_counter() - started
     scene = folder.scene
     T_world_map = map_frame(scene)
@@ -155,14 +169,14 @@ def split_scenes(root: Path, max_scenes: int | None = None) -> list[Path]:
 
 def evaluate_maps(backend: Backend, root: Path, max_scenes: int | None = None, figures: Path | None = None,
                   progress: bool = True, config: SessionConfig | None = None,
-                  oracle_targets: str = "majority") -> dict:
+                  oracle_targets: str = "majority", prior: str = "odometry", motion: Path | None = None) -> dict:
     """Score the model's and the oracle's map of every scene: {"model", "oracle_fusion", "num_scenes", "grid",
-    "max_keyframes"}."""
+    "max_keyframes", "prior"}."""
     folders = split_scenes(root, max_scenes)
-    session = Session(backend, config)
+    session = streaming_session(backend, config, prior, motion)
     blocks: dict[str, list[dict]] = {"model": [], "oracle_fusion": []}
     for path in tqdm(folders, unit="scene", desc="eval-map", disable=not progress):
-        maps = map_scene(session, SceneFolder(path), oracle_targets)
+        maps = map_scene(session, SceneFolder(path), oracle_targets, prior == "odometry")
         common = {"scene": maps.name, "keyframes": len(maps.keyframes)}
         for key, layout in (("model", maps.model), ("oracle_fusion", maps.oracle)):
             blocks[key].append({**common, **score_layout(layout, maps.scene, maps.T_world_map, set(maps.seen_ids))})
@@ -177,4 +191,5 @@ def evaluate_maps(backend: Backend, root: Path, max_scenes: int | None = None, f
     report["num_scenes"] = len(folders)
     report["grid"] = asdict(session.config.grid)  # the fusion these maps were scored with
     report["max_keyframes"] = session.config.max_keyframes  # and the memory they were streamed through
+    report["prior"] = prior
     return report

@@ -16,11 +16,11 @@ import numpy as np
 from tqdm import tqdm
 
 from loc3r_core.evaluation.map_quality import map_frame
-from loc3r_core.evaluation.map_run import split_scenes, stream_scene
+from loc3r_core.evaluation.map_run import split_scenes, stream_scene, streaming_session
 from loc3r_core.evaluation.metrics import LOCALIZATION_KEYS, PLACEMENT_KEYS, MetricAccumulator
 from loc3r_core.geometry import invert_pose, transform_planar
 from loc3r_core.runtime.backend import Backend
-from loc3r_core.runtime.session import QuestionError, Session, SessionConfig
+from loc3r_core.runtime.session import QuestionError, SessionConfig
 from loc3r_core.world.scene_io import SceneFolder
 from loc3r_core.world.situations import placement_kind
 
@@ -28,18 +28,18 @@ REFUSED = ""  # a refused question's answer: never right
 
 
 def evaluate_runtime(backend: Backend, root: Path, max_scenes: int | None = None, progress: bool = True,
-                     config: SessionConfig | None = None) -> dict:
+                     config: SessionConfig | None = None, prior: str = "odometry", motion: Path | None = None) -> dict:
     """Placement and answer metrics of the streamed runtime over a split's scenes (means over every
-    situation and question), with the memory it ran with."""
+    situation and question), with the memory and the pose prior (map_run.STREAM_PRIORS) it ran with."""
     folders = split_scenes(root, max_scenes)
-    session = Session(backend, config)
+    session = streaming_session(backend, config, prior, motion)
     metrics = MetricAccumulator()
     refused = {"situations": 0, "questions": 0}
     from_map, keyframes, seconds = [], [], []
     for path in tqdm(folders, unit="scene", desc="eval-runtime", disable=not progress):
         folder = SceneFolder(path)
         started = time.perf_counter()
-        stream_scene(session, folder)
+        stream_scene(session, folder, prior == "odometry")
         keyframes.append(session.keyframes_fused)
         T_map_world = invert_pose(map_frame(folder.scene))
         for situation in folder.situations:
@@ -70,6 +70,6 @@ def evaluate_runtime(backend: Backend, root: Path, max_scenes: int | None = None
             "keyframes_per_scene": round(float(np.mean(keyframes)), 2),
             "seconds_per_scene": round(float(np.mean(seconds)), 3),
             "num_scenes": len(folders),
-            "max_keyframes": session.config.max_keyframes, "eviction": session.config.eviction,
+            "max_keyframes": session.config.max_keyframes, "eviction": session.config.eviction, "prior": prior,
             "map_answer_types": list(session.config.map_answer_types),
             "map_tiebreak_types": list(session.config.map_tiebreak_types)}

@@ -22,9 +22,7 @@ from torch import nn
 
 from loc3r_core.geometry import compose_planar
 from loc3r_core.model.checkpoint import CheckpointError
-
-CONFIG_FILE, WEIGHTS_FILE = "motion_config.json", "motion.safetensors"
-SHIPPED_MOTION = Path(__file__).resolve().parent.parent / "checkpoints" / "loc3r-motion"
+from loc3r_core.runtime.visual_odometry import CONFIG_FILE, SHIPPED_MOTION, WEIGHTS_FILE
 
 
 @dataclass

@@ -4,6 +4,7 @@ For each memory size N (keyframes in memory) it measures, on frames of a synthet
 - keyframe_update_ms: a frame pushed as a keyframe while N are in memory (then taken back out,
   so every sample sees N);
 - ego_pose_ms: a frame pushed that is not a keyframe (the per-frame cost at camera rate);
+- visual_ego_pose_ms: the same without odometry, its prior read by the visual odometry network;
 - layout_refresh_ms: rebuilding the layout (grid + objects) from the fused evidence;
 - query_p50_ms / query_p95_ms: `ask` latency over the scene's situated questions;
 - memory_rebuild_ms: re-running the memory after an eviction (once per max_keyframes/4 keyframes).
@@ -27,12 +28,13 @@ from loc3r_core.runtime.backend import Backend
 from loc3r_core.runtime.keyframes import KeyframePolicy
 from loc3r_core.runtime.scenario import scene_frames
 from loc3r_core.runtime.session import Session, SessionConfig
+from loc3r_core.runtime.visual_odometry import open_visual_odometry
 from loc3r_core.types import InputFrame
 from loc3r_core.world.scene_io import SceneFolder
 
 SIZES = (8, 16, 32, 64)
-METRICS = ("keyframe_update_ms", "ego_pose_ms", "layout_refresh_ms", "query_p50_ms", "query_p95_ms",
-           "memory_rebuild_ms")
+METRICS = ("keyframe_update_ms", "ego_pose_ms", "visual_ego_pose_ms", "layout_refresh_ms", "query_p50_ms",
+           "query_p95_ms", "memory_rebuild_ms")
 NEVER = KeyframePolicy(min_translation=float("inf"), min_rotation_deg=float("inf"), max_interval_s=float("inf"))
 
 
@@ -58,7 +60,7 @@ def bench_backend(backend: Backend, folder: SceneFolder, sizes: Sequence[int] = 
 
 def bench_size(backend: Backend, frames: list[InputFrame], pairs: list[tuple[str, str]], size: int,
                repeats: int) -> dict[str, float]:
-    session = Session(backend, SessionConfig(max_keyframes=size + 1, keyframes=NEVER))
+    session = Session(backend, SessionConfig(max_keyframes=size + 1, keyframes=NEVER), open_visual_odometry())
     stream = cycle(frames)
     for frame in islice(stream, size):
         push(session, frame, keyframe=True)
@@ -78,6 +80,8 @@ def bench_size(backend: Backend, frames: list[InputFrame], pairs: list[tuple[str
     return {
         "keyframe_update_ms": median(timed_ms(keyframe_update, repeats)),
         "ego_pose_ms": median(timed_ms(lambda: push(session, next(stream), keyframe=False), repeats)),
+        # consecutive frames without odometry: each one's step is read against the one before
+        "visual_ego_pose_ms": median(timed_ms(lambda: push(session, next(stream), False, odometry=False), repeats)),
         "layout_refresh_ms": median(timed_ms(layout_refresh, max(3, repeats // 4))),
         "query_p50_ms": round(float(np.percentile(latencies, 50)), 2),
         "query_p95_ms": round(float(np.percentile(latencies, 95)), 2),
@@ -85,8 +89,9 @@ def bench_size(backend: Backend, frames: list[InputFrame], pairs: list[tuple[str
     }
 
 
-def push(session: Session, frame: InputFrame, keyframe: bool) -> None:
-    session.push(frame.rgb, frame.stamp_ns, frame.intrinsics, frame.odometry, force_keyframe=keyframe)
+def push(session: Session, frame: InputFrame, keyframe: bool, odometry: bool = True) -> None:
+    session.push(frame.rgb, frame.stamp_ns, frame.intrinsics, frame.odometry if odometry else None,
+                 force_keyframe=keyframe)
 
 
 def median(samples: list[float]) -> float:

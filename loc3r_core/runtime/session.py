@@ -45,6 +45,7 @@ from loc3r_core.runtime.backend import Backend, KVCache, empty_cache
 from loc3r_core.runtime.keyframes import EVICTIONS, MEMORY_KEYFRAMES, KeyframePolicy, evicted
 from loc3r_core.runtime.mapping import GridConfig, LayoutGrid
 from loc3r_core.runtime.preprocess import model_image
+from loc3r_core.runtime.visual_odometry import VisualOdometry
 from loc3r_core.types import Layout, PlanarPose
 from loc3r_core.world.answer_rules import answer_by_rules
 from loc3r_core.world.situations import QUESTION_TYPES, question_type
@@ -72,12 +73,25 @@ def check_map_answer_types(types: tuple[str, ...]) -> None:
         raise ValueError(f"map_answer_types must be among {QUESTION_TYPES}, not {unknown}")
 
 
-def map_answers_trusted(keyframes_with_odometry: int, keyframes_fused: int) -> bool:
-    """Whether the map may answer: most keyframes fused into it came with odometry. Without it the
-    ego poses, and so the map, fall apart, and answers from that map lose to the model's (val
-    without odometry, 12 frames: count 35.5 against 82.9, what_direction 16.3 against 53.3;
-    results/experiments.md, session 36)."""
-    return 2 * keyframes_with_odometry > keyframes_fused
+# What a map built on visual odometry may answer. Its objects drift with the chained steps: counts
+# over the whole map lose to the model's (streamed, val / val-big: 75.3 / 66.7 against 80.6 /
+# 71.2), but what stands around the asker still wins ("what is on my left?" 67.2 / 61.6 against
+# 50.0 / 33.0; results/experiments.md, session 44).
+VISUAL_MAP_ANSWER_TYPES = ("what_direction",)
+
+
+def map_answered_types(types: tuple[str, ...], keyframes_with_odometry: int, keyframes_with_visual_odometry: int,
+                       keyframes_fused: int) -> tuple[str, ...]:
+    """Which of `types` the map may answer: all where most keyframes fused into it came with the
+    robot's odometry, VISUAL_MAP_ANSWER_TYPES where most came with visual odometry, none where
+    most had no prior: then the ego poses, and so the map, fall apart, and answers from it lose
+    to the model's (val without odometry, 12 frames: count 35.5 against 82.9, what_direction 16.3
+    against 53.3; results/experiments.md, session 36)."""
+    if 2 * keyframes_with_odometry > keyframes_fused:
+        return types
+    if 2 * keyframes_with_visual_odometry > keyframes_fused:
+        return tuple(kind for kind in types if kind in VISUAL_MAP_ANSWER_TYPES)
+    return ()
 
 
 def map_breaks_tie(model_probability: float, map_probability: float) -> bool:
@@ -112,11 +126,15 @@ class SessionConfig:
         self.grid.validate()
 
 
+PRIORS = ("wheel", "visual", "none")  # where a frame's pose prior came from
+
+
 @dataclass(frozen=True)
 class FrameEstimate:
     stamp_ns: int
     pose: PlanarPose  # the camera on the floor of the map frame
     keyframe: bool
+    prior: str = "none"  # PRIORS: the robot's odometry, the camera's (visual odometry), or none
 
 
 @dataclass(frozen=True)
@@ -138,7 +156,10 @@ class Keyframe:
     stamp_ns: int
     tokens: np.ndarray  # (P, H) vision tokens, computed once
     map_pose: np.ndarray  # (3,) x, y, yaw in the map frame, as estimated when it was added
-    odometry: np.ndarray | None  # (3,) planar odometry, if the robot gave it
+    odometry: np.ndarray | None  # (3,) planar odometry, the robot's or the camera's, if any
+    # the frame `odometry` is in: "wheel" (the robot's), "visual N" (the N-th chain of visual
+    # odometry; a new one starts after frames with the robot's); priors relate only within one
+    odometry_frame: str = ""
     pointer_keys: np.ndarray | None = None  # (P, d) its tokens' pointer keys (pointer-readout models)
     # (P, 2) map-frame places the pointer averages, once fused: its BEV points, or its objects' centres
     pointer_points: np.ndarray | None = None
@@ -147,8 +168,11 @@ class Keyframe:
 
 
 class Session:
-    def __init__(self, backend: Backend, config: SessionConfig | None = None) -> None:
+    def __init__(self, backend: Backend, config: SessionConfig | None = None,
+                 visual_odometry: VisualOdometry | None = None) -> None:
+        """visual_odometry: what gives frames pushed without odometry their prior (none if None)."""
         self.backend = backend
+        self.visual_odometry = visual_odometry
         self.spec = backend.spec
         self.config = config or SessionConfig()
         self.config.validate()
@@ -165,7 +189,11 @@ class Session:
         self.images_encoded = 0
         self.memory_rebuilds = 0
         self.keyframes_fused = 0  # into the map, since the last reset
-        self.keyframes_with_odometry = 0  # ... of which came with odometry
+        self.keyframes_with_odometry = 0  # ... of which came with the robot's odometry
+        self.keyframes_with_visual_odometry = 0  # ... of which had the visual odometry's prior
+        self.visual_chains = 0  # visual odometry restarts after every run of frames with the robot's
+        if self.visual_odometry is not None:
+            self.visual_odometry.reset()
         self._layout: Layout | None = None
 
     @property
@@ -179,18 +207,14 @@ class Session:
 
     def push(self, rgb: np.ndarray, stamp_ns: int, intrinsics: Intrinsics | None = None,
              odometry: np.ndarray | None = None, force_keyframe: bool = False) -> FrameEstimate:
-        """Take one camera frame; odometry is T_odom_base (4x4) at the same stamp, if known."""
-        odom = None
-        if odometry is not None:
-            odometry = np.asarray(odometry, dtype=np.float64)
-            if odometry.shape != (4, 4) or not np.all(np.isfinite(odometry)):
-                raise Loc3rError("odometry must be a finite 4x4 transform (got NaN/inf or a wrong shape)")
-            odom = planar_from_transform(odometry)
+        """Take one camera frame; odometry is T_odom_base (4x4) at the same stamp, if known (without
+        it, the visual odometry's pose, if the session has one)."""
+        odom, odom_frame = self._odometry(rgb, intrinsics, odometry)
         tokens = self.backend.encode_images(model_image(rgb, self.spec.image_size, intrinsics)[None])[0]
         self.images_encoded += 1
         self.frames_seen += 1
         anchor = self.memory[0] if self.memory else None
-        prior, valid = self._prior(odom, anchor)
+        prior, valid = self._prior(odom, odom_frame, anchor)
         camera = self.backend.camera_tokens(prior[None], np.array([valid]))[0]
         hidden, extended = self.backend.decode(np.concatenate([camera[None], tokens]), self.cache)
         heads = self.backend.heads(hidden[:1])  # the camera row: all a non-keyframe needs
@@ -203,14 +227,30 @@ class Session:
             np.array([pose.x, pose.y, pose.yaw]), stamp_ns, None if last is None else last.map_pose,
             0 if last is None else last.stamp_ns)
         if keyframe:
-            self._add_keyframe(Keyframe(stamp_ns, tokens, np.array([pose.x, pose.y, pose.yaw]), odom), extended,
-                               hidden)
+            self._add_keyframe(Keyframe(stamp_ns, tokens, np.array([pose.x, pose.y, pose.yaw]), odom, odom_frame),
+                               extended, hidden)
         self.trajectory.append((stamp_ns, np.array([pose.x, pose.y, pose.yaw])))
-        return FrameEstimate(stamp_ns, pose, keyframe)
+        return FrameEstimate(stamp_ns, pose, keyframe, odom_frame.split(" ")[0] if valid else "none")
 
-    def _prior(self, odom: np.ndarray | None, anchor: Keyframe | None) -> tuple[np.ndarray, bool]:
-        """Prior features of a frame relative to the anchor (itself when there is none)."""
-        if odom is None or (anchor is not None and anchor.odometry is None):
+    def _odometry(self, rgb: np.ndarray, intrinsics: Intrinsics | None,
+                  odometry: np.ndarray | None) -> tuple[np.ndarray | None, str]:
+        """The frame's planar odometry and the frame it is in (Keyframe.odometry_frame)."""
+        if odometry is not None:
+            odometry = np.asarray(odometry, dtype=np.float64)
+            if odometry.shape != (4, 4) or not np.all(np.isfinite(odometry)):
+                raise Loc3rError("odometry must be a finite 4x4 transform (got NaN/inf or a wrong shape)")
+            if self.visual_odometry is not None and self.visual_odometry.frames:
+                self.visual_odometry.reset()  # its next frame starts a new chain, unrelated to this one
+                self.visual_chains += 1
+            return planar_from_transform(odometry), "wheel"
+        if self.visual_odometry is None:
+            return None, ""
+        return self.visual_odometry.update(rgb, intrinsics), f"visual {self.visual_chains}"
+
+    def _prior(self, odom: np.ndarray | None, odom_frame: str, anchor: Keyframe | None) -> tuple[np.ndarray, bool]:
+        """Prior features of a frame relative to the anchor (itself when there is none): none
+        unless both have odometry in the same frame."""
+        if odom is None or (anchor is not None and (anchor.odometry is None or anchor.odometry_frame != odom_frame)):
             return np.zeros(4, dtype=np.float32), False
         relative = np.zeros(3) if anchor is None else relative_planar(anchor.odometry, odom)
         return np.array([relative[0], relative[1], math.cos(relative[2]), math.sin(relative[2])], np.float32), True
@@ -237,13 +277,14 @@ class Session:
             heads = self.backend.heads(hidden)
         self._fuse(keyframe, heads)
         self.keyframes_fused += 1
-        self.keyframes_with_odometry += keyframe.odometry is not None
+        self.keyframes_with_odometry += keyframe.odometry_frame == "wheel"
+        self.keyframes_with_visual_odometry += keyframe.odometry_frame.startswith("visual")
         self._layout = None
 
     def _rebuild_cache(self) -> dict[str, np.ndarray]:
         """Re-run the LM over the memory with priors relative to the new anchor; the newest keyframe's heads."""
         anchor = self.memory[0]
-        priors = [self._prior(k.odometry, anchor if i else None) for i, k in enumerate(self.memory)]
+        priors = [self._prior(k.odometry, k.odometry_frame, anchor if i else None) for i, k in enumerate(self.memory)]
         cameras = self.backend.camera_tokens(np.stack([p for p, _ in priors]), np.array([v for _, v in priors]))
         embeds = np.concatenate([np.concatenate([c[None], k.tokens]) for c, k in zip(cameras, self.memory,
                                                                                       strict=True)])
@@ -317,7 +358,8 @@ class Session:
         """The rules' answer from the map's objects where the question's type is one of `types`
         and the map is trusted ("" otherwise, or where it holds no candidate)."""
         kind = question_type(question)
-        if kind not in types or not map_answers_trusted(self.keyframes_with_odometry, self.keyframes_fused):
+        if kind not in map_answered_types(types, self.keyframes_with_odometry, self.keyframes_with_visual_odometry,
+                                          self.keyframes_fused):
             return ""
         return answer_by_rules(kind, question, self.layout().objects, np.array([asker.x, asker.y]), asker.yaw)
 

@@ -209,6 +209,10 @@ class MotionPretrainConfig(YamlConfig):
     warmup_steps: int = 100
     weight_decay: float = 1e-4
     huber_beta: float = 0.2  # smooth L1 on the step in units of the training steps' mean size
+    # how often a pair is the same frame twice, consecutive frames, frames two apart, ...: the
+    # unmoved pairs teach a still camera to read as still, which a runtime that compares frames
+    # closer than the walks' steps needs (results/experiments.md, session 43, G1)
+    gap_weights: list[float] = field(default_factory=lambda: [0.2, 0.6, 0.2])
     seed: int = 0
     log_every: int = 50
 
@@ -220,4 +224,6 @@ class MotionPretrainConfig(YamlConfig):
             (self.learning_rate > 0 and self.huber_beta > 0, "learning_rate and huber_beta must be positive"),
             (0 <= self.min_lr_ratio <= 1 and self.warmup_steps >= 0, "min_lr_ratio in [0, 1], warmup_steps >= 0"),
             (self.log_every >= 1, "log_every must be at least 1"),
+            (len(self.gap_weights) >= 2 and min(self.gap_weights) >= 0 and sum(self.gap_weights[1:]) > 0,
+             "gap_weights: one non-negative weight per gap from 0, with some weight on a gap of 1 or more"),
         ]

@@ -1,10 +1,11 @@
 """Train the visual odometry network (`loc3r pretrain-motion`): planar camera steps from frame pairs.
 
-Every pair of consecutive frames of a training walk is one example: the two frames (the runtime's
-preprocessing, at the network's input size) and the second camera's planar pose in the first's
-axes. The frames are held in memory as uint8, so a step costs one small forward and backward pass.
-Validation chains the steps along each validation walk, as `loc3r eval --prior visual` does, and
-scores every frame's pose against the truth from the walk's first frame.
+Every pair of frames of a training walk a few steps apart (gap_weights: how often 0, 1, 2 ... steps)
+is one example: the two frames (the runtime's preprocessing, at the network's input size) and the
+second camera's planar pose in the first's axes. The frames are held in memory as uint8, so a
+step costs one small forward and backward pass. Validation chains the steps along each
+validation walk, as `loc3r eval --prior visual` does, and scores every frame's pose against the
+truth from the walk's first frame.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tqdm import tqdm
 from loc3r_core.atomic import atomic_path
 from loc3r_core.data.frames import walk_frames
 from loc3r_core.errors import UsageError
+from loc3r_core.export.motion_export import export_motion
 from loc3r_core.geometry import planar_camera_pose, relative_planar, wrap_angle
 from loc3r_core.model.motion import MotionConfig, PlanarMotionNet, chain, save_motion, walk_steps
 from loc3r_core.training.config import MotionPretrainConfig
@@ -61,10 +63,12 @@ def load_walks(roots: SceneRoots, image_size: int, max_scenes: int | None = None
 
 def walk_errors(model: PlanarMotionNet, walks: Walks) -> dict[str, float]:
     """Median errors of each step, and of every frame's chained pose from its walk's first frame;
-    also standing still's chained error, the floor any odometry must beat."""
-    step_xy, step_turn, walk_xy, walk_yaw, still_xy = [], [], [], [], []
+    also standing still's chained error, the floor any odometry must beat, and what the network
+    reads from a frame paired with itself (a camera that did not move: 0 is right)."""
+    step_xy, step_turn, walk_xy, walk_yaw, still_xy, unmoved = [], [], [], [], [], []
     for frames, poses, truth in zip(walks.frames, walks.poses, walks.steps(), strict=True):
         steps = walk_steps(model, frames)
+        unmoved.append(np.linalg.norm(walk_steps(model, np.repeat(frames, 2, axis=0))[::2, :2], axis=1))
         step_xy.append(np.linalg.norm(steps[:, :2] - truth[:, :2], axis=1))
         step_turn.append(np.abs(wrap_angle(steps[:, 2] - truth[:, 2])))
         true_walk = np.array([relative_planar(poses[0], p) for p in poses[1:]]).reshape(-1, 3)
@@ -79,11 +83,23 @@ def walk_errors(model: PlanarMotionNet, walks: Walks) -> dict[str, float]:
 
     return {"step_translation_m": median(step_xy), "step_turn_deg": median(step_turn, True),
             "walk_position_m": median(walk_xy), "walk_yaw_deg": median(walk_yaw, True),
-            "standing_still_walk_position_m": median(still_xy)}
+            "standing_still_walk_position_m": median(still_xy), "unmoved_reading_m": median(unmoved)}
+
+
+def pair_batch(walks: Walks, frames: list[torch.Tensor], pick: np.ndarray,
+               gaps: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Frames (B, 3, S, S) in [0, 1] of walk w at f and `gaps` frames later (at most its last frame),
+    for each (w, f) row of pick, and the later camera's planar pose in the earlier one's axes (B, 3)."""
+    later = np.minimum(pick[:, 1] + gaps, [len(walks.poses[w]) - 1 for w in pick[:, 0]])
+    previous = torch.stack([frames[w][f] for w, f in pick]).float() / 255.0
+    current = torch.stack([frames[w][f] for w, f in zip(pick[:, 0], later, strict=True)]).float() / 255.0
+    target = np.array([relative_planar(walks.poses[w][f], walks.poses[w][g])
+                       for (w, f), g in zip(pick, later, strict=True)]).reshape(-1, 3)
+    return previous, current, torch.from_numpy(target).float()
 
 
 def pretrain_motion(config: MotionPretrainConfig, progress: bool = True) -> Path:
-    """Train the network; returns OUTPUT_DIR/motion."""
+    """Train the network; returns OUTPUT_DIR/motion (its weights and their ONNX export)."""
     run = Path(config.output_dir)
     if run.exists() and any(run.iterdir()):
         raise UsageError(f"{run} already holds a run; choose another output_dir")
@@ -101,17 +117,16 @@ def pretrain_motion(config: MotionPretrainConfig, progress: bool = True) -> Path
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(learning_rate_factor, config=config))
     generator = torch.Generator().manual_seed(config.seed)
+    gap_weights = torch.tensor(config.gap_weights, dtype=torch.float64)
     frames = [torch.from_numpy(f) for f in walks.frames]
-    targets = torch.from_numpy(all_steps / scale).float()
-    offsets = np.cumsum([0] + [len(s) for s in steps])[:-1]  # first row of each walk's steps in all_steps
     log = run / "metrics.jsonl"
     total, started = 0.0, time.perf_counter()
     model.train()
     for step in tqdm(range(config.max_steps), desc="pretrain motion", unit="step", disable=not progress):
         pick = pairs[torch.randint(len(pairs), (config.batch_size,), generator=generator).numpy()]
-        previous = torch.stack([frames[w][f] for w, f in pick]).float() / 255.0
-        current = torch.stack([frames[w][f + 1] for w, f in pick]).float() / 255.0
-        target = targets[torch.from_numpy(offsets[pick[:, 0]] + pick[:, 1])]
+        gaps = torch.multinomial(gap_weights, config.batch_size, replacement=True, generator=generator).numpy()
+        previous, current, target = pair_batch(walks, frames, pick, gaps)
+        target = target / torch.from_numpy(scale).float()
         loss = F.smooth_l1_loss(model.normalised(previous, current), target, beta=config.huber_beta)
         optimizer.zero_grad()
         loss.backward()
@@ -130,5 +145,6 @@ def pretrain_motion(config: MotionPretrainConfig, progress: bool = True) -> Path
     append_record(log, record)
     with atomic_path(run / MOTION_DIR) as tmp:
         save_motion(model, tmp)
+        export_motion(tmp)  # the runtime reads steps through ONNX Runtime
     plot_curves(log, run / "curves.png")
     return run / MOTION_DIR

@@ -1,0 +1,90 @@
+"""Odometry from the camera alone: the motion network's steps, chained, through ONNX Runtime.
+
+A robot without wheel odometry still gives the model a prior (the camera's pose relative to the
+memory's anchor), as `loc3r eval --prior visual` measures it. Each frame is compared with a
+reference frame, not simply the previous one: the reference moves on only once the camera has
+moved by about a tenth of a training step, so a camera that stands still or a fast frame rate
+does not chain many tiny readings (and their small biases) into drift.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from loc3r_core.errors import DataError
+from loc3r_core.geometry import Intrinsics, compose_planar
+from loc3r_core.runtime.preprocess import model_image
+from loc3r_core.runtime.spec import file_sha256, read_json
+
+SHIPPED_MOTION = Path(__file__).resolve().parent.parent / "checkpoints" / "loc3r-motion"
+CONFIG_FILE, WEIGHTS_FILE = "motion_config.json", "motion.safetensors"
+MOTION_ONNX, MOTION_MANIFEST = "motion.onnx", "motion_onnx.json"
+
+
+class StepReader:
+    """motion.onnx: (previous, current) frames in [0, 1] -> the current camera's (forward m, left m,
+    turn rad) in the previous one's axes."""
+
+    def __init__(self, folder: Path | None = None, provider: str = "CPUExecutionProvider") -> None:
+        self.folder = SHIPPED_MOTION if folder is None else Path(folder)
+        if not (self.folder / MOTION_MANIFEST).is_file():
+            raise DataError(f"{self.folder} holds no exported motion network ({MOTION_MANIFEST} is missing): "
+                            f"run `loc3r export-motion --motion {self.folder}`")
+        manifest = read_json(self.folder / MOTION_MANIFEST)
+        for key, name in (("onnx_sha256", MOTION_ONNX), ("weights_sha256", WEIGHTS_FILE)):
+            if manifest.get(key) != file_sha256(self.folder / name):
+                raise DataError(f"{self.folder / MOTION_ONNX} was not exported from {self.folder / WEIGHTS_FILE}: "
+                                f"re-run `loc3r export-motion --motion {self.folder}`")
+        self.image_size = int(read_json(self.folder / CONFIG_FILE).get("image_size", 0))
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.folder / MOTION_ONNX), options, providers=[provider])
+        except Exception as exc:  # onnxruntime raises its own exception types per failure
+            raise DataError(f"{self.folder / MOTION_ONNX} cannot be loaded: {str(exc).splitlines()[0]}") from None
+
+    def steps(self, previous: np.ndarray, current: np.ndarray) -> np.ndarray:
+        """(B, 3, S, S) each -> (B, 3) float64."""
+        feed = {"previous": previous.astype(np.float32), "current": current.astype(np.float32)}
+        return self.session.run(None, feed)[0].astype(np.float64)
+
+    def frame(self, rgb: np.ndarray, intrinsics: Intrinsics | None = None) -> np.ndarray:
+        """(H, W, 3) uint8 -> (3, S, S) as training fed the network: model_image, held as uint8."""
+        return np.round(model_image(rgb, self.image_size, intrinsics) * 255.0) / 255.0
+
+
+class VisualOdometry:
+    """Planar camera poses (x, y, heading) in its own odometry frame: the first frame's pose is the origin."""
+
+    def __init__(self, reader: StepReader, min_travel: float = 0.015, min_turn: float = 0.025) -> None:
+        self.reader = reader
+        self.min_travel, self.min_turn = min_travel, min_turn  # metres, radians: when the reference moves on
+        self.reset()
+
+    def reset(self) -> None:
+        self.reference: np.ndarray | None = None  # (3, S, S) the frame steps are read against
+        self.reference_pose = np.zeros(3)
+        self.frames = 0
+
+    def update(self, rgb: np.ndarray, intrinsics: Intrinsics | None = None) -> np.ndarray:
+        """This frame's pose (3,)."""
+        frame = self.reader.frame(rgb, intrinsics)
+        self.frames += 1
+        if self.reference is None:
+            self.reference = frame
+            return self.reference_pose.copy()
+        step = self.reader.steps(self.reference[None], frame[None])[0]
+        pose = compose_planar(self.reference_pose, step)
+        if np.hypot(step[0], step[1]) >= self.min_travel or abs(step[2]) >= self.min_turn:
+            self.reference, self.reference_pose = frame, pose
+        return pose
+
+
+def open_visual_odometry(folder: Path | None = None) -> VisualOdometry:
+    """The shipped motion network's odometry (or the one in folder); a one-line DataError if it cannot load."""
+    if folder is not None and not Path(folder).is_dir():
+        raise DataError(f"{folder} is not a motion network folder (train one with `loc3r pretrain-motion`)")
+    return VisualOdometry(StepReader(folder))
