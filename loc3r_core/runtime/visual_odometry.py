@@ -41,6 +41,9 @@ class StepReader:
         self.image_size = int(read_json(self.folder / CONFIG_FILE).get("image_size", 0))
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        # its idle threads must not spin: between readings the model's own backend (PyTorch's
+        # threads, or another ONNX Runtime session) runs on the same cores
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(self.folder / MOTION_ONNX), options, providers=[provider])
         except Exception as exc:  # onnxruntime raises its own exception types per failure
