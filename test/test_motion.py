@@ -145,6 +145,9 @@ def test_training_exports_an_onnx_twin_and_a_stale_export_is_refused(trained_mot
         StepReader(copy)
     done = run_cli("export-motion", "--motion", copy, check=True)
     assert "parity max |onnx - torch|" in done.stdout and motion_parity(copy) < 1e-4
+    (copy / "motion_config.json").write_text('{"image_size": 0}')
+    with pytest.raises(DataError, match="gives no usable image_size"):
+        StepReader(copy)
     (copy / "motion_onnx.json").unlink()
     with pytest.raises(DataError, match="holds no exported motion network"):
         open_visual_odometry(copy)

@@ -38,7 +38,9 @@ class StepReader:
             if manifest.get(key) != file_sha256(self.folder / name):
                 raise DataError(f"{self.folder / MOTION_ONNX} was not exported from {self.folder / WEIGHTS_FILE}: "
                                 f"re-run `loc3r export-motion --motion {self.folder}`")
-        self.image_size = int(read_json(self.folder / CONFIG_FILE).get("image_size", 0))
+        self.image_size = read_json(self.folder / CONFIG_FILE).get("image_size")
+        if not isinstance(self.image_size, int) or self.image_size < 32:
+            raise DataError(f"{self.folder / CONFIG_FILE} gives no usable image_size ({self.image_size!r})")
         options = ort.SessionOptions()
         options.log_severity_level = 3
         # its idle threads must not spin: between readings the model's own backend (PyTorch's
