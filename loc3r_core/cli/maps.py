@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from loc3r_core.cli.runtime import add_backend_arguments
-from loc3r_core.cli.train import map_answer_types_argument, parse_overrides
+from loc3r_core.cli.train import check_prior_arguments, map_answer_types_argument, parse_overrides
 from loc3r_core.data.targets import PATCH_TARGETS
 from loc3r_core.errors import UsageError
 from loc3r_core.evaluation.map_quality import BOX_METRICS, CELL_METRICS, OBJECT_METRICS
@@ -65,11 +65,6 @@ def add_prior_arguments(parser: argparse.ArgumentParser) -> None:
                              "network's (what the node does without odometry), or none (default odometry)")
     parser.add_argument("--motion", type=Path, help="visual odometry network folder for --prior visual "
                         "(default: the shipped one)")
-
-
-def check_prior_arguments(args: argparse.Namespace) -> None:
-    if args.motion is not None and args.prior != "visual":
-        raise UsageError("--motion is read only with --prior visual")
 
 
 def _eval_map(args: argparse.Namespace) -> int:

@@ -156,8 +156,7 @@ def _eval(args: argparse.Namespace) -> int:
         return _eval_references(args)
     map_types = map_answer_types_argument(args.map_answers)
     tiebreak_types = map_answer_types_argument(args.map_tiebreaks, "--map-tiebreaks")
-    if args.motion is not None and args.prior != "visual":
-        raise UsageError("--motion is read only with --prior visual")
+    check_prior_arguments(args)
     motion = None
     if args.prior == "visual":
         from loc3r_core.model.motion import load_motion
@@ -176,6 +175,12 @@ def _eval(args: argparse.Namespace) -> int:
         for key, value in result.metrics.items():
             print(f"{key:32s} {value}")
     return 0
+
+
+def check_prior_arguments(args: argparse.Namespace) -> None:
+    """--motion names the network that --prior visual reads (`eval`, `eval-map`, `eval-runtime`)."""
+    if args.motion is not None and args.prior != "visual":
+        raise UsageError("--motion is read only with --prior visual")
 
 
 def map_answer_types_argument(names: list[str] | None, option: str = "--map-answers") -> tuple[str, ...]:

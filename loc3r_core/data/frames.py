@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from loc3r_core.data.targets import patch_targets
 from loc3r_core.geometry import invert_pose, transform_points
-from loc3r_core.runtime.preprocess import model_image
+from loc3r_core.runtime.preprocess import quantised_image
 from loc3r_core.world.scene_io import SceneFolder, SceneRoots, scene_folders
 
 
@@ -91,4 +91,4 @@ def walk_frames(folder: SceneFolder, image_size: int) -> np.ndarray:
 
 def stored_image(folder: SceneFolder, index: int, image_size: int) -> np.ndarray:
     """(3, S, S) uint8: frame `index` as model_image feeds it, times 255 (frames held in memory)."""
-    return np.round(model_image(folder.rgb(index), image_size) * 255).astype(np.uint8)
+    return quantised_image(folder.rgb(index), image_size)

@@ -28,3 +28,9 @@ def model_image(rgb: np.ndarray, size: int, intrinsics: Intrinsics | None = None
     if side != size:
         square = np.asarray(Image.fromarray(square).resize((size, size), Image.BILINEAR))
     return np.ascontiguousarray(square.transpose(2, 0, 1), dtype=np.float32) / 255.0
+
+
+def quantised_image(rgb: np.ndarray, size: int, intrinsics: Intrinsics | None = None) -> np.ndarray:
+    """model_image held as (3, size, size) uint8 (times 255): how frames are kept in memory for
+    training, and so what the visual odometry network is fed at run time too."""
+    return np.round(model_image(rgb, size, intrinsics) * 255).astype(np.uint8)

@@ -239,7 +239,7 @@ class Session:
             odometry = np.asarray(odometry, dtype=np.float64)
             if odometry.shape != (4, 4) or not np.all(np.isfinite(odometry)):
                 raise Loc3rError("odometry must be a finite 4x4 transform (got NaN/inf or a wrong shape)")
-            if self.visual_odometry is not None and self.visual_odometry.frames:
+            if self.visual_odometry is not None and self.visual_odometry.started:
                 self.visual_odometry.reset()  # its next frame starts a new chain, unrelated to this one
                 self.visual_chains += 1
             return planar_from_transform(odometry), "wheel"

@@ -16,7 +16,7 @@ import onnxruntime as ort
 
 from loc3r_core.errors import DataError
 from loc3r_core.geometry import Intrinsics, compose_planar
-from loc3r_core.runtime.preprocess import model_image
+from loc3r_core.runtime.preprocess import quantised_image
 from loc3r_core.runtime.spec import file_sha256, read_json
 
 SHIPPED_MOTION = Path(__file__).resolve().parent.parent / "checkpoints" / "loc3r-motion"
@@ -58,7 +58,7 @@ class StepReader:
 
     def frame(self, rgb: np.ndarray, intrinsics: Intrinsics | None = None) -> np.ndarray:
         """(H, W, 3) uint8 -> (3, S, S) as training fed the network: model_image, held as uint8."""
-        return np.round(model_image(rgb, self.image_size, intrinsics) * 255.0) / 255.0
+        return quantised_image(rgb, self.image_size, intrinsics) / np.float32(255.0)
 
 
 class VisualOdometry:
@@ -72,12 +72,15 @@ class VisualOdometry:
     def reset(self) -> None:
         self.reference: np.ndarray | None = None  # (3, S, S) the frame steps are read against
         self.reference_pose = np.zeros(3)
-        self.frames = 0
+
+    @property
+    def started(self) -> bool:
+        """Whether it has seen a frame since its last reset."""
+        return self.reference is not None
 
     def update(self, rgb: np.ndarray, intrinsics: Intrinsics | None = None) -> np.ndarray:
         """This frame's pose (3,)."""
         frame = self.reader.frame(rgb, intrinsics)
-        self.frames += 1
         if self.reference is None:
             self.reference = frame
             return self.reference_pose.copy()
