@@ -150,6 +150,30 @@ def compose_planar(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.array([a[0] + c * b[0] - s * b[1], a[1] + s * b[0] + c * b[1], float(wrap_angle(a[2] + b[2]))])
 
 
+RIGHT_ANGLE = math.pi / 2
+
+
+def wrap_right_angle(angle: np.ndarray | float) -> np.ndarray:
+    """Wrap radians to [-pi/4, pi/4): an angle modulo 90 degrees, as a heading against a room's axes."""
+    return (np.asarray(angle) + RIGHT_ANGLE / 2) % RIGHT_ANGLE - RIGHT_ANGLE / 2
+
+
+def snap_to_room_axes(pose: np.ndarray, turn_modulo_right_angle: float) -> np.ndarray:
+    """The planar pose turned by less than 45 degrees so that its heading differs from the chain's
+    first by turn_modulo_right_angle, modulo 90 degrees: in a room whose walls meet at right angles
+    a frame's heading against the walls is seen in the frame itself, so a chained heading that has
+    drifted by less than 45 degrees is put back (the Manhattan-world assumption of indoor SLAM)."""
+    correction = float(wrap_right_angle(turn_modulo_right_angle - pose[2]))
+    return np.array([pose[0], pose[1], float(wrap_angle(pose[2] + correction))])
+
+
+def chain_step(pose: np.ndarray, step: np.ndarray, room_turn: float | None = None) -> np.ndarray:
+    """The pose after a step; with room_turn (the new frame's room heading less the chain's first
+    frame's) its heading snapped to the room's axes: what the chain and the runtime's odometry do."""
+    moved = compose_planar(pose, step)
+    return moved if room_turn is None else snap_to_room_axes(moved, room_turn)
+
+
 def relative_planar(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a⁻¹ ∘ b: pose b seen from pose a (both in the same parent frame)."""
     c, s = math.cos(a[2]), math.sin(a[2])

@@ -145,7 +145,8 @@ class Loc3rBehaviour:
         try:
             backend = open_backend(v["model.backend"], v["model.checkpoint"] or None, v["model.onnx_dir"] or None,
                                    v["model.provider"])
-            visual = open_visual_odometry(v["odometry.motion_dir"] or None) if v["odometry.visual"] else None
+            visual = (open_visual_odometry(v["odometry.motion_dir"] or None, v["odometry.room_axes"])
+                      if v["odometry.visual"] else None)
             self.session = Session(backend, session_config(v), visual)
         except (Loc3rError, ValueError) as exc:  # the node stays up and says why on /diagnostics and services
             self.model_error = str(exc)

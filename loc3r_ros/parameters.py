@@ -67,6 +67,9 @@ PARAMETERS = (
               lambda v: isinstance(v, bool), "true or false"),
     Parameter("odometry.motion_dir", "", "visual odometry network folder (`loc3r pretrain-motion`; empty: the "
               "shipped one)"),
+    Parameter("odometry.room_axes", True, "visual odometry snaps its heading to the walls' directions, read from "
+              "each image (walls that meet at right angles); false for other buildings",
+              lambda v: isinstance(v, bool), "true or false"),
     Parameter("memory.max_keyframes", MEMORY_KEYFRAMES, "keyframes in memory",
               lambda v: isinstance(v, int) and 2 <= v <= 256, "an integer in [2, 256]"),
     Parameter("memory.eviction", SessionConfig.eviction, "which quarter of a full memory goes: time (keep a spread "

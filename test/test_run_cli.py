@@ -135,6 +135,8 @@ def test_run_refuses_bad_input_in_one_line_and_writes_nothing(tmp_path, folder):
     one_line_failure(run_cli(*base, "--input", tmp_path / "missing.mcap"), "missing.mcap")
     one_line_failure(run_cli(*base, "--input", bag, "--no-visual-odometry", "--motion", tmp_path),
                      "--no-visual-odometry turns off")
+    one_line_failure(run_cli(*base, "--input", bag, "--no-visual-odometry", "--no-room-axes"),
+                     "--no-visual-odometry turns off")
     assert not out.exists() and not list(tmp_path.glob(".tmp-*"))  # never a half-written output
 
 

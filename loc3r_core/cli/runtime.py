@@ -51,6 +51,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--no-visual-odometry", action="store_true",
                      help="frames without odometry get no pose prior (default: the visual odometry network's)")
     run.add_argument("--motion", type=Path, help="visual odometry network folder (default: the shipped one)")
+    run.add_argument("--no-room-axes", action="store_true",
+                     help="visual odometry does not snap its heading to the walls' directions (for buildings whose "
+                          "walls do not meet at right angles)")
     run.add_argument("--no-progress", action="store_true")
     add_backend_arguments(run)
     run.set_defaults(handler=_run)
@@ -112,10 +115,11 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError("--max-frames must be at least 1")
     if args.out.suffix != ".mcap":
         raise UsageError(f"--out must name an .mcap file, not {args.out}")
-    if args.motion is not None and args.no_visual_odometry:
-        raise UsageError("--motion names the visual odometry network that --no-visual-odometry turns off")
+    if (args.motion is not None or args.no_room_axes) and args.no_visual_odometry:
+        raise UsageError("--motion and --no-room-axes set the visual odometry that --no-visual-odometry turns off")
     backend = open_backend(args.backend, args.checkpoint, args.onnx, args.provider)
-    session = Session(backend, visual_odometry=None if args.no_visual_odometry else open_visual_odometry(args.motion))
+    visual = None if args.no_visual_odometry else open_visual_odometry(args.motion, not args.no_room_axes)
+    session = Session(backend, visual_odometry=visual)
     frames = read_recording(args.input, args.image_topic, args.camera_info_topic, args.odom_topic, args.max_frames)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with RosMcapWriter(args.out) as writer:  # written aside: a failure leaves no half file

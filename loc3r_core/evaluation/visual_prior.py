@@ -2,8 +2,9 @@
 
 `loc3r eval --prior visual` gives the model, in place of odometry, the poses the visual odometry
 network (model.motion) reads from every consecutive pair of the walk's frames, chained from its
-first frame: the clip's sampled frames then get their poses relative to the clip's first, as
-odometry would give them (the model was trained with drifting odometry).
+first frame (each heading snapped to the room's axes where the network reads them, as the
+runtime's odometry does): the clip's sampled frames then get their poses relative to the clip's
+first, as odometry would give them (the model was trained with drifting odometry).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 from loc3r_core.data.dataset import SceneClipDataset
 from loc3r_core.data.frames import walk_frames
 from loc3r_core.geometry import relative_planar
-from loc3r_core.model.motion import PlanarMotionNet, chain, walk_steps
+from loc3r_core.model.motion import PlanarMotionNet, chain, walk_readings
 
 
 class VisualPrior:
@@ -26,7 +27,7 @@ class VisualPrior:
         """(F, 3) every frame's chained pose in the walk's first frame's axes (computed once a walk)."""
         if scene_index not in self._walks:
             frames = walk_frames(self.dataset.scenes[scene_index], self.motion.config.image_size)
-            self._walks[scene_index] = chain(walk_steps(self.motion, frames))
+            self._walks[scene_index] = chain(*walk_readings(self.motion, frames))
         return self._walks[scene_index]
 
     def planar_prior(self, items: list[dict]) -> torch.Tensor:

@@ -2,7 +2,8 @@
 
 The runtime reads camera steps through ONNX Runtime alone (runtime.visual_odometry), so a robot
 without PyTorch gets them too. motion.onnx takes two batches of frames in [0, 1] and gives the
-steps in metres and radians; motion_onnx.json records the hashes of the weights it came from and
+steps in metres and radians (and, for a network that reads it, the room heading's reading after
+them); motion_onnx.json records the hashes of the weights it came from and
 of itself, so a retrained network with a stale export is refused rather than silently run.
 """
 
@@ -19,7 +20,7 @@ from loc3r_core.model.motion import SHIPPED_MOTION, WEIGHTS_FILE, load_motion
 from loc3r_core.runtime.spec import file_sha256
 from loc3r_core.runtime.visual_odometry import MOTION_MANIFEST, MOTION_ONNX, StepReader
 
-MOTION_IO = GraphIO(("previous", "current"), ("step",), {"previous": {0: "pairs"}, "current": {0: "pairs"}})
+MOTION_IO = GraphIO(("previous", "current"), ("reading",), {"previous": {0: "pairs"}, "current": {0: "pairs"}})
 
 
 def export_motion(folder: Path | None = None) -> dict:
@@ -36,11 +37,11 @@ def export_motion(folder: Path | None = None) -> dict:
 
 
 def motion_parity(folder: Path | None = None, seed: int = 0) -> float:
-    """Max |onnx - torch| of the steps read from random frame pairs."""
+    """Max |onnx - torch| of the readings (steps and room heading) from random frame pairs."""
     model = load_motion(folder)
     reader = StepReader(folder)
     size = model.config.image_size
     frames = np.random.default_rng(seed).random((2, 4, 3, size, size), dtype=np.float32)
     with torch.no_grad():
         expected = model(torch.from_numpy(frames[0]), torch.from_numpy(frames[1])).numpy()
-    return float(np.abs(reader.steps(frames[0], frames[1]) - expected).max())
+    return float(np.abs(reader.readings(frames[0], frames[1]) - expected).max())

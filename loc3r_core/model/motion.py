@@ -6,6 +6,11 @@ between two frames but not the travel. This network sees the two frames' pixels 
 channels, as optical flow would) and reads the second camera's pose in the first's axes:
 forward and left offset in metres, turn in radians. Chained along a walk, its steps stand in
 for odometry as the model's prior (`loc3r eval --prior visual`).
+
+With `room_heading` it also reads the second frame's heading against the room's walls, modulo
+90 degrees (as cos and sin of four times the angle, which a right-angled room leaves unchanged):
+the chain then snaps every pose's heading to it, so turns misread along a walk do not add up
+(results/experiments.md, session 45).
 """
 
 from __future__ import annotations
@@ -20,9 +25,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from loc3r_core.geometry import compose_planar
+from loc3r_core.geometry import chain_step
 from loc3r_core.model.checkpoint import CheckpointError
-from loc3r_core.runtime.visual_odometry import CONFIG_FILE, SHIPPED_MOTION, WEIGHTS_FILE
+from loc3r_core.runtime.visual_odometry import CONFIG_FILE, SHIPPED_MOTION, WEIGHTS_FILE, room_heading
 
 
 @dataclass
@@ -32,6 +37,7 @@ class MotionConfig:
     hidden: int = 256
     # mean |forward|, |left|, |turn| of the training steps: the outputs are learned in these units
     motion_scale: tuple[float, float, float] = field(default=(0.13, 0.05, 0.25))
+    room_heading: bool = False  # also read the current frame's heading against the room's axes
 
     def __post_init__(self) -> None:
         self.widths, self.motion_scale = tuple(self.widths), tuple(float(s) for s in self.motion_scale)
@@ -45,7 +51,8 @@ def conv_block(channels_in: int, channels_out: int) -> nn.Sequential:
 
 
 class PlanarMotionNet(nn.Module):
-    """(previous, current) frames -> the current camera's (forward m, left m, turn rad) in the previous's axes."""
+    """(previous, current) frames -> the current camera's (forward m, left m, turn rad) in the previous's
+    axes, followed with room_heading by the current frame's (cos 4a, sin 4a), a its heading against the room."""
 
     def __init__(self, config: MotionConfig) -> None:
         super().__init__()
@@ -53,11 +60,17 @@ class PlanarMotionNet(nn.Module):
         widths = (6, *config.widths)
         self.features = nn.Sequential(*(conv_block(a, b) for a, b in pairwise(widths)))
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], config.hidden),
-                                  nn.ReLU(inplace=True), nn.Linear(config.hidden, 3))
-        self.register_buffer("scale", torch.tensor(config.motion_scale, dtype=torch.float32), persistent=False)
+                                  nn.ReLU(inplace=True), nn.Linear(config.hidden, self.outputs))
+        scale = (*config.motion_scale, *(1.0,) * (self.outputs - 3))
+        self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32), persistent=False)
+
+    @property
+    def outputs(self) -> int:
+        return 5 if self.config.room_heading else 3
 
     def normalised(self, previous: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) frames in [0, 1] -> (B, 3) motion in units of motion_scale (what the loss reads)."""
+        """(B, 3, S, S) frames in [0, 1] -> (B, 3) motion in units of motion_scale (what the loss reads),
+        and with room_heading (B, 2) the room heading's reading after it."""
         return self.head(self.features(torch.cat([previous, current], dim=1)))
 
     def forward(self, previous: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
@@ -86,18 +99,28 @@ def load_motion(folder: Path | None = None) -> PlanarMotionNet:
 
 
 @torch.no_grad()
-def walk_steps(model: PlanarMotionNet, frames: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """(F, 3, S, S) uint8 frames of one walk, in order -> (F - 1, 3) the step between each pair."""
+def walk_readings(model: PlanarMotionNet, frames: np.ndarray,
+                  batch_size: int = 64) -> tuple[np.ndarray, np.ndarray | None]:
+    """(F, 3, S, S) uint8 frames of one walk, in order -> (F - 1, 3) the step between each pair, and
+    with room_heading (F,) each frame's heading against the room (the first read paired with itself)."""
     tensor = torch.from_numpy(frames).float() / 255.0
-    previous, current = tensor[:-1], tensor[1:]
-    steps = [model(previous[start:start + batch_size], current[start:start + batch_size])
-             for start in range(0, len(previous), batch_size)]
-    return torch.cat(steps).numpy().astype(np.float64) if steps else np.zeros((0, 3))
+    previous, current = torch.cat([tensor[:1], tensor[:-1]]), tensor  # row 0: the first frame twice
+    readings = [model(previous[start:start + batch_size], current[start:start + batch_size])
+                for start in range(0, len(current), batch_size)]
+    readings = torch.cat(readings).numpy().astype(np.float64) if readings else np.zeros((0, model.outputs))
+    return readings[1:, :3], (room_heading(readings[:, 3:]) if model.config.room_heading else None)
 
 
-def chain(steps: np.ndarray) -> np.ndarray:
-    """(N, 3) planar steps -> (N + 1, 3) poses in the first frame's axes, the first at the origin."""
+def walk_steps(model: PlanarMotionNet, frames: np.ndarray) -> np.ndarray:
+    """(F, 3, S, S) uint8 frames of one walk, in order -> (F - 1, 3) the step between each pair."""
+    return walk_readings(model, frames)[0]
+
+
+def chain(steps: np.ndarray, headings: np.ndarray | None = None) -> np.ndarray:
+    """(N, 3) planar steps -> (N + 1, 3) poses in the first frame's axes, the first at the origin;
+    with headings ((N + 1,) each frame's heading against the room) every heading snapped to them."""
     poses = [np.zeros(3)]
-    for step in steps:
-        poses.append(compose_planar(poses[-1], step))
+    for index, step in enumerate(steps):
+        turn = None if headings is None else float(headings[index + 1] - headings[0])
+        poses.append(chain_step(poses[-1], step, turn))
     return np.array(poses)

@@ -213,6 +213,9 @@ class MotionPretrainConfig(YamlConfig):
     # unmoved pairs teach a still camera to read as still, which a runtime that compares frames
     # closer than the walks' steps needs (results/experiments.md, session 43, G1)
     gap_weights: list[float] = field(default_factory=lambda: [0.2, 0.6, 0.2])
+    # weight of the second frame's heading against the room's walls, modulo 90 degrees (0: the network
+    # reads none); the chain snaps its headings to it (results/experiments.md, session 45)
+    room_heading_weight: float = 1.0
     seed: int = 0
     log_every: int = 50
 
@@ -224,6 +227,7 @@ class MotionPretrainConfig(YamlConfig):
             (self.learning_rate > 0 and self.huber_beta > 0, "learning_rate and huber_beta must be positive"),
             (0 <= self.min_lr_ratio <= 1 and self.warmup_steps >= 0, "min_lr_ratio in [0, 1], warmup_steps >= 0"),
             (self.log_every >= 1, "log_every must be at least 1"),
+            (self.room_heading_weight >= 0, "room_heading_weight must be 0 (no room heading) or positive"),
             (len(self.gap_weights) >= 2 and min(self.gap_weights) >= 0 and sum(self.gap_weights[1:]) > 0,
              "gap_weights: one non-negative weight per gap from 0, with some weight on a gap of 1 or more"),
         ]
