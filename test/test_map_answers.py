@@ -173,7 +173,7 @@ def test_the_map_breaks_the_models_near_ties_on_distance_and_no_other(streamed):
 def test_a_map_built_without_odometry_does_not_answer(world_by_kind, streamed):
     types = ("count", "what_direction", "distance")
     assert map_answered_types(types, 7, 0, 12) == types and map_answered_types(types, 6, 0, 12) == ()
-    assert map_answered_types(types, 0, 7, 12) == ("what_direction",)  # a map on visual odometry
+    assert map_answered_types(types, 0, 7, 12) == ("what_direction", "distance")  # a map on visual odometry
     assert map_answered_types(types, 4, 4, 12) == () == map_answered_types(types, 0, 0, 0)
     assert streamed.keyframes_with_odometry == streamed.keyframes_fused > 0
     blind = stream(world_by_kind, odometry=False)

@@ -119,8 +119,8 @@ def test_eval_with_the_visual_prior_gives_the_model_the_networks_chained_poses(t
     result = run_cli("eval", "--data", world_by_kind["walk"], "--json", "--max-samples", "6", "--prior", "visual",
                      "--motion", run / "motion", "--no-progress", check=True)
     metrics = json.loads(result.stdout)
-    # no robot odometry: the map answers only what surrounds the asker, and breaks no ties
-    assert metrics["map_answer_types"] == ["what_direction"] and metrics["map_tiebreak_types"] == []
+    # no robot odometry: the map answers only what surrounds the asker, and breaks distance's ties
+    assert metrics["map_answer_types"] == ["what_direction"] and metrics["map_tiebreak_types"] == ["distance"]
     assert math.isfinite(metrics["ego_position_median_error_m"])
     misused = run_cli("eval", "--data", world_by_kind["walk"], "--motion", run / "motion")
     assert misused.returncode == 2 and "--motion is read only with --prior visual" in misused.stderr

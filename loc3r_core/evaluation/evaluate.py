@@ -79,7 +79,7 @@ def evaluate(
     """Metrics of `model` on `dataset`. Answers are scored as the runtime gives them: questions of
     `map_answer_types` (recognised from their words) answered by rules from the clip's fused map
     where it holds a candidate and the runtime's rule lets it (`session.map_answered_types`: every
-    type with odometry, what_direction alone with visual odometry, none without a prior); those of
+    type with odometry, what_direction and distance's ties with visual odometry, none without a prior); those of
     `map_tiebreak_types` by the map's answer where the decoder finds it nearly as likely as its own
     (`session.map_breaks_tie`); every other one by the decoder (alone: `decoder_qa_em`).
     With prior "visual" the prior is `motion`'s (the shipped network when None) chained steps."""

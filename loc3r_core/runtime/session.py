@@ -73,11 +73,13 @@ def check_map_answer_types(types: tuple[str, ...]) -> None:
         raise ValueError(f"map_answer_types must be among {QUESTION_TYPES}, not {unknown}")
 
 
-# What a map built on visual odometry may answer. Its objects drift with the chained steps: counts
-# over the whole map lose to the model's (streamed, val / val-big: 75.3 / 66.7 against 80.6 /
-# 71.2), but what stands around the asker still wins ("what is on my left?" 67.2 / 61.6 against
-# 50.0 / 33.0; results/experiments.md, session 44).
-VISUAL_MAP_ANSWER_TYPES = ("what_direction",)
+# What a map built on visual odometry may answer (or, for MAP_TIEBREAK_TYPES, break ties on). Its
+# objects drift with the chained steps: counts over the whole map lose to the model's (streamed,
+# val / val-big: 75.3 / 66.7 against 80.6 / 71.2 in session 44; 76.2 / 68.1 against 79.5 / 70.8
+# with session 45's heading snap), but what stands around the asker still wins ("what is on my
+# left?" 67.2 / 61.6 against 50.0 / 33.0), and since the snap the distance tie-breaks do too
+# (45.5 / 35.6 against 43.9 / 33.4; results/experiments.md, sessions 44 and 45).
+VISUAL_MAP_ANSWER_TYPES = ("what_direction", "distance")
 
 
 def map_answered_types(types: tuple[str, ...], keyframes_with_odometry: int, keyframes_with_visual_odometry: int,
