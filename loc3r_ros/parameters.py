@@ -88,6 +88,9 @@ PARAMETERS = (
     Parameter("grid.object_shadow_m", GridConfig.object_shadow_m, "metres past an object before a paused ray frees "
               "cells again (only with grid.rays_pause_at_objects)", lambda v: isinstance(v, float) and 0 <= v <= 100,
               "in [0, 100] m"),
+    Parameter("grid.wall_right_angles_deg", GridConfig.wall_right_angles_deg, "fitted walls within this many "
+              "degrees of the walls' dominant axes are turned onto them (walls that meet at right angles; 0: off)",
+              lambda v: isinstance(v, float) and 0 <= v <= 45, "in [0, 45] degrees"),
     Parameter("qos.image", "sensor_data", "QoS of the image subscription: sensor_data (best effort, depth 5) or "
               "reliable (depth 5)", one_of("sensor_data", "reliable"), "sensor_data or reliable"),
     Parameter("camera.fx", 0.0, "intrinsics to use until camera_info arrives (0: none; the model itself needs none)",
@@ -140,7 +143,8 @@ def session_config(values: dict[str, object]) -> SessionConfig:
                                  values["keyframe.max_interval"]),
         grid=GridConfig(resolution=values["grid.resolution"], size=values["grid.size"],
                         rays_pause_at_objects=values["grid.rays_pause_at_objects"],
-                        object_shadow_m=values["grid.object_shadow_m"]),
+                        object_shadow_m=values["grid.object_shadow_m"],
+                        wall_right_angles_deg=values["grid.wall_right_angles_deg"]),
         max_text_chars=values["question.max_chars"],
         placeable_sigma=values["localize.max_sigma"],
         map_answer_types=type_list(values["question.map_types"]),

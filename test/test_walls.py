@@ -68,6 +68,37 @@ def test_fitted_walls_recover_a_rotated_room_from_a_noisy_band() -> None:
         assert abs(match.length - np.linalg.norm(b - a)) < 0.2  # ends at the corners, where the walls meet
 
 
+def test_walls_within_the_tolerance_are_turned_onto_the_rooms_right_angles() -> None:
+    """A short wall whose band, skewed by the model's depth errors, reads 6 degrees off its room's
+    axes is turned onto them; a wall 30 degrees off is a wall of its own and stays as it is."""
+    room = rectangle(6.0, 5.0, math.radians(20), (0.0, 0.0))
+    rng = np.random.default_rng(3)
+    cells = band_points(room, 0.05, rng)
+    a = np.array([-1.0, -1.0])
+
+    def skewed(degrees: float) -> np.ndarray:  # a 2 m wall inside the room at the room's angle plus degrees
+        direction = np.array([math.cos(math.radians(20 + degrees)), math.sin(math.radians(20 + degrees))])
+        return a + np.linspace(0.0, 2.0, 40)[:, None] * direction
+
+    def wall_angles(degrees: float, tolerance: float) -> tuple[float, np.ndarray]:
+        """The inner wall's and the others' directions, modulo 90 degrees, against the room's axes."""
+        xy = np.concatenate([cells, skewed(degrees)])
+        walls = fit_walls(xy, np.ones(len(xy)), band=0.25, suppress=0.5, resolution=0.1, right_angles=tolerance)
+        angles = np.array([(math.degrees(math.atan2(*(w.end - w.start)[::-1])) - 20 + 45) % 90 - 45 for w in walls])
+        inner = [np.linalg.norm(0.5 * (w.start + w.end) - (a + skewed(degrees)[-1]) / 2) < 0.4 for w in walls]
+        assert sum(inner) == 1 and len(walls) == 5
+        return float(angles[inner][0]), angles[~np.array(inner)]
+
+    inner, room_walls = wall_angles(6, 0.0)
+    assert abs(inner - 6) < 1.5 and np.abs(room_walls).max() < 1.5  # as fitted
+    inner, room_walls = wall_angles(6, 20.0)
+    assert abs(inner) < 1.0 and np.allclose(room_walls, inner, atol=1e-6)  # all on the same right angles
+    inner, room_walls = wall_angles(30, 20.0)
+    assert abs(inner - 30) < 1.5 and np.abs(room_walls).max() < 1.5  # out of tolerance: a wall of its own
+    with pytest.raises(ValueError, match="wall_right_angles_deg"):
+        GridConfig().overridden({"wall_right_angles_deg": 60.0})
+
+
 def test_a_slanted_wall_is_drawn_without_corner_gaps() -> None:
     # An 8-connected planner slips between two cells that touch only at a corner: every diagonal
     # step of the line gets the corner cell nearer to it, so the wall is one 4-connected piece.

@@ -53,6 +53,9 @@ class GridConfig:
     wall_suppress_m: float = 0.5  # cells this close to a found wall cannot found another
     wall_shadow_m: float = 0.3  # wall cells further behind a wall than this are unknown (val)
     free_shadow_m: float = 0.0  # free cells further behind a wall than this are unknown (val)
+    # walls within this many degrees of the walls' dominant axes are turned onto them: rooms whose
+    # walls meet at right angles (0: off; val-loop and val, results/experiments.md, session 45)
+    wall_right_angles_deg: float = 20.0
     close_holes: bool = True  # unknown pockets enclosed by free cells alone are free (the floor under the camera)
 
     def overridden(self, overrides: dict[str, object]) -> GridConfig:
@@ -89,6 +92,8 @@ class GridConfig:
             raise ValueError("carve_margin_sigma and fill_reach_cells must be >= 0")
         if not (0 < self.wall_band_m <= self.wall_suppress_m and self.wall_shadow_m >= 0):
             raise ValueError("walls need 0 < wall_band_m <= wall_suppress_m and wall_shadow_m >= 0")
+        if not 0 <= self.wall_right_angles_deg <= 45:
+            raise ValueError("wall_right_angles_deg must be in [0, 45]")
         if not (self.object_shadow_m >= 0 and self.free_shadow_m >= 0):  # NaN fails too
             raise ValueError("object_shadow_m and free_shadow_m must be >= 0 "
                              "(object_shadow_m inf: rays stop at objects)")
@@ -251,7 +256,7 @@ class LayoutGrid:
             walls = straighten_walls(occupancy, labels, evidence.free, votes[..., self.wall], evidence.camera_visits,
                                      evidence.origin, self.config.resolution, self.wall, self.floor,
                                      self.config.wall_band_m, self.config.wall_suppress_m, self.config.wall_shadow_m,
-                                     self.config.free_shadow_m)
+                                     self.config.free_shadow_m, self.config.wall_right_angles_deg)
         if self.config.close_holes:
             close_holes(occupancy, labels, self.floor)
         return occupancy, labels, objects, walls

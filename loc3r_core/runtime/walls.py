@@ -25,14 +25,16 @@ CAMERA_SIDE_SHARE = 0.9  # cameras stood on one side of a real wall; a line with
 ROOM_SIDE_MARGIN_M = 0.05  # band cells this far on the cameras' side of the line may be free
 
 
-def fit_walls(xy: np.ndarray, votes: np.ndarray, band: float, suppress: float, resolution: float
-              ) -> list[WallSegment]:
+def fit_walls(xy: np.ndarray, votes: np.ndarray, band: float, suppress: float, resolution: float,
+              right_angles: float = 0.0) -> list[WallSegment]:
     """Straight segments through wall cells (centres xy (N, 2), their wall votes (N,)).
 
     Lines are taken strongest first from a Hough accumulator whose rho bins are summed over
     `band` either side (a band is thicker than one line); each is refined by the weighted
     principal axis of the cells within `band`, and the cells within `suppress` of it cannot
-    found another line (the band's two edges would otherwise come back as parallel walls).
+    found another line (the band's two edges would otherwise come back as parallel walls). With
+    right_angles (degrees) every line within that of the walls' dominant axes (their weighted mean
+    direction modulo 90 degrees) is turned onto it, about its cells' centre.
     """
     if len(xy) == 0:
         return []
@@ -47,7 +49,7 @@ def fit_walls(xy: np.ndarray, votes: np.ndarray, band: float, suppress: float, r
     flat = bins + reach + 1 + np.arange(len(angles)) * padded  # one index per (cell, angle)
     accumulator = np.bincount(flat.ravel(), np.repeat(weight, len(angles)), len(angles) * padded)
     alive = np.ones(len(xy), dtype=bool)
-    walls: list[WallSegment] = []
+    lines: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (cells, centre, direction) per line
     for _ in range(MAX_WALLS):
         summed = np.cumsum(accumulator.reshape(len(angles), padded), axis=1)
         banded = summed[:, 2 * reach + 1:] - summed[:, :-2 * reach - 1]  # (angles, width)
@@ -62,9 +64,30 @@ def fit_walls(xy: np.ndarray, votes: np.ndarray, band: float, suppress: float, r
         taken = alive & (across <= suppress)
         accumulator -= np.bincount(flat[taken].ravel(), np.repeat(weight[taken], len(angles)), len(accumulator))
         alive &= ~taken
-        own = taken & (across <= band)  # the perpendicular walls' bands end here
+        lines.append((taken & (across <= band), centre, direction))  # the perpendicular walls' bands end here
+    if right_angles > 0 and lines:
+        lines = onto_right_angles(lines, weight, np.deg2rad(right_angles))
+    walls: list[WallSegment] = []
+    for own, centre, direction in lines:
+        normal = np.array([-direction[1], direction[0]])
         walls.extend(pieces(xy[own], weight[own], centre, direction, normal, resolution))
     return join_corners(walls, 2 * suppress)  # the first wall took the cells within suppress of it
+
+
+def onto_right_angles(lines: list[tuple[np.ndarray, np.ndarray, np.ndarray]], weight: np.ndarray,
+                      tolerance: float) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Lines within `tolerance` (radians) of the dominant axes turned onto them: the axes are the
+    lines' directions modulo 90 degrees, averaged as angles of four times theirs, weighted by votes."""
+    angles = np.array([np.arctan2(direction[1], direction[0]) for _, _, direction in lines])
+    votes = np.array([weight[own].sum() for own, _, _ in lines])
+    axis = np.arctan2(votes @ np.sin(4 * angles), votes @ np.cos(4 * angles)) / 4
+    turned = []
+    for (own, centre, direction), angle in zip(lines, angles, strict=True):
+        offset = (angle - axis + np.pi / 4) % (np.pi / 2) - np.pi / 4
+        if abs(offset) <= tolerance:
+            direction = np.array([np.cos(angle - offset), np.sin(angle - offset)])
+        turned.append((own, centre, direction))
+    return turned
 
 
 def join_corners(walls: list[WallSegment], reach: float) -> list[WallSegment]:
@@ -123,14 +146,16 @@ def pieces(xy: np.ndarray, weight: np.ndarray, centre: np.ndarray, direction: np
 
 def straighten_walls(occupancy: np.ndarray, labels: np.ndarray, free_votes: np.ndarray, wall_votes: np.ndarray,
                      camera_visits: np.ndarray, origin: tuple[float, float], resolution: float, wall: int, floor: int,
-                     band: float, suppress: float, shadow: float, free_shadow: float) -> list[WallSegment]:
+                     band: float, suppress: float, shadow: float, free_shadow: float,
+                     right_angles: float = 0.0) -> list[WallSegment]:
     """Replace the occupied wall cells' bands by fitted segments, in place; the segments.
 
     occupancy/labels are the layout's (modified), free_votes and wall_votes the grid's
     evidence, camera_visits the keyframes per cell (where the cameras stood: the room's side).
     """
     rows, cols = np.nonzero((occupancy == OCCUPIED) & (labels == wall))
-    walls = fit_walls(cell_centres(rows, cols, origin, resolution), wall_votes[rows, cols], band, suppress, resolution)
+    walls = fit_walls(cell_centres(rows, cols, origin, resolution), wall_votes[rows, cols], band, suppress, resolution,
+                      right_angles)
     if not walls:
         return walls
     known_rows, known_cols = np.nonzero(occupancy != UNKNOWN)  # what the walls can change
