@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from loc3r_core.geometry import wrap_right_angle
 from loc3r_core.types import FREE, OCCUPIED, UNKNOWN, WallSegment
 
 ANGLE_STEP_DEG = 2.0  # Hough resolution; the principal axis refines the angle
@@ -83,7 +84,7 @@ def onto_right_angles(lines: list[tuple[np.ndarray, np.ndarray, np.ndarray]], we
     axis = np.arctan2(votes @ np.sin(4 * angles), votes @ np.cos(4 * angles)) / 4
     turned = []
     for (own, centre, direction), angle in zip(lines, angles, strict=True):
-        offset = (angle - axis + np.pi / 4) % (np.pi / 2) - np.pi / 4
+        offset = float(wrap_right_angle(angle - axis))
         if abs(offset) <= tolerance:
             direction = np.array([np.cos(angle - offset), np.sin(angle - offset)])
         turned.append((own, centre, direction))
