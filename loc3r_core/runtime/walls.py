@@ -167,6 +167,9 @@ def straighten_walls(occupancy: np.ndarray, labels: np.ndarray, free_votes: np.n
                               camera_visits[visit_rows, visit_cols], walls)
     is_wall = (state == OCCUPIED) & (label == wall)
     in_band = is_wall[:, None] & (distance <= band)  # (cells, walls)
+    # the line's scatter: no other wall was founded within `suppress` of it, so its wall cells out
+    # there are the band's stragglers (a second, parallel line of cells), unknown rather than walls
+    scatter = (is_wall[:, None] & (distance <= suppress)).any(axis=1)
     room_side = across * side > ROOM_SIDE_MARGIN_M
     on_segment = (along >= 0) & (along <= [w.length for w in walls])
     faced = (share >= CAMERA_SIDE_SHARE) & on_segment
@@ -174,7 +177,7 @@ def straighten_walls(occupancy: np.ndarray, labels: np.ndarray, free_votes: np.n
     freed = (in_band & room_side).any(axis=1) & (free_votes[known_rows, known_cols] > 0)
     # a real wall: nothing behind it was seen (free cells from the line on, wall cells past the shadow)
     hidden = (behind.any(axis=1) & is_wall) | (free_behind.any(axis=1) & (state == FREE))
-    cleared = in_band.any(axis=1) | hidden
+    cleared = scatter | hidden
     state[cleared], label[cleared] = UNKNOWN, -1
     state[freed & ~hidden], label[freed & ~hidden] = FREE, floor
     occupancy[known_rows, known_cols], labels[known_rows, known_cols] = state, label
