@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from loc3r_core.runtime.floor_scale import CameraMount
 from loc3r_core.runtime.keyframes import EVICTIONS, MEMORY_KEYFRAMES, KeyframePolicy
 from loc3r_core.runtime.mapping import GridConfig
 from loc3r_core.runtime.session import MAP_ANSWER_TYPES, MAP_TIEBREAK_TYPES, SessionConfig
@@ -98,6 +99,11 @@ PARAMETERS = (
     Parameter("camera.fy", 0.0, "see camera.fx", lambda v: isinstance(v, float) and v >= 0, ">= 0"),
     Parameter("camera.cx", 0.0, "see camera.fx", lambda v: isinstance(v, float) and v >= 0, ">= 0"),
     Parameter("camera.cy", 0.0, "see camera.fx", lambda v: isinstance(v, float) and v >= 0, ">= 0"),
+    Parameter("camera.height_m", 0.0, "the camera's height above the floor, from the robot's mount (0: unknown); "
+              "with it each keyframe's floor sets the scale of its map points", lambda v: isinstance(v, float)
+              and 0 <= v <= 10, "in [0, 10] m"),
+    Parameter("camera.pitch_deg", 0.0, "the camera's pitch on the robot, negative looking down (only with "
+              "camera.height_m)", lambda v: isinstance(v, float) and -90 < v < 90, "in (-90, 90) degrees"),
     Parameter("question.max_chars", 1000, "longest question or situation accepted",
               lambda v: isinstance(v, int) and 1 <= v <= 100_000, "an integer in [1, 100000]"),
     Parameter("localize.max_sigma", 2.5, "metres: a situation placed less surely than this is refused by query "
@@ -149,4 +155,6 @@ def session_config(values: dict[str, object]) -> SessionConfig:
         placeable_sigma=values["localize.max_sigma"],
         map_answer_types=type_list(values["question.map_types"]),
         map_tiebreak_types=type_list(values["question.map_tiebreak_types"]),
+        camera_mount=CameraMount(values["camera.height_m"], values["camera.pitch_deg"])
+        if values["camera.height_m"] > 0 else None,
     )

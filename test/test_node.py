@@ -17,11 +17,12 @@ import pytest
 import yaml
 
 from conftest import ROOT, require_ros
+from loc3r_core.runtime.floor_scale import CameraMount
 from loc3r_core.runtime.onnx_backend import OnnxBackend
 from loc3r_core.runtime.scenario import scene_frames
 from loc3r_core.runtime.session import Session
 from loc3r_core.world.scene_io import SceneFolder
-from loc3r_ros.parameters import PARAMETERS, check
+from loc3r_ros.parameters import PARAMETERS, check, session_config
 from ros_client import TIMEOUT, RosClient
 
 pytestmark = pytest.mark.ros
@@ -389,6 +390,10 @@ def test_parameter_file_sets_exactly_the_declared_parameters_with_valid_values()
     assert check({"question.map_types": "count,colour"}) and not check({"question.map_types": ""})
     for p in PARAMETERS:
         assert type(values[p.name]) is type(p.default), p.name  # a float must stay a float for rclpy
+    assert session_config(values).camera_mount is None  # no mount unless the robot's is given
+    mounted = session_config({**values, "camera.height_m": 1.2, "camera.pitch_deg": -10.0}).camera_mount
+    assert mounted == CameraMount(1.2, -10.0)
+    assert check({"camera.height_m": -1.0}) and check({"camera.pitch_deg": 90.0})
 
 
 def test_launch_file_names_an_installed_executable_existing_files_and_defaulted_arguments():

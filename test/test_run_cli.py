@@ -93,7 +93,9 @@ def test_run_reads_a_bag_streams_it_and_answers(tmp_path, folder, storage):
     result = run_cli("run", "--input", bag, "--image-topic", "/camera/image_raw", "--camera-info-topic",
                      "/camera/camera_info", "--odom-topic", "/odom", "--out", out, "--no-progress",
                      "--ask", "How many chairs are there?", "--ask", "What is in front of me?",
-                     "--situation", folder.situations[0].text, "--png", tmp_path / "run.png", check=True)
+                     "--situation", folder.situations[0].text, "--png", tmp_path / "run.png",
+                     "--camera-height", str(folder.meta["camera_height"]),
+                     "--camera-pitch", str(folder.meta["camera_pitch_deg"]), check=True)
     assert result.stdout.count("A: ") == 2
     assert f"{len(folder.scene.frames)} frames" in result.stdout
     messages = all_messages(out)
@@ -124,6 +126,8 @@ def test_run_refuses_bad_input_in_one_line_and_writes_nothing(tmp_path, folder):
     one_line_failure(run_cli(*base, "--input", bag, "--image-topic", "/front/image"),
                      "/front/image", "/camera/image_raw", "sensor_msgs/msg/Image")
     one_line_failure(run_cli(*base, "--input", bag, "--odom-topic", "/camera/camera_info"), "/camera/camera_info")
+    one_line_failure(run_cli(*base, "--input", bag, "--camera-pitch", "-10"), "--camera-pitch needs --camera-height")
+    one_line_failure(run_cli(*base, "--input", bag, "--camera-height", "-1"), "camera height")
     truncated = tmp_path / "truncated.mcap"
     data = storage_file(bag).read_bytes()
     truncated.write_bytes(data[: len(data) // 2])

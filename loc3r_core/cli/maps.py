@@ -14,6 +14,7 @@ from loc3r_core.cli.train import check_prior_arguments, map_answer_types_argumen
 from loc3r_core.data.targets import PATCH_TARGETS
 from loc3r_core.errors import UsageError
 from loc3r_core.evaluation.map_quality import BOX_METRICS, CELL_METRICS, OBJECT_METRICS
+from loc3r_core.runtime.floor_scale import CAMERA_MOUNTS
 from loc3r_core.runtime.keyframes import EVICTIONS
 
 if TYPE_CHECKING:
@@ -65,6 +66,10 @@ def add_prior_arguments(parser: argparse.ArgumentParser) -> None:
                              "network's (what the node does without odometry), or none (default odometry)")
     parser.add_argument("--motion", type=Path, help="visual odometry network folder for --prior visual "
                         "(default: the shipped one)")
+    parser.add_argument("--camera-mount", choices=CAMERA_MOUNTS, default="none",
+                        help="scene: stream with each walk's camera height and pitch, as a node given "
+                             "camera.height_m and camera.pitch_deg (each keyframe's floor then sets its map points' "
+                             "scale); none: the model's own scale, the node's default (default none)")
 
 
 def _eval_map(args: argparse.Namespace) -> int:
@@ -76,7 +81,8 @@ def _eval_map(args: argparse.Namespace) -> int:
     split_scenes(args.data, args.max_scenes)  # a missing or empty folder fails before a model loads
     backend = open_backend(args.backend, args.checkpoint, args.onnx, args.provider)
     report = evaluate_maps(backend, args.data, args.max_scenes, args.figures, progress=not args.no_progress,
-                           config=config, oracle_targets=args.oracle_targets, prior=args.prior, motion=args.motion)
+                           config=config, oracle_targets=args.oracle_targets, prior=args.prior, motion=args.motion,
+                           mount=args.camera_mount)
     if args.json:
         print(json.dumps(_json_safe(report)))
         return 0
@@ -85,7 +91,8 @@ def _eval_map(args: argparse.Namespace) -> int:
           f"{model['seconds_per_scene']:.2f} s per scene streamed)")
     if args.grid:
         print("grid: " + ", ".join(args.grid))
-    print(f"memory: {report['max_keyframes']} keyframes; pose prior: {report['prior']}")
+    print(f"memory: {report['max_keyframes']} keyframes; pose prior: {report['prior']}; camera mount: "
+          f"{report['camera_mount']}")
     print(f"{'mean over scenes':<22}{'model':>8}{'oracle':>8}   (oracle: {args.oracle_targets} patch truth)")
     for key in ROWS:
         print(f"{key:<22}{model[key]:>8.3f}{oracle[key]:>8.3f}")
@@ -119,7 +126,7 @@ def _eval_runtime(args: argparse.Namespace) -> int:
     split_scenes(args.data, args.max_scenes)  # a missing or empty folder fails before a model loads
     backend = open_backend(args.backend, args.checkpoint, args.onnx, args.provider)
     report = evaluate_runtime(backend, args.data, args.max_scenes, progress=not args.no_progress, config=config,
-                              prior=args.prior, motion=args.motion)
+                              prior=args.prior, motion=args.motion, mount=args.camera_mount)
     if args.json:
         print(json.dumps(_json_safe(report)))
         return 0
@@ -127,7 +134,7 @@ def _eval_runtime(args: argparse.Namespace) -> int:
           f"in memory, eviction {report['eviction']}, {report['keyframes_per_scene']:.1f} keyframes a walk, "
           f"pose prior {report['prior']})")
     for key, value in report.items():
-        if key not in ("num_scenes", "max_keyframes", "eviction", "keyframes_per_scene", "prior"):
+        if key not in ("num_scenes", "max_keyframes", "eviction", "keyframes_per_scene", "prior", "camera_mount"):
             print(f"{key:32s} {value}")
     return 0
 

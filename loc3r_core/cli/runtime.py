@@ -54,6 +54,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--no-room-axes", action="store_true",
                      help="visual odometry does not snap its heading to the walls' directions (for buildings whose "
                           "walls do not meet at right angles)")
+    run.add_argument("--camera-height", type=float, metavar="M",
+                     help="the camera's height above the floor: each keyframe's floor then sets its map points' "
+                          "scale (default: unknown, the model's own scale)")
+    run.add_argument("--camera-pitch", type=float, default=0.0, metavar="DEG",
+                     help="the camera's pitch, negative looking down (with --camera-height; default 0)")
     run.add_argument("--no-progress", action="store_true")
     add_backend_arguments(run)
     run.set_defaults(handler=_run)
@@ -106,9 +111,10 @@ def _run(args: argparse.Namespace) -> int:
     from loc3r_core.io.mcap_writer import RosMcapWriter
     from loc3r_core.io.recording import read_recording
     from loc3r_core.runtime.figure import draw_run
+    from loc3r_core.runtime.floor_scale import CameraMount
     from loc3r_core.runtime.open import open_backend
     from loc3r_core.runtime.recorder import McapRecorder, stream
-    from loc3r_core.runtime.session import QuestionError, Session
+    from loc3r_core.runtime.session import QuestionError, Session, SessionConfig
     from loc3r_core.runtime.visual_odometry import open_visual_odometry
 
     if args.max_frames is not None and args.max_frames < 1:
@@ -117,9 +123,18 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"--out must name an .mcap file, not {args.out}")
     if (args.motion is not None or args.no_room_axes) and args.no_visual_odometry:
         raise UsageError("--motion and --no-room-axes set the visual odometry that --no-visual-odometry turns off")
+    mount = None
+    if args.camera_height is not None:
+        mount = CameraMount(args.camera_height, args.camera_pitch)
+        try:
+            mount.validate()
+        except ValueError as exc:
+            raise UsageError(f"--camera-height/--camera-pitch: {exc}") from None
+    elif args.camera_pitch != 0.0:
+        raise UsageError("--camera-pitch needs --camera-height")
     backend = open_backend(args.backend, args.checkpoint, args.onnx, args.provider)
     visual = None if args.no_visual_odometry else open_visual_odometry(args.motion, not args.no_room_axes)
-    session = Session(backend, visual_odometry=visual)
+    session = Session(backend, SessionConfig(camera_mount=mount), visual_odometry=visual)
     frames = read_recording(args.input, args.image_topic, args.camera_info_topic, args.odom_topic, args.max_frames)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with RosMcapWriter(args.out) as writer:  # written aside: a failure leaves no half file

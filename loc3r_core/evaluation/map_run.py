@@ -11,7 +11,6 @@ fusion's.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -25,10 +24,11 @@ from loc3r_core.errors import DataError, UsageError
 from loc3r_core.evaluation.map_quality import map_frame, mean_scores, score_layout
 from loc3r_core.geometry import invert_pose, transform_points
 from loc3r_core.runtime.backend import Backend
+from loc3r_core.runtime.floor_scale import CAMERA_MOUNTS
 from loc3r_core.runtime.mapping import GridConfig, LayoutGrid
-from loc3r_core.runtime.scenario import scene_frames
+from loc3r_core.runtime.scenario import scene_camera_mount, scene_frames
 from loc3r_core.runtime.session import Session, SessionConfig
-from loc3r_core.runtime.spec import ModelSpec
+from loc3r_core.runtime.spec import ModelSpec, patch_grid
 from loc3r_core.runtime.visual_odometry import open_visual_odometry
 from loc3r_core.types import Layout
 from loc3r_core.world.scene import Scene, seen_object_ids
@@ -62,17 +62,6 @@ class SceneMaps:
     seconds: float  # streaming the model (the oracle and scoring not included)
 
 
-def patch_grid(spec: ModelSpec) -> tuple[int, int]:
-    """The model's rows x cols of patches per frame (square, as the vision tower makes them)."""
-    grid = getattr(spec, "patch_grid", None)
-    if grid is not None:
-        return int(grid[0]), int(grid[1])
-    side = math.isqrt(spec.patches_per_frame)
-    if side * side != spec.patches_per_frame:
-        raise DataError(f"the model's {spec.patches_per_frame} patches per frame are not a square grid")
-    return side, side
-
-
 def map_grid(spec: ModelSpec) -> tuple[int, int]:
     """Rows x cols of the points a keyframe gives the map: the patch grid, subdivided by a map head."""
     rows, cols = patch_grid(spec)
@@ -88,8 +77,12 @@ def streaming_session(backend: Backend, config: SessionConfig | None, prior: str
     return Session(backend, config, open_visual_odometry(motion) if prior == "visual" else None)
 
 
-def stream_scene(session: Session, folder: SceneFolder, odometry: bool = True) -> tuple[int, ...]:
-    """Push every frame (with perfect odometry, as a robot gives it, if asked); the keyframes' frame indices."""
+def stream_scene(session: Session, folder: SceneFolder, odometry: bool = True, mount: str = "none") -> tuple[int, ...]:
+    """Push every frame (with perfect odometry, as a robot gives it, if asked; with the camera's mount
+    from the scene if `mount` is "scene"); the keyframes' frame indices."""
+    if mount not in CAMERA_MOUNTS:
+        raise UsageError(f"camera mount must be one of {', '.join(CAMERA_MOUNTS)}, not {mount!r}")
+    session.camera_mount = scene_camera_mount(folder) if mount == "scene" else None
     session.reset()
     keyframes = []
     for frame, given in zip(folder.scene.frames, scene_frames(folder, odometry=odometry), strict=True):
@@ -141,10 +134,10 @@ def fuse(observations: Iterator[Observation], config: GridConfig, label_names: t
 
 
 def map_scene(session: Session, folder: SceneFolder, oracle_targets: str = "majority",
-              odometry: bool = True) -> SceneMaps:
+              odometry: bool = True, mount: str = "none") -> SceneMaps:
     """The model's final map of the walk and the oracle-fed grid at the same keyframes."""
     started = time.perf_counter()
-    keyframes = stream_scene(session, folder, odometry)
+    keyframes = stream_scene(session, folder, odometry, mount)
     seconds = time.perf_counter() - started
     scene = folder.scene
     T_world_map = map_frame(scene)
@@ -169,14 +162,15 @@ def split_scenes(root: Path, max_scenes: int | None = None) -> list[Path]:
 
 def evaluate_maps(backend: Backend, root: Path, max_scenes: int | None = None, figures: Path | None = None,
                   progress: bool = True, config: SessionConfig | None = None,
-                  oracle_targets: str = "majority", prior: str = "odometry", motion: Path | None = None) -> dict:
+                  oracle_targets: str = "majority", prior: str = "odometry", motion: Path | None = None,
+                  mount: str = "none") -> dict:
     """Score the model's and the oracle's map of every scene: {"model", "oracle_fusion", "num_scenes", "grid",
-    "max_keyframes", "prior"}."""
+    "max_keyframes", "prior", "camera_mount"}."""
     folders = split_scenes(root, max_scenes)
     session = streaming_session(backend, config, prior, motion)
     blocks: dict[str, list[dict]] = {"model": [], "oracle_fusion": []}
     for path in tqdm(folders, unit="scene", desc="eval-map", disable=not progress):
-        maps = map_scene(session, SceneFolder(path), oracle_targets, prior == "odometry")
+        maps = map_scene(session, SceneFolder(path), oracle_targets, prior == "odometry", mount)
         common = {"scene": maps.name, "keyframes": len(maps.keyframes)}
         for key, layout in (("model", maps.model), ("oracle_fusion", maps.oracle)):
             blocks[key].append({**common, **score_layout(layout, maps.scene, maps.T_world_map, set(maps.seen_ids))})
@@ -192,4 +186,5 @@ def evaluate_maps(backend: Backend, root: Path, max_scenes: int | None = None, f
     report["grid"] = asdict(session.config.grid)  # the fusion these maps were scored with
     report["max_keyframes"] = session.config.max_keyframes  # and the memory they were streamed through
     report["prior"] = prior
+    report["camera_mount"] = mount
     return report

@@ -28,7 +28,8 @@ REFUSED = ""  # a refused question's answer: never right
 
 
 def evaluate_runtime(backend: Backend, root: Path, max_scenes: int | None = None, progress: bool = True,
-                     config: SessionConfig | None = None, prior: str = "odometry", motion: Path | None = None) -> dict:
+                     config: SessionConfig | None = None, prior: str = "odometry", motion: Path | None = None,
+                     mount: str = "none") -> dict:
     """Placement and answer metrics of the streamed runtime over a split's scenes (means over every
     situation and question), with the memory and the pose prior (map_run.STREAM_PRIORS) it ran with."""
     folders = split_scenes(root, max_scenes)
@@ -39,7 +40,7 @@ def evaluate_runtime(backend: Backend, root: Path, max_scenes: int | None = None
     for path in tqdm(folders, unit="scene", desc="eval-runtime", disable=not progress):
         folder = SceneFolder(path)
         started = time.perf_counter()
-        stream_scene(session, folder, prior == "odometry")
+        stream_scene(session, folder, prior == "odometry", mount)
         keyframes.append(session.keyframes_fused)
         T_map_world = invert_pose(map_frame(folder.scene))
         for situation in folder.situations:
@@ -71,5 +72,6 @@ def evaluate_runtime(backend: Backend, root: Path, max_scenes: int | None = None
             "seconds_per_scene": round(float(np.mean(seconds)), 3),
             "num_scenes": len(folders),
             "max_keyframes": session.config.max_keyframes, "eviction": session.config.eviction, "prior": prior,
+            "camera_mount": mount,
             "map_answer_types": list(session.config.map_answer_types),
             "map_tiebreak_types": list(session.config.map_tiebreak_types)}

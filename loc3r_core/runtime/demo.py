@@ -18,8 +18,8 @@ from loc3r_core.io.mcap_writer import RosMcapWriter
 from loc3r_core.runtime.backend import Backend
 from loc3r_core.runtime.figure import PlacedSituation, draw_run
 from loc3r_core.runtime.recorder import McapRecorder, stream
-from loc3r_core.runtime.scenario import DEMO_SEED, fresh_scene, scene_frames
-from loc3r_core.runtime.session import Session
+from loc3r_core.runtime.scenario import DEMO_SEED, fresh_scene, scene_camera_mount, scene_frames
+from loc3r_core.runtime.session import Session, SessionConfig
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def run_demo(out: Path, backend: Backend, seed: int = DEMO_SEED, split: str = "t
     scene = folder.scene
     print(f"scene: {len(scene.objects)} objects ({', '.join(o.label for o in scene.objects)}), "
           f"{len(scene.frames)} frames; rendered in {time.perf_counter() - started:.1f} s")
-    session = Session(backend)
+    session = Session(backend, SessionConfig(camera_mount=scene_camera_mount(folder)))  # as a robot knows its mount
     start_ns = time.time_ns()
     placed: list[PlacedSituation] = []
     with RosMcapWriter(out / "demo.mcap") as writer:  # written aside, renamed when complete

@@ -18,16 +18,22 @@ def model_image(rgb: np.ndarray, size: int, intrinsics: Intrinsics | None = None
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or min(rgb.shape[:2]) == 0:
         raise DataError(f"expected an (H, W, 3) uint8 RGB image, got {rgb.dtype} {tuple(rgb.shape)}")
-    height, width = rgb.shape[:2]
+    left, top, side = square_crop(rgb.shape[1], rgb.shape[0], intrinsics)
+    square = rgb[top:top + side, left:left + side]
+    if side != size:
+        square = np.asarray(Image.fromarray(square).resize((size, size), Image.BILINEAR))
+    return np.ascontiguousarray(square.transpose(2, 0, 1), dtype=np.float32) / 255.0
+
+
+def square_crop(width: int, height: int, intrinsics: Intrinsics | None = None) -> tuple[int, int, int]:
+    """(left, top, side) of the square model_image crops from a width x height image: as large as
+    the image allows, centred on the principal point where it fits."""
     side = min(height, width)
     cx = intrinsics.cx if intrinsics is not None else width / 2
     cy = intrinsics.cy if intrinsics is not None else height / 2
     left = int(np.clip(round(cx - side / 2), 0, width - side))
     top = int(np.clip(round(cy - side / 2), 0, height - side))
-    square = rgb[top:top + side, left:left + side]
-    if side != size:
-        square = np.asarray(Image.fromarray(square).resize((size, size), Image.BILINEAR))
-    return np.ascontiguousarray(square.transpose(2, 0, 1), dtype=np.float32) / 255.0
+    return left, top, side
 
 
 def quantised_image(rgb: np.ndarray, size: int, intrinsics: Intrinsics | None = None) -> np.ndarray:

@@ -12,12 +12,22 @@ from pathlib import Path
 
 import numpy as np
 
+from loc3r_core.errors import DataError
 from loc3r_core.geometry import camera_yaw, make_pose, rot_z
+from loc3r_core.runtime.floor_scale import CameraMount
 from loc3r_core.types import InputFrame
 from loc3r_core.world.knobs import split_named
 from loc3r_core.world.scene_io import SceneFolder
 
 DEMO_SEED = 2026  # none of the standard splits uses it: a scene no model was trained or tested on
+
+
+def scene_camera_mount(folder: SceneFolder) -> CameraMount:
+    """The walk's camera height and pitch (what a robot's TF gives the node), from the scene's generator metadata."""
+    meta = folder.meta
+    if "camera_height" not in meta:
+        raise DataError(f"{folder.path} records no camera height (regenerate it with `loc3r data generate`)")
+    return CameraMount(float(meta["camera_height"]), float(meta.get("camera_pitch_deg", 0.0)))
 
 
 def fresh_scene(out_dir: Path, split: str = "test", seed: int = DEMO_SEED, index: int = 0) -> SceneFolder:

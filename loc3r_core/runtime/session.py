@@ -42,9 +42,11 @@ from loc3r_core.readout import (
     without_eos,
 )
 from loc3r_core.runtime.backend import Backend, KVCache, empty_cache
+from loc3r_core.runtime.floor_scale import CameraMount, FloorScaleConfig, floor_distances, keyframe_scale
 from loc3r_core.runtime.keyframes import EVICTIONS, MEMORY_KEYFRAMES, KeyframePolicy, evicted
 from loc3r_core.runtime.mapping import GridConfig, LayoutGrid
 from loc3r_core.runtime.preprocess import model_image
+from loc3r_core.runtime.spec import patch_grid
 from loc3r_core.runtime.visual_odometry import VisualOdometry
 from loc3r_core.types import Layout, PlanarPose
 from loc3r_core.world.answer_rules import answer_by_rules
@@ -117,6 +119,10 @@ class SessionConfig:
     map_answer_types: tuple[str, ...] = MAP_ANSWER_TYPES  # () : every answer is the model's
     map_tiebreak_types: tuple[str, ...] = MAP_TIEBREAK_TYPES  # () : no tie is broken by the map
     eviction: str = "time"  # keyframes.EVICTIONS: which quarter a full memory drops
+    # the camera's height and pitch on the robot: each keyframe's floor then sets its map points'
+    # scale (runtime/floor_scale.py); None: the model's own scale
+    camera_mount: CameraMount | None = None
+    floor_scale: FloorScaleConfig = field(default_factory=FloorScaleConfig)
 
     def validate(self) -> None:
         if not 2 <= self.max_keyframes <= 256:
@@ -126,6 +132,9 @@ class SessionConfig:
         check_map_answer_types(self.map_answer_types)
         check_map_answer_types(self.map_tiebreak_types)
         self.grid.validate()
+        self.floor_scale.validate()
+        if self.camera_mount is not None:
+            self.camera_mount.validate()
 
 
 PRIORS = ("wheel", "visual", "none")  # where a frame's pose prior came from
@@ -167,6 +176,8 @@ class Keyframe:
     pointer_points: np.ndarray | None = None
     class_probs: np.ndarray | None = None  # (P, classes) its tokens' label probabilities (answer readout)
     pointer_fronts: np.ndarray | None = None  # (P, 2) map-frame ways its tokens' objects face (object fronts)
+    intrinsics: Intrinsics | None = None  # its camera's, if known (the floor scale needs them)
+    map_scale: float = 1.0  # its map points were moved along their rays by this (the floor scale)
 
 
 class Session:
@@ -178,6 +189,7 @@ class Session:
         self.spec = backend.spec
         self.config = config or SessionConfig()
         self.config.validate()
+        self.camera_mount = self.config.camera_mount  # a robot's is fixed; evaluation sets each scene's
         self.reset()
 
     # --- state ------------------------------------------------------------------------------
@@ -229,8 +241,8 @@ class Session:
             np.array([pose.x, pose.y, pose.yaw]), stamp_ns, None if last is None else last.map_pose,
             0 if last is None else last.stamp_ns)
         if keyframe:
-            self._add_keyframe(Keyframe(stamp_ns, tokens, np.array([pose.x, pose.y, pose.yaw]), odom, odom_frame),
-                               extended, hidden)
+            self._add_keyframe(Keyframe(stamp_ns, tokens, np.array([pose.x, pose.y, pose.yaw]), odom, odom_frame,
+                                        intrinsics=intrinsics), extended, hidden)
         self.trajectory.append((stamp_ns, np.array([pose.x, pose.y, pose.yaw])))
         return FrameEstimate(stamp_ns, pose, keyframe, odom_frame.split(" ")[0] if valid else "none")
 
@@ -306,7 +318,10 @@ class Session:
         if "map_head" in heads:
             sub, logits = split_map_head(heads["map_head"][1:], self.spec.map_subdivision ** 2)
             sub_mean, sub_sigma = split_gaussian(sub)
-            self.grid.add(sub_mean @ to_map + frame[:2], sub_sigma, softmax(logits), keyframe.map_pose[:2])
+            sub_points, probs, camera = sub_mean @ to_map + frame[:2], softmax(logits), keyframe.map_pose[:2]
+            keyframe.map_scale = self._floor_scale(keyframe, sub_points - camera, probs)
+            self.grid.add(camera + (sub_points - camera) * keyframe.map_scale, sub_sigma * keyframe.map_scale, probs,
+                          camera)
         else:
             self.grid.add(points, sigma, softmax(heads["semantic_logits"][1:]), keyframe.map_pose[:2])
         keyframe.pointer_points = points
@@ -320,6 +335,16 @@ class Session:
             keyframe.pointer_fronts = heads["object_front"][1:] @ to_map
 
     # --- map --------------------------------------------------------------------------------
+
+    def _floor_scale(self, keyframe: Keyframe, offsets: np.ndarray, probs: np.ndarray) -> float:
+        """The factor a keyframe's map points move by along their rays (1 without a camera mount or
+        intrinsics): offsets (P, 2) from the camera, probs (P, classes) the map head's labels."""
+        if self.camera_mount is None or keyframe.intrinsics is None or "floor" not in self.spec.label_names:
+            return 1.0
+        floor = floor_distances(keyframe.intrinsics, self.camera_mount, patch_grid(self.spec),
+                                self.spec.map_subdivision)
+        is_floor = probs.argmax(axis=1) == self.spec.label_names.index("floor")
+        return keyframe_scale(np.linalg.norm(offsets, axis=1), floor, is_floor, self.config.floor_scale)
 
     def layout(self) -> Layout:
         """The current map (recomputed only after new keyframes)."""

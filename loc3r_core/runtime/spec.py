@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
@@ -132,3 +133,11 @@ def file_sha256(path: Path) -> str:
     except FileNotFoundError:
         raise DataError(f"{path} is missing") from None
     return digest.hexdigest()
+
+
+def patch_grid(spec: ModelSpec) -> tuple[int, int]:
+    """The model's rows x cols of patches per frame (square, as the vision tower makes them)."""
+    side = math.isqrt(spec.patches_per_frame)
+    if side * side != spec.patches_per_frame:
+        raise DataError(f"the model's {spec.patches_per_frame} patches per frame are not a square grid")
+    return side, side
