@@ -99,6 +99,34 @@ def test_walls_within_the_tolerance_are_turned_onto_the_rooms_right_angles() -> 
         GridConfig().overridden({"wall_right_angles_deg": 60.0})
 
 
+def test_a_line_off_the_rooms_right_angles_is_dropped_and_its_cells_forgotten() -> None:
+    """A band 35 degrees off the room's axes (a fit across two walls' scatter) is no wall of a
+    right-angled room: not drawn, and its cells, within wall_suppress_m of it, are unknown."""
+    room = rectangle(6.0, 5.0, 0.0, (0.0, 0.0))
+    cameras = np.array([[-1.5, -1.5], [1.5, -1.5], [1.5, 1.5], [-1.5, 1.5]])
+    direction = np.array([math.cos(math.radians(35)), math.sin(math.radians(35))])
+    across = np.array([-1.2, -0.6]) + np.linspace(0.0, 2.5, 60)[:, None] * direction
+    middle = across[30]
+
+    def layout(config: GridConfig):
+        grid = walled_grid(config, cameras, room, spread=0.05)
+        for camera in cameras:
+            grid.add(across, np.full_like(across, 0.1), one_hot(len(across), "wall"), camera)
+        return grid.layout()
+
+    def occupied_near(found, point: np.ndarray) -> bool:
+        xs = found.origin[0] + (np.arange(found.occupancy.shape[1]) + 0.5) * found.resolution
+        ys = found.origin[1] + (np.arange(found.occupancy.shape[0]) + 0.5) * found.resolution
+        near = np.hypot(*np.meshgrid(xs - point[0], ys - point[1])) < 0.3
+        return bool((found.occupancy[near] == OCCUPIED).any())
+
+    kept = layout(GridConfig(drop_off_axis_walls=False))
+    dropped = layout(GridConfig())
+    assert len(kept.walls) == 5 and occupied_near(kept, middle)
+    assert len(dropped.walls) == 4 and not occupied_near(dropped, middle)
+    assert len(layout(GridConfig(wall_right_angles_deg=0.0)).walls) == 5  # no right angles: every line stays
+
+
 def test_a_slanted_wall_is_drawn_without_corner_gaps() -> None:
     # An 8-connected planner slips between two cells that touch only at a corner: every diagonal
     # step of the line gets the corner cell nearer to it, so the wall is one 4-connected piece.
@@ -138,6 +166,30 @@ def test_a_band_becomes_one_line_and_nothing_behind_a_wall_is_known() -> None:
     assert not (wall_cells(straight, 3.25, 4.0) == FREE).any()  # behind the wall: unknown
     assert (wall_cells(straight, 2.0, 2.7) == FREE).all()  # the room side stays free
     assert len(straight.walls) == 4 and banded.walls == ()  # the layout carries its walls (RViz draws them)
+
+
+def test_a_walls_stragglers_within_the_suppress_radius_are_unknown() -> None:
+    """Wall cells 0.4 m inside the room from a fitted wall (past its band, within wall_suppress_m:
+    no second wall can lie there) are the band's stragglers, not a second, parallel wall."""
+    room = rectangle(6.0, 5.0, 0.0, (0.0, 0.0))
+    cameras = np.array([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])
+    stragglers = np.stack([np.full(11, 2.6), np.linspace(-0.5, 0.5, 11)], axis=1)
+
+    def layout(config: GridConfig):
+        grid = walled_grid(config, cameras, room, spread=0.05)
+        for camera in cameras:
+            grid.add(stragglers, np.full_like(stragglers, 0.1), one_hot(len(stragglers), "wall"), camera)
+        return grid.layout()
+
+    def state_at(found, point) -> int:
+        col = int((point[0] - found.origin[0]) // found.resolution)
+        row = int((point[1] - found.origin[1]) // found.resolution)
+        return int(found.occupancy[row, col])
+
+    assert state_at(layout(GridConfig(straight_walls=False)), stragglers[5]) == OCCUPIED
+    straight = layout(GridConfig())
+    assert state_at(straight, stragglers[5]) != OCCUPIED and len(straight.walls) == 4
+    assert state_at(straight, np.array([3.05, 0.05])) == OCCUPIED  # the wall itself stays
 
 
 def test_free_cells_behind_a_wall_are_unknown_from_the_line_on() -> None:

@@ -56,6 +56,9 @@ class GridConfig:
     # walls within this many degrees of the walls' dominant axes are turned onto them: rooms whose
     # walls meet at right angles (0: off; val-loop and val, results/experiments.md, session 45)
     wall_right_angles_deg: float = 20.0
+    # with wall_right_angles_deg, lines further off the axes are no walls: dropped, their cells
+    # unknown (val-loop and val, results/experiments.md, session 46)
+    drop_off_axis_walls: bool = True
     close_holes: bool = True  # unknown pockets enclosed by free cells alone are free (the floor under the camera)
 
     def overridden(self, overrides: dict[str, object]) -> GridConfig:
@@ -256,7 +259,8 @@ class LayoutGrid:
             walls = straighten_walls(occupancy, labels, evidence.free, votes[..., self.wall], evidence.camera_visits,
                                      evidence.origin, self.config.resolution, self.wall, self.floor,
                                      self.config.wall_band_m, self.config.wall_suppress_m, self.config.wall_shadow_m,
-                                     self.config.free_shadow_m, self.config.wall_right_angles_deg)
+                                     self.config.free_shadow_m, self.config.wall_right_angles_deg,
+                                     self.config.drop_off_axis_walls)
         if self.config.close_holes:
             close_holes(occupancy, labels, self.floor)
         return occupancy, labels, objects, walls
