@@ -14,6 +14,7 @@ import pytest
 from loc3r_core.runtime.mapping import Evidence, GridConfig, LayoutGrid, close_holes
 from loc3r_core.runtime.walls import draw_walls, fit_walls
 from loc3r_core.types import FREE, OCCUPIED, UNKNOWN, WallSegment
+from loc3r_core.world.polygon import distance_to_box
 from loc3r_core.world.vocabulary import PATCH_CLASSES
 
 NAMES = tuple(PATCH_CLASSES)
@@ -284,6 +285,29 @@ def test_object_cells_outside_every_kept_box_are_forgotten() -> None:
     assert [o.label for o in kept.objects] == ["sofa"]
     row, col, _ = grid.cell_of(stray[0])
     assert loose.occupancy[row, col] == OCCUPIED and kept.occupancy[row, col] == UNKNOWN
+
+
+def test_no_floor_inside_an_objects_box_is_free() -> None:
+    """Rays to the floor beyond a table pass over it and free the cells under it in the floor plan;
+    inside the table's box they are unknown (object_boxes_not_free), outside it they stay free."""
+    rng = np.random.default_rng(4)
+    table = np.stack([rng.uniform(1.0, 2.0, 40), rng.uniform(-0.4, 0.4, 40)], axis=1)  # its top, seen sparsely
+    beyond = np.stack([np.full(41, 3.0), np.linspace(-1.0, 1.0, 41)], axis=1)  # floor past it
+    grid = LayoutGrid(GridConfig(fill_objects=False), NAMES)
+    for _ in range(3):
+        grid.add(table, np.full_like(table, 0.05), one_hot(len(table), "table"), np.zeros(2))
+        grid.add(beyond, np.full_like(beyond, 0.05), one_hot(len(beyond), "floor"), np.zeros(2))
+    kept = grid.layout()
+    grid.config = GridConfig(fill_objects=False, object_boxes_not_free=False)
+    freed = grid.layout()
+    [box] = kept.objects
+    xs = kept.origin[0] + (np.arange(kept.occupancy.shape[1]) + 0.5) * kept.resolution
+    ys = kept.origin[1] + (np.arange(kept.occupancy.shape[0]) + 0.5) * kept.resolution
+    centres = np.stack(np.meshgrid(xs, ys), axis=-1)
+    inside = distance_to_box(centres, box.center[:2], box.size[:2], box.yaw) <= 0.0
+    assert (freed.occupancy[inside] == FREE).sum() >= 3  # the rays freed cells under the table
+    assert not (kept.occupancy[inside] == FREE).any()
+    assert (kept.occupancy[~inside] == freed.occupancy[~inside]).all()  # nothing else moves
 
 
 def test_the_layout_worked_out_over_the_mapped_window_is_the_whole_grids() -> None:

@@ -60,6 +60,7 @@ class GridConfig:
     # unknown (val-loop and val, results/experiments.md, session 46)
     drop_off_axis_walls: bool = True
     close_holes: bool = True  # unknown pockets enclosed by free cells alone are free (the floor under the camera)
+    object_boxes_not_free: bool = True  # free cells inside a kept object's box are unknown (val, session 46)
 
     def overridden(self, overrides: dict[str, object]) -> GridConfig:
         """A copy with some fields replaced (a number where the field is one), validated;
@@ -118,6 +119,14 @@ class Evidence:
         origin = (grid.origin[0] + cols.start * grid.config.resolution,
                   grid.origin[1] + rows.start * grid.config.resolution)
         return cls(grid.votes[window], grid.free[window], grid.spread[window], grid.camera_visits[window], origin)
+
+
+def in_boxes(xy: np.ndarray, objects: list[MapObject]) -> np.ndarray:
+    """(N,) which points (N, 2) lie inside some object's box footprint."""
+    inside = np.zeros(len(xy), dtype=bool)
+    for obj in objects:
+        inside |= distance_to_box(xy, obj.center[:2], obj.size[:2], obj.yaw) <= 0.0
+    return inside
 
 
 class LayoutGrid:
@@ -263,6 +272,8 @@ class LayoutGrid:
                                      self.config.drop_off_axis_walls)
         if self.config.close_holes:
             close_holes(occupancy, labels, self.floor)
+        if self.config.object_boxes_not_free:  # after close_holes, which would free an enclosed box again
+            self._no_free_in_boxes(occupancy, labels, objects, evidence.origin)
         return occupancy, labels, objects, walls
 
     def _fill(self, occupancy: np.ndarray, labels: np.ndarray, object_cells: np.ndarray) -> None:
@@ -285,11 +296,17 @@ class LayoutGrid:
         the object's evidence agrees (its moments); the cells around it are the scatter of its
         points, or clusters too weak to be objects."""
         rows, cols = np.nonzero((occupancy == OCCUPIED) & np.isin(labels, self.object_classes))
-        xy = cell_centres(rows, cols, origin, self.config.resolution)
-        boxed = np.zeros(len(rows), dtype=bool)
-        for obj in objects:
-            boxed |= distance_to_box(xy, obj.center[:2], obj.size[:2], obj.yaw) <= 0.0
+        boxed = in_boxes(cell_centres(rows, cols, origin, self.config.resolution), objects)
         occupancy[rows[~boxed], cols[~boxed]], labels[rows[~boxed], cols[~boxed]] = UNKNOWN, -1
+
+    def _no_free_in_boxes(self, occupancy: np.ndarray, labels: np.ndarray, objects: list[MapObject],
+                          origin: tuple[float, float]) -> None:
+        """Free cells inside a kept object's box become unknown, in place: rays over a table
+        or a bed free the floor under it in the floor plan, but no floor inside an obstacle's box is
+        free to drive on."""
+        rows, cols = np.nonzero(occupancy == FREE)
+        boxed = in_boxes(cell_centres(rows, cols, origin, self.config.resolution), objects)
+        occupancy[rows[boxed], cols[boxed]], labels[rows[boxed], cols[boxed]] = UNKNOWN, -1
 
     def _objects(self, occupancy: np.ndarray, labels: np.ndarray, evidence: Evidence
                  ) -> tuple[list[MapObject], np.ndarray]:
