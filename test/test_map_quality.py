@@ -195,9 +195,12 @@ def test_rays_over_a_low_object_do_not_free_the_floor_under_it() -> None:
     top = np.concatenate([box_points((2.0, 0.35), (1.0, 0.3), 0.0), box_points((2.0, -0.35), (1.0, 0.3), 0.0)])
     floor = np.stack([np.full(40, 3.5), np.linspace(-0.5, 0.5, 40)], axis=1)
     parts = [("table", top), ("floor", floor)]
-    open_gap = cells_in(fused(*parts, config=GridConfig(fill_objects=False)), (2.0, 0.0), 0.15)
+    open_gap = cells_in(fused(*parts, config=GridConfig(fill_objects=False, object_boxes_not_free=False)),
+                        (2.0, 0.0), 0.15)
+    boxed = cells_in(fused(*parts, config=GridConfig(fill_objects=False)), (2.0, 0.0), 0.15)
     closed = fused(*parts)
     assert (open_gap == FREE).any()  # without the closing, the rays free the table's middle
+    assert not (boxed == FREE).any()  # ... and the table's box alone says it is not free
     assert (cells_in(closed, (2.0, 0.0), 0.15) == OCCUPIED).all()
     assert [o.label for o in closed.objects] == ["table"]
     assert (cells_in(closed, (2.0, 1.0), 0.15) != OCCUPIED).all()  # no halo: beside the table stays as it was
