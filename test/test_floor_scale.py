@@ -1,7 +1,7 @@
 """The map's scale from the floor (runtime/floor_scale.py): the camera mount's floor distances match
 the rendered floor, a keyframe whose floor the model puts too far is pulled in (and one put too near
-pushed out), bad mounts are refused, and a session moves its map points only when it knows the mount,
-the more the higher the camera is said to sit."""
+pushed out), bad mounts are refused, and a session moves its map points and its pointer's places
+only when it knows the mount, the more the higher the camera is said to sit."""
 
 from __future__ import annotations
 
@@ -83,14 +83,22 @@ def test_the_session_scales_its_map_by_the_floor_only_when_it_knows_the_mount(fo
     backend = OnnxBackend()
     mount = scene_camera_mount(folder)
 
-    def scales(with_mount: CameraMount | None) -> np.ndarray:
+    def streamed(with_mount: CameraMount | None) -> Session:
         session = Session(backend, SessionConfig(camera_mount=with_mount))
         for frame in scene_frames(folder):
             session.push(frame.rgb, frame.stamp_ns, frame.intrinsics, frame.odometry)
-        return np.array([keyframe.map_scale for keyframe in session.memory])
+        return session
+
+    def scales(with_mount: CameraMount | None) -> np.ndarray:
+        return np.array([keyframe.map_scale for keyframe in streamed(with_mount).memory])
 
     assert (scales(None) == 1.0).all()
     known = scales(mount)
+    # the places the pointer averages move with the map: along their rays, by the keyframe's scale
+    for plain, mounted in zip(streamed(None).memory, streamed(mount).memory, strict=True):
+        camera = mounted.map_pose[:2]
+        assert np.allclose(mounted.pointer_points - camera, (plain.pointer_points - camera) * mounted.map_scale,
+                           atol=1e-5)
     assert ((known >= 0.75) & (known <= 1.34)).all() and (known != 1.0).any()
     higher = scales(CameraMount(1.5 * mount.height_m, mount.pitch_deg))
     assert np.median(higher) > np.median(known)  # a higher camera sees its floor further: the model's map grows

@@ -308,7 +308,8 @@ class Session:
 
     def _fuse(self, keyframe: Keyframe, heads: dict[str, np.ndarray]) -> None:
         """Add the keyframe's BEV points (its vision rows; their sub-patch points where the model has
-        a map head) to the map grid, in the map frame."""
+        a map head) to the map grid, in the map frame, and keep the places its tokens point at; both
+        moved along their rays by the floor's scale where the camera's mount is known."""
         anchor_pose = self.memory[0].map_pose
         # the heads' points are in the anchor's axes, or (bev_frame "camera") in the keyframe's own
         frame = keyframe.map_pose if self.spec.bev_frame == "camera" else anchor_pose
@@ -333,6 +334,9 @@ class Session:
             keyframe.pointer_points = points + heads["object_centre_offset"][1:, :2] @ anchor_to_map
         if "object_front" in heads:  # model.object_front: the fronts are in the points' axes
             keyframe.pointer_fronts = heads["object_front"][1:] @ to_map
+        if keyframe.map_scale != 1.0:  # the pointer's places at the floor's scale too, as the map's points
+            camera = keyframe.map_pose[:2]
+            keyframe.pointer_points = camera + (keyframe.pointer_points - camera) * keyframe.map_scale
 
     # --- map --------------------------------------------------------------------------------
 
