@@ -172,13 +172,14 @@ def straighten_walls(occupancy: np.ndarray, labels: np.ndarray, free_votes: np.n
     rows, cols = np.nonzero((occupancy == OCCUPIED) & (labels == wall))
     fitted = fit_walls(cell_centres(rows, cols, origin, resolution), wall_votes[rows, cols], band, suppress,
                        resolution, right_angles)
-    walls = [w for w, off in zip(fitted, off_axis(fitted, right_angles), strict=True) if not (drop_off_axis and off)]
+    kept = ~(off_axis(fitted, right_angles) & drop_off_axis)
+    walls = [w for w, keep in zip(fitted, kept, strict=True) if keep]
     if not walls:
         return walls
     known_rows, known_cols = np.nonzero(occupancy != UNKNOWN)  # what the walls can change
     state, label = occupancy[known_rows, known_cols], labels[known_rows, known_cols]
-    known_xy = cell_centres(known_rows, known_cols, origin, resolution)
-    across, along, distance = segment_coordinates(known_xy, walls)
+    across, along, to_fitted = segment_coordinates(cell_centres(known_rows, known_cols, origin, resolution), fitted)
+    across, along, distance = across[:, kept], along[:, kept], to_fitted[:, kept]
     visit_rows, visit_cols = np.nonzero(camera_visits)
     side, share = camera_side(cell_centres(visit_rows, visit_cols, origin, resolution),
                               camera_visits[visit_rows, visit_cols], walls)
@@ -187,7 +188,7 @@ def straighten_walls(occupancy: np.ndarray, labels: np.ndarray, free_votes: np.n
     # the line's scatter: no other wall was founded within `suppress` of it, so its wall cells out
     # there are the band's stragglers (a second, parallel line of cells), unknown rather than walls
     # (a dropped line's cells are scatter too)
-    scatter = (is_wall[:, None] & (segment_coordinates(known_xy, fitted)[2] <= suppress)).any(axis=1)
+    scatter = (is_wall[:, None] & (to_fitted <= suppress)).any(axis=1)
     room_side = across * side > ROOM_SIDE_MARGIN_M
     on_segment = (along >= 0) & (along <= [w.length for w in walls])
     faced = (share >= CAMERA_SIDE_SHARE) & on_segment
