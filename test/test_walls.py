@@ -11,8 +11,9 @@ import math
 import numpy as np
 import pytest
 
+from loc3r_core.geometry import wrap_right_angle
 from loc3r_core.runtime.mapping import Evidence, GridConfig, LayoutGrid, close_holes
-from loc3r_core.runtime.walls import draw_walls, fit_walls
+from loc3r_core.runtime.walls import dominant_axis, draw_walls, fit_walls
 from loc3r_core.types import FREE, OCCUPIED, UNKNOWN, WallSegment
 from loc3r_core.world.polygon import distance_to_box
 from loc3r_core.world.vocabulary import PATCH_CLASSES
@@ -151,7 +152,9 @@ def test_a_slanted_wall_is_drawn_without_corner_gaps() -> None:
 def test_a_band_becomes_one_line_and_nothing_behind_a_wall_is_known() -> None:
     room = rectangle(6.0, 5.0, 0.0, (0.0, 0.0))
     cameras = np.array([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])
-    banded = walled_grid(GridConfig(straight_walls=False, close_holes=False), cameras, room).layout()
+    # the band as fused, every ray's freed cell kept (free_beside_solid_min_views would hide those past it)
+    banded = walled_grid(GridConfig(straight_walls=False, close_holes=False, free_beside_solid_min_views=1),
+                         cameras, room).layout()
     straight = walled_grid(GridConfig(), cameras, room).layout()
 
     def wall_cells(layout, x_low: float, x_high: float) -> np.ndarray:
@@ -297,6 +300,7 @@ def test_no_floor_inside_an_objects_box_is_free() -> None:
     for _ in range(3):
         grid.add(table, np.full_like(table, 0.05), one_hot(len(table), "table"), np.zeros(2))
         grid.add(beyond, np.full_like(beyond, 0.05), one_hot(len(beyond), "floor"), np.zeros(2))
+    grid.config = GridConfig(fill_objects=False, object_boxes_not_free=True)
     kept = grid.layout()
     grid.config = GridConfig(fill_objects=False, object_boxes_not_free=False)
     freed = grid.layout()
@@ -342,3 +346,37 @@ def test_an_empty_grid_is_all_unknown() -> None:
     layout = LayoutGrid(GridConfig(), NAMES).layout()
     assert (layout.occupancy == UNKNOWN).all() and (layout.labels == -1).all()
     assert layout.objects == () and layout.walls == ()
+
+
+def test_free_cells_beside_an_obstacle_need_rays_from_several_keyframes() -> None:
+    """One keyframe's rays to a wall free the cells right before it (a ray grazing an edge, a wall
+    put a little too far); those stay unknown until free_beside_solid_min_views keyframes' rays
+    crossed them. Cells away from anything occupied are free at once."""
+    wall = np.stack([np.full(21, 3.0), np.linspace(-1.0, 1.0, 21)], axis=1)
+
+    def occupancy_at(views: int, min_views: int, x: float) -> int:
+        grid = LayoutGrid(GridConfig(straight_walls=False, free_beside_solid_min_views=min_views), NAMES)
+        for _ in range(views):
+            grid.add(wall, np.full_like(wall, 0.05), one_hot(len(wall), "wall"), np.zeros(2))
+        layout = grid.layout()
+        col = int((x - layout.origin[0]) // layout.resolution)
+        return int(layout.occupancy[int((0.05 - layout.origin[1]) // layout.resolution), col])
+
+    assert occupancy_at(1, 1, 3.05) == OCCUPIED
+    assert occupancy_at(1, 1, 2.95) == FREE  # the cell right before the wall, one view
+    assert occupancy_at(1, 3, 2.95) == UNKNOWN
+    assert occupancy_at(1, 3, 2.0) == FREE  # nothing occupied beside it
+    assert occupancy_at(3, 3, 2.95) == FREE
+    with pytest.raises(ValueError, match="free_beside_solid_min_views"):
+        GridConfig(free_beside_solid_min_views=0).validate()
+
+
+def test_the_walls_axis_follows_the_lines_that_agree_not_one_strong_line_across_them() -> None:
+    """Three lines on the room's axes (0 and 90 degrees) and a heavier one 30 degrees off, a fit
+    across two walls' scatter: a mean over all lines turns the room by 8 degrees; the lines that
+    agree set the axis."""
+    angles = np.deg2rad([30.0, 0.0, 90.0, 2.0])
+    weights = np.array([5.0, 4.0, 4.0, 2.0])
+    assert abs(math.degrees(wrap_right_angle(dominant_axis(angles, weights, math.radians(25))))) < 1.0
+    mean = math.atan2(weights @ np.sin(4 * angles), weights @ np.cos(4 * angles)) / 4
+    assert abs(math.degrees(mean)) > 5.0  # what the mean gave (session 46)

@@ -46,7 +46,9 @@ class GridConfig:
     object_merge_m: float = 1.0  # same-label clusters this close are one object: a large object's points leave gaps
     fill_objects: bool = True  # an object is an obstacle: the gaps between its cells are occupied too
     fill_reach_cells: int = 3  # gaps up to twice this wide, inside its box, are closed (val)
-    box_noise_share: float = 0.25  # an object's spread less this share of its points' own variance is its size (val)
+    # an object's spread less this share of its points' own variance is its size (val: boxes' area
+    # about the true one's, session 47)
+    box_noise_share: float = 0.5
     loose_cells_unknown: bool = True  # object cells outside every kept object's box are unknown (val)
     straight_walls: bool = True  # wall bands become fitted segments, one cell thick (runtime/walls.py; val)
     wall_band_m: float = 0.25  # wall cells this close to a fitted segment are its band
@@ -55,12 +57,17 @@ class GridConfig:
     free_shadow_m: float = 0.0  # free cells further behind a wall than this are unknown (val)
     # walls within this many degrees of the walls' dominant axes are turned onto them: rooms whose
     # walls meet at right angles (0: off; val-loop and val, results/experiments.md, session 45)
-    wall_right_angles_deg: float = 20.0
+    wall_right_angles_deg: float = 25.0
     # with wall_right_angles_deg, lines further off the axes are no walls: dropped, their cells
     # unknown (val-loop and val, results/experiments.md, session 46)
     drop_off_axis_walls: bool = True
     close_holes: bool = True  # unknown pockets enclosed by free cells alone are free (the floor under the camera)
-    object_boxes_not_free: bool = True  # free cells inside a kept object's box are unknown (val, session 46)
+    # free cells inside a kept object's box are unknown (the oracle's free precision up; the model's
+    # boxes lie off the truth, so its coverage falls more than its free precision rises: off, session 47)
+    object_boxes_not_free: bool = False
+    # free cells touching an occupied cell need rays from this many keyframes, else unknown (1: any;
+    # val, session 47)
+    free_beside_solid_min_views: int = 3
 
     def overridden(self, overrides: dict[str, object]) -> GridConfig:
         """A copy with some fields replaced (a number where the field is one), validated;
@@ -86,6 +93,8 @@ class GridConfig:
         return config
 
     def validate(self) -> None:
+        if self.free_beside_solid_min_views < 1:
+            raise ValueError("free_beside_solid_min_views must be at least 1")
         if not 0.0 <= self.box_noise_share <= 1.0:
             raise ValueError("box_noise_share must lie in [0, 1]")
         if not (0.01 <= self.resolution <= 1.0 and 1.0 <= self.size <= 200.0):
@@ -274,6 +283,8 @@ class LayoutGrid:
             close_holes(occupancy, labels, self.floor)
         if self.config.object_boxes_not_free:  # after close_holes, which would free an enclosed box again
             self._no_free_in_boxes(occupancy, labels, objects, evidence.origin)
+        if self.config.free_beside_solid_min_views > 1:
+            self._confirm_free_beside_solid(occupancy, labels, evidence.free)
         return occupancy, labels, objects, walls
 
     def _fill(self, occupancy: np.ndarray, labels: np.ndarray, object_cells: np.ndarray) -> None:
@@ -307,6 +318,14 @@ class LayoutGrid:
         rows, cols = np.nonzero(occupancy == FREE)
         boxed = in_boxes(cell_centres(rows, cols, origin, self.config.resolution), objects)
         occupancy[rows[boxed], cols[boxed]], labels[rows[boxed], cols[boxed]] = UNKNOWN, -1
+
+    def _confirm_free_beside_solid(self, occupancy: np.ndarray, labels: np.ndarray, free_votes: np.ndarray) -> None:
+        """Free cells beside an occupied one that fewer than free_beside_solid_min_views keyframes'
+        rays crossed become unknown, in place: one view's ray grazing an obstacle's edge, or reaching
+        a wall the model put a little too far, frees the cells just past the truth."""
+        weak = ((occupancy == FREE) & (free_votes < self.config.free_beside_solid_min_views)
+                & dilate(occupancy == OCCUPIED, 1))
+        occupancy[weak], labels[weak] = UNKNOWN, -1
 
     def _objects(self, occupancy: np.ndarray, labels: np.ndarray, evidence: Evidence
                  ) -> tuple[list[MapObject], np.ndarray]:

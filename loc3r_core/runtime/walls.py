@@ -24,6 +24,7 @@ MIN_LENGTH_M = 0.5
 MAX_WALLS = 16
 CAMERA_SIDE_SHARE = 0.9  # cameras stood on one side of a real wall; a line with them on both is no wall
 ROOM_SIDE_MARGIN_M = 0.05  # band cells this far on the cameras' side of the line may be free
+AXIS_SEED_DEG = 5.0  # lines this close to a direction (modulo 90 degrees) support it as the walls' axis
 
 
 def fit_walls(xy: np.ndarray, votes: np.ndarray, band: float, suppress: float, resolution: float,
@@ -78,10 +79,11 @@ def fit_walls(xy: np.ndarray, votes: np.ndarray, band: float, suppress: float, r
 def onto_right_angles(lines: list[tuple[np.ndarray, np.ndarray, np.ndarray]], weight: np.ndarray,
                       tolerance: float) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Lines within `tolerance` (radians) of the dominant axes turned onto them: the axes are the
-    lines' directions modulo 90 degrees, averaged as angles of four times theirs, weighted by votes."""
+    lines' directions modulo 90 degrees near the strongest line's, averaged as angles of four times
+    theirs, weighted by votes (dominant_axis)."""
     angles = np.array([np.arctan2(direction[1], direction[0]) for _, _, direction in lines])
     votes = np.array([weight[own].sum() for own, _, _ in lines])
-    axis = np.arctan2(votes @ np.sin(4 * angles), votes @ np.cos(4 * angles)) / 4
+    axis = dominant_axis(angles, votes, tolerance)
     turned = []
     for (own, centre, direction), angle in zip(lines, angles, strict=True):
         offset = float(wrap_right_angle(angle - axis))
@@ -100,8 +102,22 @@ def off_axis(walls: list[WallSegment], right_angles: float) -> np.ndarray:
         return np.zeros(len(walls), dtype=bool)
     spans = np.stack([w.end - w.start for w in walls])
     angles, lengths = np.arctan2(spans[:, 1], spans[:, 0]), np.linalg.norm(spans, axis=1)
-    axis = np.arctan2(lengths @ np.sin(4 * angles), lengths @ np.cos(4 * angles)) / 4
+    axis = dominant_axis(angles, lengths, np.deg2rad(right_angles))
     return np.abs(wrap_right_angle(angles - axis)) > np.deg2rad(right_angles)
+
+
+def dominant_axis(angles: np.ndarray, weights: np.ndarray, tolerance: float, rounds: int = 3) -> float:
+    """The walls' axis (radians, modulo 90 degrees): the line direction with the most weight within
+    AXIS_SEED_DEG of it (modulo 90 degrees), then the weighted mean (as angles of four times theirs)
+    of the lines within `tolerance` (radians) of it, refined `rounds` times. A mean over every line
+    let a few lines across the scatter turn the whole room (val-loop40: 9 of 40 rooms over 5 degrees off)."""
+    apart = np.abs(wrap_right_angle(angles[:, None] - angles[None, :]))
+    support = (apart <= np.deg2rad(AXIS_SEED_DEG)) @ weights
+    axis = float(angles[np.argmax(support)])
+    for _ in range(rounds):
+        near = np.abs(wrap_right_angle(angles - axis)) <= tolerance
+        axis = float(np.arctan2(weights[near] @ np.sin(4 * angles[near]), weights[near] @ np.cos(4 * angles[near])) / 4)
+    return axis
 
 
 def join_corners(walls: list[WallSegment], reach: float) -> list[WallSegment]:
