@@ -79,8 +79,8 @@ def fit_walls(xy: np.ndarray, votes: np.ndarray, band: float, suppress: float, r
 def onto_right_angles(lines: list[tuple[np.ndarray, np.ndarray, np.ndarray]], weight: np.ndarray,
                       tolerance: float) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Lines within `tolerance` (radians) of the dominant axes turned onto them: the axes are the
-    lines' directions modulo 90 degrees near the strongest line's, averaged as angles of four times
-    theirs, weighted by votes (dominant_axis)."""
+    lines' directions modulo 90 degrees near the best-supported one, averaged as angles of four
+    times theirs, weighted by votes (dominant_axis)."""
     angles = np.array([np.arctan2(direction[1], direction[0]) for _, _, direction in lines])
     votes = np.array([weight[own].sum() for own, _, _ in lines])
     axis = dominant_axis(angles, votes, tolerance)
@@ -116,6 +116,8 @@ def dominant_axis(angles: np.ndarray, weights: np.ndarray, tolerance: float, rou
     axis = float(angles[np.argmax(support)])
     for _ in range(rounds):
         near = np.abs(wrap_right_angle(angles - axis)) <= tolerance
+        if not near.any():  # past 22.5 degrees the mean can leave the lines it averaged
+            break
         axis = float(np.arctan2(weights[near] @ np.sin(4 * angles[near]), weights[near] @ np.cos(4 * angles[near])) / 4)
     return axis
 
