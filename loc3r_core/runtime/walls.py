@@ -94,8 +94,8 @@ def onto_right_angles(lines: list[tuple[np.ndarray, np.ndarray, np.ndarray]], we
 
 
 def off_axis(walls: list[WallSegment], right_angles: float) -> np.ndarray:
-    """(K,) which walls lie more than right_angles (degrees) off the walls' axes (their length-weighted
-    mean direction modulo 90 degrees); none when right_angles is 0. In a room whose walls meet at
+    """(K,) which walls lie more than right_angles (degrees) off the walls' axes (dominant_axis,
+    weighted by length); none when right_angles is 0. In a room whose walls meet at
     right angles such a line is a fit across two walls' scatter (at a corner, across a notch): on
     val-loop 60 % of their length lay over 0.25 m from every wall, against 25 % of the rest."""
     if right_angles <= 0 or not walls:
