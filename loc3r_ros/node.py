@@ -40,16 +40,20 @@ from loc3r_core.geometry import Intrinsics
 from loc3r_core.io import ros_messages as msgs
 from loc3r_core.io.images import decode_raw_image
 from loc3r_core.io.odometry import OdometryHistory
+from loc3r_core.runtime.floor_scale import find_camera_mount
 from loc3r_core.runtime.frames import tf_chain
 from loc3r_core.runtime.open import open_backend
 from loc3r_core.runtime.session import Session
 from loc3r_core.runtime.visual_odometry import open_visual_odometry
+from loc3r_core.static_transforms import StaticTransforms
 from loc3r_ros.convert import map_objects_msg, message_from_dict, pose_with_covariance, stamp_ns, time_msg
 from loc3r_ros.interrupt import init_stopping_on_sigint, spin_until_stopped
 from loc3r_ros.parameters import PARAMETERS, check, session_config, type_words
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# tf2's /tf_static: every publisher's latest message, however late the node joins
+TF_STATIC = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 class StartupError(Exception):
@@ -92,6 +96,14 @@ class Loc3rBehaviour:
         self.layout_version = self.published_version = 0
         self.inputs: list = []  # subscriptions and timers that activate creates and deactivate destroys
         self.worker: threading.Thread | None = None
+        # the camera's mount: from the parameters, else looked up in /tf_static for the images' frame
+        self.static_tf = StaticTransforms()
+        self.static_tf_lock = threading.Lock()
+        self.static_tf_version = 0  # bumped by every /tf_static message: a failed lookup is tried again
+        self.mount_tried: tuple[str, int] | None = None  # (image frame, static_tf_version) last looked up
+        self.mount_status = ("from the parameters" if self.values["camera.height_m"] > 0 else
+                             "none: camera.height_m is 0 and camera.mount_from_tf is off"
+                             if not self.values["camera.mount_from_tf"] else "none: no image yet")
 
     def configure(self) -> None:
         self._load_model()
@@ -116,6 +128,8 @@ class Loc3rBehaviour:
             self.create_subscription(Odometry, "odom", self.on_odometry, qos_profile_sensor_data,
                                      callback_group=inputs),
             self.create_timer(1.0 / self.values["layout.rate"], self.publish_layout, callback_group=timers),
+            *([self.create_subscription(TFMessage, "/tf_static", self.on_tf_static, TF_STATIC, callback_group=inputs)]
+              if self._mount_from_tf() else []),
             self.create_timer(self.values["diagnostics.period"], self.publish_diagnostics, callback_group=timers),
         ]
         if self.values["publish_tf"]:
@@ -190,6 +204,36 @@ class Loc3rBehaviour:
             self.stats["odometry_rejected"] += 1
             self._reject(str(exc))
 
+    def on_tf_static(self, msg: TFMessage) -> None:
+        with self.static_tf_lock:
+            problems = self.static_tf.add_message(msg)
+            self.static_tf_version += 1
+        for problem in problems:
+            self._reject(f"/tf_static: {problem}")
+
+    def _mount_from_tf(self) -> bool:
+        return self.values["camera.mount_from_tf"] and self.values["camera.height_m"] == 0.0
+
+    def _look_up_mount(self, camera_frame: str) -> None:
+        """The camera's mount from /tf_static, once per image frame and set of static transforms;
+        once found it stays (a mount does not move; a reset keeps it)."""
+        with self.static_tf_lock:
+            key = (camera_frame, self.static_tf_version)
+            if key == self.mount_tried:
+                return
+            self.mount_tried = key
+            floor = self.values["camera.floor_frame"]
+            try:
+                mount = find_camera_mount(self.static_tf, floor, camera_frame)
+            except ValueError as exc:
+                self.mount_status = f"none: {exc}"
+                return
+        with self.session_lock:
+            self.session.camera_mount = mount
+        self.mount_status = f"from /tf_static ({floor} -> {camera_frame})"
+        self.get_logger().info(f"camera mount from /tf_static: {mount.height_m:.3f} m above {floor}, pitch "
+                               f"{mount.pitch_deg:+.1f} deg; each keyframe's floor now sets its map's scale")
+
     def _reject(self, reason: str) -> None:
         self.last_rejection = reason
         # warning(), not the deprecated warn(): warn's wrapper is the call site rclpy keys its log
@@ -227,6 +271,8 @@ class Loc3rBehaviour:
             self.warned_no_intrinsics = True
             self.get_logger().warning(f"no camera_info on {self.resolve_topic_name('camera_info')} yet and no camera.* "
                                    "parameters: images are centre-cropped (the model itself needs no intrinsics)")
+        if self.session.camera_mount is None and self._mount_from_tf():
+            self._look_up_mount(msg.header.frame_id.lstrip("/") or "camera")
         odometry = self._odometry_at(stamp)
         started = time.perf_counter()
         with self.session_lock:
@@ -305,12 +351,18 @@ class Loc3rBehaviour:
             status("loc3r: inference", DiagnosticStatus.OK, f"{np.mean(latency):.1f} ms per frame",
                    {"latency_mean_ms": f"{np.mean(latency):.2f}", "latency_max_ms": f"{np.max(latency):.2f}",
                     "keyframes_in_memory": str(memory[0]), "memory_tokens": str(memory[1]),
-                    "pose_prior": self.last_prior,
+                    "pose_prior": self.last_prior, "camera_mount": self._mount_words(),
                     "rss_mb": f"{psutil.Process().memory_info().rss / 1e6:.0f}"}, me),
         ]
         array = DiagnosticArray(status=statuses)
         array.header.stamp = self.get_clock().now().to_msg()
         self.diagnostics_pub.publish(array)
+
+    def _mount_words(self) -> str:
+        mount = self.session.camera_mount if self.session else None
+        if mount is None:
+            return self.mount_status
+        return f"{mount.height_m:.3f} m, pitch {mount.pitch_deg:+.1f} deg, {self.mount_status}"
 
     # --- services ---------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from loc3r_core.runtime.floor_scale import CameraMount
 from loc3r_core.runtime.keyframes import EVICTIONS, MEMORY_KEYFRAMES, KeyframePolicy
 from loc3r_core.runtime.mapping import GridConfig
 from loc3r_core.runtime.session import MAP_ANSWER_TYPES, MAP_TIEBREAK_TYPES, SessionConfig
+from loc3r_core.static_transforms import DEFAULT_FLOOR_FRAME
 from loc3r_core.world.situations import QUESTION_TYPES
 
 
@@ -104,6 +105,11 @@ PARAMETERS = (
               and 0 <= v <= 10, "in [0, 10] m"),
     Parameter("camera.pitch_deg", 0.0, "the camera's pitch on the robot, negative looking down (only with "
               "camera.height_m)", lambda v: isinstance(v, float) and -90 < v < 90, "in (-90, 90) degrees"),
+    Parameter("camera.mount_from_tf", True, "where camera.height_m is 0, take the camera's mount from /tf_static: "
+              "the transform from camera.floor_frame to the images' frame_id (their optical frame)",
+              lambda v: isinstance(v, bool), "true or false"),
+    Parameter("camera.floor_frame", DEFAULT_FLOOR_FRAME, "the robot's frame on the floor, z up (REP-120's "
+              "base_footprint), that the camera's height is measured from", bool, "a frame name"),
     Parameter("question.max_chars", 1000, "longest question or situation accepted",
               lambda v: isinstance(v, int) and 1 <= v <= 100_000, "an integer in [1, 100000]"),
     Parameter("localize.max_sigma", 2.5, "metres: a situation placed less surely than this is refused by query "

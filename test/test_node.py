@@ -17,9 +17,10 @@ import pytest
 import yaml
 
 from conftest import ROOT, require_ros
-from loc3r_core.runtime.floor_scale import CameraMount
+from loc3r_core.geometry import invert_pose, make_pose
+from loc3r_core.runtime.floor_scale import CameraMount, mount_pose
 from loc3r_core.runtime.onnx_backend import OnnxBackend
-from loc3r_core.runtime.scenario import scene_frames
+from loc3r_core.runtime.scenario import scene_camera_mount, scene_frames
 from loc3r_core.runtime.session import Session
 from loc3r_core.world.scene_io import SceneFolder
 from loc3r_ros.parameters import PARAMETERS, check, session_config
@@ -355,6 +356,41 @@ def test_a_situation_the_model_cannot_place_is_refused(folder):
         located = probe.call(probe.localize, probe.types["Localize"].Request(situation=situation))
         assert not located.success and "cannot place" in located.message
         assert probe.ask("How many chairs are there?").success  # no situation: nothing to place
+        assert stop_node(process) < 2.0
+
+
+def test_the_camera_mount_comes_from_tf_static_once_it_joins_the_images_frame(folder):
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from tf2_msgs.msg import TFMessage
+
+    from loc3r_core.io import ros_messages as msgs
+    from loc3r_ros.convert import message_from_dict
+
+    truth = scene_camera_mount(folder)
+    T_fp_camera = mount_pose(truth)
+    T_fp_bl = make_pose(np.eye(3), np.array([0.0, 0.0, 0.1]))
+    frames = list(scene_frames(folder, start_ns=START_NS))[:2]
+    with node_and_probe(ns="/loc3r_mount") as (process, probe):
+        static = probe.node.create_publisher(TFMessage, "/tf_static", QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+
+        def mount_status() -> str:
+            return probe.diagnostics().get("loc3r: inference", {}).get("camera_mount", "")
+
+        def push(frame) -> None:
+            count = len(probe.got["pose"])
+            assert probe.publish_until(probe.image, image_msg(probe, frame.rgb, frame.stamp_ns),
+                                       lambda: len(probe.got["pose"]) > count)
+
+        push(frames[0])  # nothing on /tf_static yet: the model's own scale, and the node says why
+        assert probe.spin_until(lambda: "no chain of static transforms from base_footprint" in mount_status())
+        static.publish(message_from_dict(TFMessage, msgs.tf_message([  # as robot_state_publisher sends them
+            msgs.transform_msg(T_fp_bl, "base_footprint", "base_link", START_NS),
+            msgs.transform_msg(invert_pose(T_fp_bl) @ T_fp_camera, "base_link", "camera", START_NS)])))
+        assert probe.spin_until(lambda: static.get_subscription_count() > 0)
+        push(frames[1])
+        assert probe.spin_until(lambda: "from /tf_static (base_footprint -> camera)" in mount_status()), mount_status()
+        assert mount_status().startswith(f"{truth.height_m:.3f} m, pitch {truth.pitch_deg:+.1f} deg")
         assert stop_node(process) < 2.0
 
 

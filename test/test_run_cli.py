@@ -14,7 +14,10 @@ from test_mcap_output import ros_class, ros_types
 from test_recording import T, camera_info, header, raw_image, storage_file, write_bag, write_video
 
 from conftest import run_cli
-from loc3r_core.runtime.scenario import scene_frames
+from loc3r_core.geometry import invert_pose, make_pose
+from loc3r_core.quaternions import quaternion_from_matrix
+from loc3r_core.runtime.floor_scale import mount_pose
+from loc3r_core.runtime.scenario import scene_camera_mount, scene_frames
 from loc3r_core.world.scene_io import SceneFolder
 
 S = 1_000_000_000
@@ -34,10 +37,28 @@ def odometry_msg(stamp_ns: int, pose: np.ndarray, nan: bool = False):
                                              covariance=np.zeros(36)))
 
 
+def static_transforms_msg(stamp_ns: int, transforms: list[tuple[str, str, np.ndarray]]):
+    geo = "geometry_msgs/msg/"
+    stamped = []
+    for parent, child, pose in transforms:
+        x, y, z, w = quaternion_from_matrix(pose[:3, :3])
+        stamped.append(T[geo + "TransformStamped"](header=header(stamp_ns, parent), child_frame_id=child, transform=T[
+            geo + "Transform"](translation=T[geo + "Vector3"](x=pose[0, 3], y=pose[1, 3], z=pose[2, 3]),
+                               rotation=T[geo + "Quaternion"](x=x, y=y, z=z, w=w))))
+    return T["tf2_msgs/msg/TFMessage"](transforms=stamped)
+
+
 def scene_bag(path: Path, folder: SceneFolder, storage: StoragePlugin, encoding: str = "bgr8",
-              nan_at: int | None = None) -> Path:
-    """The scene as a robot would record it: bgr8 camera images, camera info and odometry at 1 s + frame time."""
+              nan_at: int | None = None, mount: bool = False) -> Path:
+    """The scene as a robot would record it: bgr8 camera images, camera info and odometry at 1 s + frame time,
+    and if asked the camera's mount on /tf_static (base_footprint -> base_link -> the images' frame)."""
     messages = []
+    if mount:
+        T_fp_camera = mount_pose(scene_camera_mount(folder))
+        T_fp_bl = make_pose(np.eye(3), np.array([0.0, 0.0, 0.1]))
+        chain = [("base_footprint", "base_link", T_fp_bl),
+                 ("base_link", "cam_optical", invert_pose(T_fp_bl) @ T_fp_camera)]
+        messages.append(("/tf_static", S - 10, static_transforms_msg(S - 10, chain)))
     for i, frame in enumerate(scene_frames(folder, start_ns=S)):
         k = frame.intrinsics
         pixels = frame.rgb[:, :, ::-1] if encoding == "bgr8" else frame.rgb[:, :, :1].astype(np.uint16)
@@ -102,6 +123,23 @@ def test_run_reads_a_bag_streams_it_and_answers(tmp_path, folder, storage):
     assert sum(topic == "/camera/image_raw" for topic, _, _ in messages) == len(folder.scene.frames)
     assert sum(topic == "/loc3r/answer" for topic, _, _ in messages) == 2
     assert (tmp_path / "run.png").exists()
+
+
+def test_run_takes_the_camera_mount_from_the_bags_static_transforms(tmp_path, folder):
+    bag = scene_bag(tmp_path / "bag", folder, StoragePlugin.MCAP, mount=True)
+    truth = scene_camera_mount(folder)
+    base = ["run", "--input", bag, "--max-frames", "3", "--no-progress"]
+    found = run_cli(*base, "--out", tmp_path / "a.mcap", check=True).stdout
+    assert (f"camera mount from /tf_static: {truth.height_m:.3f} m above base_footprint, pitch "
+            f"{truth.pitch_deg:+.1f} deg") in found
+    with AnyReader([tmp_path / "a.mcap"]) as reader:  # and the output carries it on, for the next replay
+        assert "/tf_static" in {c.topic for c in reader.connections}
+    unjoined = run_cli(*base, "--out", tmp_path / "b.mcap", "--floor-frame", "odom", check=True).stdout
+    assert "camera mount: none (no chain of static transforms from odom to the image's frame cam_optical" in unjoined
+    ignored = run_cli(*base, "--out", tmp_path / "c.mcap", "--no-tf-mount", check=True).stdout
+    assert "camera mount" not in ignored
+    given = run_cli(*base, "--out", tmp_path / "d.mcap", "--camera-height", "0.5", check=True).stdout
+    assert "camera mount" not in given  # the user's own figure wins
 
 
 def test_run_reads_a_video(tmp_path, folder):

@@ -67,9 +67,10 @@ def add_prior_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--motion", type=Path, help="visual odometry network folder for --prior visual "
                         "(default: the shipped one)")
     parser.add_argument("--camera-mount", choices=CAMERA_MOUNTS, default="none",
-                        help="scene: stream with each walk's camera height and pitch, as a node given "
-                             "camera.height_m and camera.pitch_deg (each keyframe's floor then sets its map points' "
-                             "scale); none: the model's own scale, the node's default (default none)")
+                        help="scene: stream with each walk's camera height and pitch, as a node takes them from a "
+                             "robot's /tf_static (or camera.height_m and camera.pitch_deg; each keyframe's floor then "
+                             "sets its map points' scale); none: the model's own scale, a robot that publishes no "
+                             "mount (default none)")
 
 
 def _eval_map(args: argparse.Namespace) -> int:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import sys
 import tempfile
 from pathlib import Path
 
 from loc3r_core.errors import UsageError
+from loc3r_core.static_transforms import DEFAULT_FLOOR_FRAME
 
 
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,9 +59,14 @@ def register(commands: argparse._SubParsersAction) -> None:
                           "walls do not meet at right angles)")
     run.add_argument("--camera-height", type=float, metavar="M",
                      help="the camera's height above the floor: each keyframe's floor then sets its map points' "
-                          "scale (default: unknown, the model's own scale)")
+                          "scale (default: the bag's /tf_static, else unknown: the model's own scale)")
     run.add_argument("--camera-pitch", type=float, default=0.0, metavar="DEG",
                      help="the camera's pitch, negative looking down (with --camera-height; default 0)")
+    run.add_argument("--floor-frame", default=DEFAULT_FLOOR_FRAME,
+                     help="the robot's frame on the floor, z up, that /tf_static measures the camera's mount from "
+                          f"(default {DEFAULT_FLOOR_FRAME})")
+    run.add_argument("--no-tf-mount", action="store_true",
+                     help="ignore the bag's /tf_static: without --camera-height the map keeps the model's own scale")
     run.add_argument("--no-progress", action="store_true")
     add_backend_arguments(run)
     run.set_defaults(handler=_run)
@@ -109,7 +117,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from loc3r_core.io.mcap_writer import RosMcapWriter
-    from loc3r_core.io.recording import read_recording
+    from loc3r_core.io.recording import is_bag, read_recording
     from loc3r_core.runtime.figure import draw_run
     from loc3r_core.runtime.floor_scale import CameraMount
     from loc3r_core.runtime.open import open_backend
@@ -132,10 +140,15 @@ def _run(args: argparse.Namespace) -> int:
             raise UsageError(f"--camera-height/--camera-pitch: {exc}") from None
     elif args.camera_pitch != 0.0:
         raise UsageError("--camera-pitch needs --camera-height")
+    frames = read_recording(args.input, args.image_topic, args.camera_info_topic, args.odom_topic, args.max_frames)
+    if mount is None and not args.no_tf_mount and is_bag(args.input):
+        first = next(frames, None)  # the images' frame_id names the camera in the static transforms
+        if first is not None:
+            frames = itertools.chain([first], frames)
+            mount = _mount_from_static_transforms(args.input, args.floor_frame, first.frame_id)
     backend = open_backend(args.backend, args.checkpoint, args.onnx, args.provider)
     visual = None if args.no_visual_odometry else open_visual_odometry(args.motion, not args.no_room_axes)
     session = Session(backend, SessionConfig(camera_mount=mount), visual_odometry=visual)
-    frames = read_recording(args.input, args.image_topic, args.camera_info_topic, args.odom_topic, args.max_frames)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with RosMcapWriter(args.out) as writer:  # written aside: a failure leaves no half file
         recorder = McapRecorder(writer)
@@ -158,6 +171,23 @@ def _run(args: argparse.Namespace) -> int:
         draw_run(args.png, layout, session.trajectory_xy(), [], None, f"loc3r run: {args.input.name}")
         print(f"wrote {args.png}")
     return 0
+
+
+def _mount_from_static_transforms(bag: Path, floor_frame: str, camera_frame: str):
+    """The camera's mount from the bag's /tf_static (None, said why, where it gives none)."""
+    from loc3r_core.io.recording import read_static_transforms
+    from loc3r_core.runtime.floor_scale import find_camera_mount
+
+    transforms, problems = read_static_transforms(bag)
+    for problem in problems:
+        print(f"/tf_static: {problem} (left out)", file=sys.stderr)
+    try:
+        mount = find_camera_mount(transforms, floor_frame, camera_frame)
+    except ValueError as exc:
+        print(f"camera mount: none ({exc}); the map keeps the model's own scale")
+        return None
+    print(f"camera mount from /tf_static: {mount.height_m:.3f} m above {floor_frame}, pitch {mount.pitch_deg:+.1f} deg")
+    return mount
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -35,6 +35,7 @@ from loc3r_core.errors import DataError
 from loc3r_core.geometry import Intrinsics
 from loc3r_core.io.images import decode_compressed_image, decode_raw_image
 from loc3r_core.io.odometry import OdometryHistory, format_stamp
+from loc3r_core.static_transforms import StaticTransforms
 from loc3r_core.types import InputFrame
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm")
@@ -44,6 +45,8 @@ COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
 IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_IMAGE_TYPE)
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 ODOMETRY_TYPE = "nav_msgs/msg/Odometry"
+TF_TYPE = "tf2_msgs/msg/TFMessage"
+TF_STATIC_TOPIC = "/tf_static"
 
 MAX_PENDING_FRAMES = 32  # frames held back waiting for the next odometry message (bounds memory)
 
@@ -88,6 +91,30 @@ def read_recording(path: Path, image_topic: str | None, camera_info_topic: str |
     else:
         frames = _bag_frames(path, image_topic, camera_info_topic, odom_topic)
     return _first(frames, max_frames)
+
+
+def is_bag(path: Path) -> bool:
+    """Whether the path is a ROS 2 bag (False: a video); DataError if neither."""
+    return _kind(Path(path)) == "bag"
+
+
+def read_static_transforms(path: Path) -> tuple[StaticTransforms, list[str]]:
+    """Every transform on the bag's /tf_static (the robot's fixed frames, its camera mount among them),
+    and one line per transform left out as invalid; empty where the bag has no /tf_static."""
+    path = Path(path)
+    transforms, problems = StaticTransforms(), []
+    reader = _open_bag(path)
+    try:
+        topics = _topics(reader)
+        if TF_STATIC_TOPIC not in topics:
+            return transforms, problems
+        _check_topic(path, topics, TF_STATIC_TOPIC, (TF_TYPE,))
+        connections = [conn for conn in reader.connections if conn.topic == TF_STATIC_TOPIC]
+        for conn, log_ns, raw in _messages(path, reader, connections):
+            problems += transforms.add_message(_deserialize(path, reader, raw, conn.msgtype, conn.topic, log_ns))
+    finally:
+        reader.close()
+    return transforms, problems
 
 
 def _first(frames: Iterator[InputFrame], max_frames: int | None) -> Iterator[InputFrame]:

@@ -18,11 +18,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from loc3r_core.data.targets import subdivide
-from loc3r_core.geometry import Intrinsics, camera_rotation
+from loc3r_core.geometry import Intrinsics, camera_rotation, make_pose
 from loc3r_core.runtime.preprocess import square_crop
+from loc3r_core.static_transforms import StaticTransforms
 
 MAX_FLOOR_DISTANCE_M = 6.0  # floor rays flatter than this say little: a degree of pitch moves them far
 MIN_FLOOR_POINTS = 5  # fewer floor points than this in a keyframe: its scale is left alone
+MAX_MOUNT_ROLL_DEG = 5.0  # the floor distances take the roll as zero: a camera rolled more is not used
 # where an evaluated walk's camera mount comes from: the generated scene's (the height and pitch a
 # robot's TF would give the node), or none (the model's own scale, the node's default)
 CAMERA_MOUNTS = ("none", "scene")
@@ -56,6 +58,43 @@ class FloorScaleConfig:
     def validate(self) -> None:
         if not (0.0 <= self.shrink <= 1.0 and 0.5 <= self.floor_bias <= 2.0 and 0.0 <= self.max_correction < 1.0):
             raise ValueError("floor scale needs shrink in [0, 1], floor_bias in [0.5, 2], max_correction in [0, 1)")
+
+
+def mount_from_pose(T_floor_camera: np.ndarray) -> CameraMount:
+    """The mount of a camera at T_floor_camera, its image frame (REP-103's optical frame: z forward,
+    x right, y down) in a frame whose z = 0 plane is the floor, z up. ValueError if that is no camera
+    the floor scale can use: below the floor, rolled, or looking straight up or down."""
+    R, height = np.asarray(T_floor_camera, dtype=np.float64)[:3, :3], float(T_floor_camera[2, 3])
+    forward, right = R[:, 2], R[:, 0]
+    pitch = math.degrees(math.asin(float(np.clip(forward[2], -1.0, 1.0))))
+    if abs(pitch) > 80.0:
+        raise ValueError(f"the camera looks {'up' if pitch > 0 else 'down'} at {abs(pitch):.0f} degrees: "
+                         "is its frame the optical one (z forward)?")
+    roll = math.degrees(math.asin(float(np.clip(-right[2] / math.cos(math.radians(pitch)), -1.0, 1.0))))
+    if abs(roll) > MAX_MOUNT_ROLL_DEG:
+        raise ValueError(f"the camera is rolled {roll:.1f} degrees (the floor scale takes up to "
+                         f"{MAX_MOUNT_ROLL_DEG:.0f})")
+    mount = CameraMount(height, pitch)
+    mount.validate()
+    return mount
+
+
+def mount_pose(mount: CameraMount) -> np.ndarray:
+    """T_floor_camera of a mount (the inverse of mount_from_pose): the camera's optical frame over the
+    floor frame's origin, looking along its x axis."""
+    return make_pose(camera_rotation(0.0, math.radians(mount.pitch_deg)), np.array([0.0, 0.0, mount.height_m]))
+
+
+def find_camera_mount(transforms: StaticTransforms, floor_frame: str, camera_frame: str) -> CameraMount:
+    """The camera's mount from a robot's static transforms; ValueError saying what is missing or wrong."""
+    T_floor_camera = transforms.lookup(floor_frame, camera_frame)
+    if T_floor_camera is None:
+        raise ValueError(f"no chain of static transforms from {floor_frame} to the image's frame {camera_frame} "
+                         f"({len(transforms)} transforms known)")
+    try:
+        return mount_from_pose(T_floor_camera)
+    except ValueError as exc:
+        raise ValueError(f"{floor_frame} -> {camera_frame}: {exc}") from None
 
 
 def floor_distances(intrinsics: Intrinsics, mount: CameraMount, grid: tuple[int, int], subdivision: int,

@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
 from tqdm import tqdm
 
 from loc3r_core.io import ros_messages as msgs
 from loc3r_core.io.mcap_writer import RosMcapWriter
+from loc3r_core.runtime.floor_scale import mount_pose
 from loc3r_core.runtime.frames import tf_chain
 from loc3r_core.runtime.session import Answer, FrameEstimate, Session
+from loc3r_core.static_transforms import DEFAULT_FLOOR_FRAME
 from loc3r_core.types import InputFrame
 
 FRAMES = {"map": "map", "odom": "odom", "base": "base_link"}
@@ -34,9 +37,25 @@ class Topics:
 class McapRecorder:
     def __init__(self, writer: RosMcapWriter, topics: Topics = Topics(), frames: dict[str, str] = FRAMES) -> None:
         self.writer, self.topics, self.frames = writer, topics, frames
+        self.wrote_mount = False
+
+    def mount(self, frame: InputFrame, session: Session) -> None:
+        """The camera's mount on /tf_static, as a robot's URDF gives it (base_link -> base_footprint ->
+        the image's frame), once the session knows it: a recording replayed through `loc3r run` scales
+        its map as the live session did."""
+        if self.wrote_mount or session.camera_mount is None:
+            return
+        stamp = frame.stamp_ns
+        # the synthetic robot's base_link lies on the floor under the camera (scenario.base_pose), so its
+        # footprint coincides with it
+        transforms = [msgs.transform_msg(np.eye(4), self.frames["base"], DEFAULT_FLOOR_FRAME, stamp),
+                      msgs.transform_msg(mount_pose(session.camera_mount), DEFAULT_FLOOR_FRAME, frame.frame_id, stamp)]
+        self.writer.write("/tf_static", "tf2_msgs/msg/TFMessage", msgs.tf_message(transforms), stamp)
+        self.wrote_mount = True
 
     def frame(self, frame: InputFrame, estimate: FrameEstimate, session: Session) -> None:
         stamp, w = frame.stamp_ns, self.writer
+        self.mount(frame, session)
         w.write(self.topics.image, "sensor_msgs/msg/Image", msgs.image_msg(frame.rgb, stamp, frame.frame_id), stamp)
         transforms = [msgs.transform_msg(pose, parent, child, stamp)
                       for parent, child, pose in tf_chain(estimate.pose, frame.odometry, self.frames, True)]
