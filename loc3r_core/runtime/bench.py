@@ -8,7 +8,8 @@ For each memory size N (keyframes in memory) it measures, on frames of a synthet
 - layout_refresh_ms: rebuilding the layout (grid + objects) from the fused evidence;
 - query_p50_ms / query_p95_ms: `ask` latency over the scene's situated questions;
 - memory_rebuild_ms: re-running the memory after an eviction (once per max_keyframes/4 keyframes).
-Medians unless named otherwise. The ONNX-only peak memory comes from a child process that
+Sessions run with the scene's camera mount (the floor scale on), as the node takes it from a
+robot's /tf_static. Medians unless named otherwise. The ONNX-only peak memory comes from a child process that
 imports no torch (bench_probe).
 """
 
@@ -25,8 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from loc3r_core.runtime.backend import Backend
+from loc3r_core.runtime.floor_scale import CameraMount
 from loc3r_core.runtime.keyframes import KeyframePolicy
-from loc3r_core.runtime.scenario import scene_frames
+from loc3r_core.runtime.scenario import scene_camera_mount, scene_frames
 from loc3r_core.runtime.session import Session, SessionConfig
 from loc3r_core.runtime.visual_odometry import open_visual_odometry
 from loc3r_core.types import InputFrame
@@ -53,14 +55,15 @@ def bench_backend(backend: Backend, folder: SceneFolder, sizes: Sequence[int] = 
     pairs = [(s.text, q.question) for s in folder.situations for q in s.questions][:questions]
     results: dict[str, dict[int, float]] = {name: {} for name in METRICS}
     for size in sizes:
-        for name, value in bench_size(backend, frames, pairs, size, repeats).items():
+        for name, value in bench_size(backend, frames, pairs, size, repeats, scene_camera_mount(folder)).items():
             results[name][size] = value
     return results
 
 
 def bench_size(backend: Backend, frames: list[InputFrame], pairs: list[tuple[str, str]], size: int,
-               repeats: int) -> dict[str, float]:
-    session = Session(backend, SessionConfig(max_keyframes=size + 1, keyframes=NEVER), open_visual_odometry())
+               repeats: int, mount: CameraMount | None = None) -> dict[str, float]:
+    session = Session(backend, SessionConfig(max_keyframes=size + 1, keyframes=NEVER, camera_mount=mount),
+                      open_visual_odometry())
     stream = cycle(frames)
     for frame in islice(stream, size):
         push(session, frame, keyframe=True)
