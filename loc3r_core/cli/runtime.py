@@ -140,14 +140,14 @@ def _run(args: argparse.Namespace) -> int:
             raise UsageError(f"--camera-height/--camera-pitch: {exc}") from None
     elif args.camera_pitch != 0.0:
         raise UsageError("--camera-pitch needs --camera-height")
+    backend = open_backend(args.backend, args.checkpoint, args.onnx, args.provider)
+    visual = None if args.no_visual_odometry else open_visual_odometry(args.motion, not args.no_room_axes)
     frames = read_recording(args.input, args.image_topic, args.camera_info_topic, args.odom_topic, args.max_frames)
     if mount is None and not args.no_tf_mount and is_bag(args.input):
         first = next(frames, None)  # the images' frame_id names the camera in the static transforms
         if first is not None:
             frames = itertools.chain([first], frames)
             mount = _mount_from_static_transforms(args.input, args.floor_frame, first.frame_id)
-    backend = open_backend(args.backend, args.checkpoint, args.onnx, args.provider)
-    visual = None if args.no_visual_odometry else open_visual_odometry(args.motion, not args.no_room_axes)
     session = Session(backend, SessionConfig(camera_mount=mount), visual_odometry=visual)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with RosMcapWriter(args.out) as writer:  # written aside: a failure leaves no half file
