@@ -54,6 +54,15 @@ def quaternion_matrix(q: np.ndarray) -> np.ndarray:
     ])
 
 
+def pose_from_quaternion(position: np.ndarray, quaternion: np.ndarray) -> np.ndarray:
+    """4x4 pose of a position and a unit quaternion (x, y, z, w): what a geometry_msgs Pose or
+    Transform holds."""
+    pose = np.eye(4)
+    pose[:3, :3] = quaternion_matrix(quaternion)
+    pose[:3, 3] = position
+    return pose
+
+
 def yaw_from_quaternion(q: np.ndarray) -> float:
     """Heading about +z of any rotation (x, y, z, w): its x axis projected on the floor."""
     x, y, z, w = (float(v) for v in q)

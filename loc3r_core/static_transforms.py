@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from loc3r_core.geometry import invert_pose, make_pose
-from loc3r_core.quaternions import quaternion_matrix
+from loc3r_core.geometry import invert_pose
+from loc3r_core.quaternions import pose_from_quaternion
 
 DEFAULT_FLOOR_FRAME = "base_footprint"  # REP-120: the robot's frame on the floor, z up
 MAX_DEPTH = 64  # frames between a frame and its tree's root: more means a cycle, not a robot
@@ -51,7 +51,7 @@ class StaticTransforms:
             try:
                 if not np.isfinite(norm) or norm < 1e-6:
                     raise ValueError(f"transform {parent} -> {child} has no valid rotation (quaternion {quaternion})")
-                self.add(parent, child, make_pose(quaternion_matrix(quaternion / norm), np.array([t.x, t.y, t.z])))
+                self.add(parent, child, pose_from_quaternion(np.array([t.x, t.y, t.z]), quaternion / norm))
             except ValueError as exc:
                 problems.append(str(exc))
         return problems

@@ -12,7 +12,7 @@ import bisect
 import numpy as np
 
 from loc3r_core.errors import DataError
-from loc3r_core.quaternions import quaternion_matrix, slerp
+from loc3r_core.quaternions import pose_from_quaternion, slerp
 
 ODOMETRY_TOLERANCE_NS = 100_000_000  # nearest pose accepted this far from the image (0.1 s)
 MAX_ODOMETRY_GAP_NS = 1_000_000_000  # no interpolation across an odometry dropout longer than this
@@ -57,23 +57,15 @@ class OdometryHistory:
         after = bisect.bisect_left(self.stamps, stamp)
         before = after - 1
         if after < len(self.stamps) and self.stamps[after] == stamp:
-            return pose_matrix(*self.poses[after])
+            return pose_from_quaternion(*self.poses[after])
         if before >= 0 and after < len(self.stamps):
             t0, t1 = self.stamps[before], self.stamps[after]
             if t1 - t0 <= MAX_ODOMETRY_GAP_NS:
                 t = (stamp - t0) / (t1 - t0)
                 (p0, q0), (p1, q1) = self.poses[before], self.poses[after]
-                return pose_matrix(p0 + t * (p1 - p0), slerp(q0, q1, t))
+                return pose_from_quaternion(p0 + t * (p1 - p0), slerp(q0, q1, t))
         nearest = min((i for i in (before, after) if 0 <= i < len(self.stamps)),
                       key=lambda i: abs(self.stamps[i] - stamp))
         if abs(self.stamps[nearest] - stamp) <= ODOMETRY_TOLERANCE_NS:
-            return pose_matrix(*self.poses[nearest])
+            return pose_from_quaternion(*self.poses[nearest])
         return None
-
-
-
-def pose_matrix(position: np.ndarray, quaternion: np.ndarray) -> np.ndarray:
-    pose = np.eye(4)
-    pose[:3, :3] = quaternion_matrix(quaternion)
-    pose[:3, 3] = position
-    return pose

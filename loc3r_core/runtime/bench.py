@@ -53,9 +53,10 @@ def bench_backend(backend: Backend, folder: SceneFolder, sizes: Sequence[int] = 
                   questions: int = 20) -> dict[str, dict[int, float]]:
     frames = list(scene_frames(folder))
     pairs = [(s.text, q.question) for s in folder.situations for q in s.questions][:questions]
+    mount = scene_camera_mount(folder)
     results: dict[str, dict[int, float]] = {name: {} for name in METRICS}
     for size in sizes:
-        for name, value in bench_size(backend, frames, pairs, size, repeats, scene_camera_mount(folder)).items():
+        for name, value in bench_size(backend, frames, pairs, size, repeats, mount).items():
             results[name][size] = value
     return results
 
