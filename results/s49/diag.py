@@ -1,49 +1,49 @@
-"""Where object recall is lost: swap predicted labels / points for the true ones per token."""
-import json, sys
+"""Object recall and point precision with the model's per-token points or labels swapped for the
+training target's (objects_first), and what the missed objects have near them.
+
+    python results/s49/diag.py data/val-big
+"""
+
+import json
+import sys
 from pathlib import Path
+
 import numpy as np
-from loc3r_core.evaluation import evaluate as ev, objects as ob
-from loc3r_core.model.checkpoint import load_model
+from probe_clips import clip_outputs
 
-variants = {k: ob.ObjectAccumulator() for k in ("pred", "true_points", "true_labels", "true_both")}
-extra = {"missed_no_class_token": 0, "missed_far": [], "missed": 0, "seen": 0, "missed_true_label_absent": 0}
-orig = ob.ObjectAccumulator.add_clip
+from loc3r_core.evaluation.objects import OBJECT_MATCH_M, ObjectAccumulator, footprint_distances
 
-def add_clip(self, points, labels, objects, seen_ids, bev_target, bev_valid, true_labels):
-    orig(self, points, labels, objects, seen_ids, bev_target, bev_valid, true_labels)
-    if self is not ACC[0]:
-        return
-    tp = np.where(bev_valid[..., None], bev_target, points)
-    tl = np.where(bev_valid, true_labels, labels)
-    for name, (p, l) in {"pred": (points, labels), "true_points": (tp, labels), "true_labels": (points, tl),
-                         "true_both": (tp, tl)}.items():
-        orig(variants[name], p, l, objects, seen_ids, bev_target, bev_valid, true_labels)
-    fp, fl = points.reshape(-1, 2), labels.reshape(-1)
-    d = ob.footprint_distances(fp, objects)
-    seen = set(seen_ids)
-    for j, o in enumerate(objects):
-        if o["id"] not in seen: continue
-        extra["seen"] += 1
-        same = fl == o["class"]
-        if (same & (d[:, j] <= 0.5)).any(): continue
-        extra["missed"] += 1
-        if not same.any(): extra["missed_no_class_token"] += 1
-        else: extra["missed_far"].append(float(d[same, j].min()))
-        if not (true_labels.reshape(-1) == o["class"]).any(): extra["missed_true_label_absent"] += 1
-
-ACC = []
-class Spy(ob.ObjectAccumulator):
-    def __init__(self):
-        super().__init__(); 
-        if not ACC: ACC.append(self)
-Spy.add_clip = add_clip
-ev.ObjectAccumulator = Spy
-model, tok = load_model(None) if len(sys.argv) < 3 else load_model(Path(sys.argv[2]))
-ds = ev.evaluation_dataset(Path(sys.argv[1]), model, 12)
-res = ev.evaluate(model, tok, ds, 1000, 32, "odometry", progress=False)
-out = {k: {kk: v.summary()[kk] for kk in ("object_recall", "object_point_precision", "object_recall_by_class")} for k, v in variants.items()}
-far = np.array(extra["missed_far"])
-out["missed"] = {k: extra[k] for k in ("seen", "missed", "missed_no_class_token", "missed_true_label_absent")}
-out["missed"]["far_quantiles"] = np.quantile(far, [0.25, 0.5, 0.75]).round(2).tolist() if far.size else []
-out["missed"]["far_count"] = int(far.size)
-print(json.dumps(out, indent=1))
+variants = {name: ObjectAccumulator() for name in ("model", "target_points", "target_labels", "target_both")}
+missed = {"seen": 0, "missed": 0, "no_class_token": 0, "no_class_token_in_target": 0}
+far: list[float] = []
+for out, targets, metas in clip_outputs(Path(sys.argv[1])):
+    for row, meta in enumerate(metas):
+        points, labels = out["bev"][row], out["labels"][row]
+        valid, true_labels = targets["bev_valid"][row], targets["patch_label"][row]
+        true_points = np.where(valid[..., None], targets["bev_target"][row], points)
+        true_labels_or_model = np.where(valid, true_labels, labels)
+        swaps = {"model": (points, labels), "target_points": (true_points, labels),
+                 "target_labels": (points, true_labels_or_model), "target_both": (true_points, true_labels_or_model)}
+        for name, (p, lab) in swaps.items():
+            variants[name].add_clip(p, lab, meta["objects"], meta["seen_object_ids"], targets["bev_target"][row],
+                                    valid, true_labels)
+        flat_points, flat_labels = points.reshape(-1, 2), labels.reshape(-1)
+        distances = footprint_distances(flat_points, meta["objects"])
+        for j, obj in enumerate(meta["objects"]):
+            if obj["id"] not in set(meta["seen_object_ids"]):
+                continue
+            missed["seen"] += 1
+            same = flat_labels == obj["class"]
+            if (same & (distances[:, j] <= OBJECT_MATCH_M)).any():
+                continue
+            missed["missed"] += 1
+            if same.any():
+                far.append(float(distances[same, j].min()))
+            else:
+                missed["no_class_token"] += 1
+            missed["no_class_token_in_target"] += int(not (true_labels == obj["class"]).any())
+keys = ("object_recall", "object_point_precision", "object_recall_by_class")
+result = {name: {key: acc.summary()[key] for key in keys} for name, acc in variants.items()}
+result["missed"] = missed | {"with_a_far_class_token": len(far),
+                             "far_quartiles_m": np.quantile(far, [0.25, 0.5, 0.75]).round(2).tolist() if far else []}
+print(json.dumps(result, indent=1))

@@ -1,38 +1,36 @@
-"""BEV error of the shipped model's per-token points by the true range from the camera, and the
-signed radial error (scale): val vs val-big."""
-import json, sys
+"""The model's per-token BEV error by the true range from its frame's camera, the object tokens'
+error, and the median ratio of predicted to true range (below 1: the room drawn smaller).
+
+    python results/s49/range.py data/val-big
+"""
+
+import json
+import sys
 from pathlib import Path
-import numpy as np, torch
-from loc3r_core.evaluation import evaluate as ev
-from loc3r_core.model.checkpoint import load_model
+
+import numpy as np
+from probe_clips import clip_outputs
+
 from loc3r_core.world.vocabulary import STRUCTURE_CLASSES
 
-model, tok = load_model(None if len(sys.argv) < 3 else Path(sys.argv[2]))
-ds = ev.evaluation_dataset(Path(sys.argv[1]), model, 12)
-first = {}
-for i, (s, _, _) in enumerate(ds.items):
-    first.setdefault(s, i)
-idx = list(first.values())
-R, E, RAD, OBJ, SIG = [], [], [], [], []
-with torch.no_grad():
-    for k in range(0, len(idx), 16):
-        items = [ds[i] for i in idx[k:k+16]]
-        batch = ev.collate(items, tok, model.config.patches_per_frame, with_answers=False)
-        out = ev.predict_batch(model, tok, ev.model_inputs(batch, use_prior=True), batch["lengths"])
-        t = {kk: v.numpy() for kk, v in batch["targets"].items()}
-        cam = t["ego_pose"][..., None, :2]  # (B, F, 1, 2)
-        tgt, pred, valid = t["bev_target"], out["bev"], t["bev_valid"]
-        rng = np.linalg.norm(tgt - cam, axis=-1)
-        prng = np.linalg.norm(pred - cam, axis=-1)
-        R.append(rng[valid]); E.append(np.linalg.norm(pred - tgt, axis=-1)[valid]); RAD.append((prng / np.maximum(rng, 1e-3))[valid])
-        OBJ.append((t["patch_label"] >= len(STRUCTURE_CLASSES))[valid])
-R, E, RAD, OBJ = map(np.concatenate, (R, E, RAD, OBJ))
-rows = {}
-for lo, hi in [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 7), (7, 12)]:
-    m = (R >= lo) & (R < hi)
-    if m.sum() < 20: continue
-    mo = m & OBJ
-    rows[f"{lo}-{hi}m"] = dict(share=round(100 * m.mean(), 1), err=round(float(np.median(E[m])), 3),
-                             obj_err=round(float(np.median(E[mo])), 3) if mo.sum() > 10 else None,
-                             range_ratio=round(float(np.median(RAD[m])), 3))
-print(json.dumps(rows))
+ranges, errors, ratios, is_object = [], [], [], []
+for out, targets, _ in clip_outputs(Path(sys.argv[1]), patch_target="majority"):
+    camera = targets["ego_pose"][..., None, :2]  # (B, F, 1, 2): each frame's camera in the clip frame
+    truth, predicted, valid = targets["bev_target"], out["bev"], targets["bev_valid"]
+    true_range = np.linalg.norm(truth - camera, axis=-1)
+    ranges.append(true_range[valid])
+    errors.append(np.linalg.norm(predicted - truth, axis=-1)[valid])
+    ratios.append((np.linalg.norm(predicted - camera, axis=-1) / np.maximum(true_range, 1e-3))[valid])
+    is_object.append((targets["patch_label"] >= len(STRUCTURE_CLASSES))[valid])
+ranges, errors, ratios, is_object = map(np.concatenate, (ranges, errors, ratios, is_object))
+bands = {}
+for low, high in [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 7), (7, 12)]:
+    band = (ranges >= low) & (ranges < high)
+    if band.sum() < 20:
+        continue
+    objects = band & is_object
+    bands[f"{low}-{high} m"] = {
+        "share": round(100 * band.mean(), 1), "median_error_m": round(float(np.median(errors[band])), 3),
+        "object_median_error_m": round(float(np.median(errors[objects])), 3) if objects.sum() > 10 else None,
+        "range_ratio": round(float(np.median(ratios[band])), 3)}
+print(json.dumps(bands))
