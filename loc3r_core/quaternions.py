@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from loc3r_core.geometry import make_pose
+
 
 def quaternion_from_matrix(rotation: np.ndarray) -> np.ndarray:
     """(x, y, z, w) of a 3x3 rotation (Shepperd's method: stable for any rotation).
@@ -57,10 +59,7 @@ def quaternion_matrix(q: np.ndarray) -> np.ndarray:
 def pose_from_quaternion(position: np.ndarray, quaternion: np.ndarray) -> np.ndarray:
     """4x4 pose of a position and a unit quaternion (x, y, z, w): what a geometry_msgs Pose or
     Transform holds."""
-    pose = np.eye(4)
-    pose[:3, :3] = quaternion_matrix(quaternion)
-    pose[:3, 3] = position
-    return pose
+    return make_pose(quaternion_matrix(quaternion), position)
 
 
 def yaw_from_quaternion(q: np.ndarray) -> float:
