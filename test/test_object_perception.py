@@ -143,6 +143,27 @@ def test_unseen_objects_do_not_count_and_wrong_labels_miss():
     assert summary["object_point_precision"] == 50.0  # one bed token on the bed, one on the lamp
 
 
+def test_precision_by_range_sorts_object_tokens_by_their_distance_from_their_own_camera():
+    lamp, bed = PATCH_CLASSES.index("lamp"), PATCH_CLASSES.index("bed")
+    objects = [{"id": 1, "class": lamp, "center": np.array([1.0, 0.0]), "size": np.array([0.3, 0.3]), "yaw": 0.0},
+               {"id": 2, "class": bed, "center": np.array([6.0, 0.0]), "size": np.array([2.0, 1.5]), "yaw": 0.0}]
+    # frame 0's camera at the origin: a lamp token on the lamp (1 m), a bed token 1 m short of the bed (4 m);
+    # frame 1's camera at (4, 0): a bed token on the bed (2 m from it), a floor token that does not count
+    points = np.array([[[1.0, 0.0], [4.0, 0.0]], [[6.0, 0.0], [3.0, 3.0]]])
+    labels = np.array([[lamp, bed], [bed, 0]])
+    accumulator = ObjectAccumulator()
+    accumulator.add_clip(points, labels, objects, [1, 2], points, np.ones((2, 2), bool), labels,
+                         cameras=np.array([[0.0, 0.0], [4.0, 0.0]]))
+    by_range = accumulator.summary()["object_point_precision_by_range"]
+    assert by_range["0-2 m"] == {"precision": 100.0, "share": 33.33}
+    assert by_range["2-3 m"] == {"precision": 100.0, "share": 33.33}  # the bed token on the bed, seen from 2 m
+    assert by_range["4-5 m"] == {"precision": 0.0, "share": 33.33}  # 1 m short of the bed's footprint (0.5 m)
+    assert by_range["3-4 m"] == {"precision": None, "share": 0.0} and by_range["5+ m"]["precision"] is None
+    without = ObjectAccumulator()
+    without.add_clip(points, labels, objects, [1, 2], points, np.ones((2, 2), bool), labels)
+    assert "object_point_precision_by_range" not in without.summary()
+
+
 def test_semantic_pointer_stands_at_the_named_class_and_faces_the_other():
     lamp, tv, floor = PATCH_CLASSES.index("lamp"), PATCH_CLASSES.index("tv"), 0
     points = np.array([[[2.0, 1.0], [2.2, 1.0], [2.0, 4.0], [0.0, 0.0]]])

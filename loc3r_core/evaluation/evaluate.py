@@ -157,11 +157,13 @@ def evaluate(
                                            out["ego_yaw"][row], targets["ego_pose"][row])
                     meta = batch["meta"][row]
                     objects.add_clip(out["bev"][row], out["labels"][row], meta["objects"], meta["seen_object_ids"],
-                                     targets["bev_target"][row], targets["bev_valid"][row], targets["patch_label"][row])
+                                     targets["bev_target"][row], targets["bev_valid"][row], targets["patch_label"][row],
+                                     cameras=out["ego_xy"][row])
                     if has_map:
                         map_objects.add_clip(*(per_frame(value[row]) for value in (
                             out["map_bev"], out["map_labels"])), meta["objects"], meta["seen_object_ids"],
-                            *(per_frame(targets[key][row]) for key in ("map_target", "map_valid", "map_label")))
+                            *(per_frame(targets[key][row]) for key in ("map_target", "map_valid", "map_label")),
+                            cameras=out["ego_xy"][row])
                     if len(examples) < keep_examples:
                         examples.append(example_record(items[row], out, targets, row))
             bar.update(len(chunk))

@@ -8,6 +8,7 @@ is a true positive when it lies that close to any object of its class.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 
@@ -19,6 +20,9 @@ from loc3r_core.world.vocabulary import PATCH_CLASSES, STRUCTURE_CLASSES
 
 OBJECT_MATCH_M = 0.5
 FIRST_OBJECT_CLASS = len(STRUCTURE_CLASSES)
+# edges (m) of the bands `object_point_precision_by_range` sorts object tokens into, by their distance
+# from their frame's camera: far points are where a monocular model's depth, and so its precision, goes
+RANGE_BAND_EDGES_M = (2.0, 3.0, 4.0, 5.0)
 
 
 def footprint_distances(points: np.ndarray, objects: list[dict]) -> np.ndarray:
@@ -42,11 +46,15 @@ class ObjectAccumulator:
         self.point_hits = 0
         self.point_total = 0
         self.object_bev_error: list[np.ndarray] = []
+        self.band_hits = np.zeros(len(RANGE_BAND_EDGES_M) + 1, dtype=np.int64)
+        self.band_total = np.zeros(len(RANGE_BAND_EDGES_M) + 1, dtype=np.int64)
 
     def add_clip(self, points: np.ndarray, labels: np.ndarray, objects: list[dict], seen_ids: set[int] | list[int],
-                 bev_target: np.ndarray, bev_valid: np.ndarray, true_labels: np.ndarray) -> None:
+                 bev_target: np.ndarray, bev_valid: np.ndarray, true_labels: np.ndarray,
+                 cameras: np.ndarray | None = None) -> None:
         """One clip: (F, P, 2) predicted points and (F, P) labels, the true objects in the same frame,
-        the ids seen in the clip's frames, and the per-patch targets (for the BEV error of object patches)."""
+        the ids seen in the clip's frames, and the per-patch targets (for the BEV error of object patches).
+        cameras (F, 2), each frame's camera where the model puts it, sorts the object tokens by range."""
         flat_points, flat_labels = points.reshape(-1, 2), labels.reshape(-1)
         matches = token_matches(flat_points, flat_labels, objects)
         seen = set(seen_ids)
@@ -54,8 +62,14 @@ class ObjectAccumulator:
             if obj["id"] in seen:
                 self.found[obj["class"]].append(bool(matches[:, j].any()))
         is_object = flat_labels >= FIRST_OBJECT_CLASS
+        hits = matches[is_object].any(axis=1)
         self.point_total += int(is_object.sum())
-        self.point_hits += int(matches[is_object].any(axis=1).sum())
+        self.point_hits += int(hits.sum())
+        if cameras is not None:
+            distance = np.linalg.norm(points - np.asarray(cameras)[:, None, :], axis=-1).reshape(-1)[is_object]
+            band = np.digitize(distance, RANGE_BAND_EDGES_M)
+            np.add.at(self.band_total, band, 1)
+            np.add.at(self.band_hits, band[hits], 1)
         object_patches = (true_labels >= FIRST_OBJECT_CLASS) & bev_valid
         self.object_bev_error.append(np.linalg.norm(points - bev_target, axis=-1)[object_patches])
 
@@ -69,7 +83,18 @@ class ObjectAccumulator:
             if self.point_total else float("nan"),
             "object_bev_median_error_m": round(float(np.median(errors)), 4) if errors.size else float("nan"),
             "num_seen_objects": sum(len(hits) for hits in self.found.values()),
+            **({"object_point_precision_by_range": self.precision_by_range()} if self.band_total.any() else {}),
         }
+
+    def precision_by_range(self) -> dict[str, dict[str, float | None]]:
+        """Per range band ("0-2 m", ..., "5+ m"): the object tokens' point precision (None for an empty
+        band) and the band's share of all object tokens, both in percent."""
+        edges = (0.0, *RANGE_BAND_EDGES_M)
+        names = [f"{low:g}-{high:g} m" for low, high in itertools.pairwise(edges)] + [f"{edges[-1]:g}+ m"]
+        total = int(self.band_total.sum())
+        return {name: {"precision": round(100.0 * hits / count, 2) if count else None,
+                       "share": round(100.0 * count / total, 2)}
+                for name, hits, count in zip(names, self.band_hits.tolist(), self.band_total.tolist(), strict=True)}
 
 
 def semantic_pointer(points: np.ndarray, labels: np.ndarray, named: tuple[int, int], path_xy: np.ndarray,
