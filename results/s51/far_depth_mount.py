@@ -4,6 +4,9 @@ true range over 3 m from its frame's camera: log(model range / true range), agai
 camera height and pitch, and split into between-scene and within-scene variance.
 
     python results/s51/far_depth_mount.py data/val-big [CHECKPOINT]
+
+Outputs for the shipped model: results/s51/shipped_far_depth_*.txt (probe-trainbig40 is a folder of
+links to data/train-bigrooms/scene_00000..00039 and its manifest.json).
 """
 
 import json
