@@ -29,7 +29,7 @@ from loc3r_core.evaluation.map_quality import (
 )
 from loc3r_core.evaluation.map_run import Observation, fuse, map_grid, seen_ids, true_observations
 from loc3r_core.geometry import Intrinsics, make_pose, rot_z
-from loc3r_core.model.checkpoint import SHIPPED_MODEL
+from loc3r_core.model.folder import SHIPPED_MODEL
 from loc3r_core.runtime.mapping import GridConfig, LayoutGrid
 from loc3r_core.runtime.spec import ModelSpec
 from loc3r_core.types import FREE, OCCUPIED, UNKNOWN, Layout, MapObject

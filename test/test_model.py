@@ -11,8 +11,9 @@ from transformers import Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig, Sigl
 
 from conftest import TINY_MODEL, overfit_one_batch, tiny_train_config
 from loc3r_core.data.dataset import PackedClipDataset, SceneClipDataset
-from loc3r_core.model.checkpoint import CheckpointError, load_model, save_model
+from loc3r_core.model.checkpoint import load_model, save_model
 from loc3r_core.model.configuration_loc3r import Loc3rConfig
+from loc3r_core.model.folder import CheckpointError
 from loc3r_core.model.modeling_loc3r import build_model, camera_to_clip, frame_poses, merge_patches, turn_to_clip
 from loc3r_core.model.prior import drifted
 from loc3r_core.model.spatial import bin_centres, gaussian_nll, wrapped_gaussian_target, yaw_kl

@@ -14,7 +14,7 @@ from conftest import run_cli
 from loc3r_core.errors import DataError
 from loc3r_core.export.motion_export import motion_parity
 from loc3r_core.geometry import relative_planar, wrap_angle
-from loc3r_core.model.checkpoint import CheckpointError
+from loc3r_core.model.folder import CheckpointError
 from loc3r_core.model.motion import MotionConfig, PlanarMotionNet, chain, load_motion, save_motion
 from loc3r_core.runtime.visual_odometry import StepReader, open_visual_odometry
 from loc3r_core.training.motion_pretrain import Walks, load_walks, pair_batch, planar_camera_poses, walk_errors

@@ -15,7 +15,7 @@ from matplotlib.path import Path as PolygonPath
 from conftest import ROOT, run_cli
 from loc3r_core.errors import DataError, Loc3rError
 from loc3r_core.export.parity import check_parity
-from loc3r_core.model.checkpoint import SHIPPED_MODEL
+from loc3r_core.model.folder import SHIPPED_MODEL
 from loc3r_core.runtime.backend import graph_names
 from loc3r_core.runtime.onnx_backend import SHIPPED_EXPORT, OnnxBackend
 from loc3r_core.runtime.scenario import scene_frames
@@ -96,21 +96,23 @@ def test_each_frame_is_encoded_once_even_when_the_memory_is_rebuilt(onnx_backend
     assert session.memory_tokens() == len(session.memory) * session.tokens_per_frame
 
 
-def test_memory_stays_flat_over_5000_frames(onnx_backend, scene):
+def test_memory_stays_flat_over_2000_frames(onnx_backend, scene):
+    """Every store the session keeps is bounded: after the first 500 frames fill them, 1500 more frames
+    (21 ms each here) add nothing. Measured flat to 0.1 MB; the bound allows 6.7 kB a frame."""
     session = Session(onnx_backend, SessionConfig(max_keyframes=8, max_trajectory=500))
     frames = list(scene_frames(scene))
     process = psutil.Process()
     rss = {}
-    for i in range(5000):
+    for i in range(2000):
         frame = frames[i % len(frames)]
         session.push(frame.rgb, i * 50_000_000, frame.intrinsics, frame.odometry)  # 20 Hz
-        if i + 1 in (1000, 5000):
+        if i + 1 in (500, 2000):
             rss[i + 1] = process.memory_info().rss
     assert len(session.memory) <= 8
     assert session.memory_tokens() <= 8 * session.tokens_per_frame
     assert len(session.trajectory) == 500
-    assert session.frames_seen == 5000 and session.images_encoded == 5000
-    assert rss[5000] - rss[1000] < 30e6, f"grew {(rss[5000] - rss[1000]) / 1e6:.1f} MB over 4000 frames"
+    assert session.frames_seen == 2000 and session.images_encoded == 2000
+    assert rss[2000] - rss[500] < 10e6, f"grew {(rss[2000] - rss[500]) / 1e6:.1f} MB over 1500 frames"
 
 
 def test_layout_grows_inside_the_room_as_the_scene_is_seen(onnx_backend, scene):

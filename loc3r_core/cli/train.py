@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from loc3r_core.errors import UsageError
+from loc3r_core.model.folder import model_folder
 from loc3r_core.runtime.keyframes import MEMORY_KEYFRAMES
 
 EVAL_FRAMES = 8  # the clip length every measured table in README.md and results/ uses
@@ -107,11 +108,18 @@ def parse_overrides(pairs: list[str], option: str = "--set") -> dict:
     return overrides
 
 
+# The handlers check what they can before importing the training code (torch and transformers take
+# about 8 s to import on a 2-core machine): a typo in a config or a path is refused at once.
+
 def _train(args: argparse.Namespace) -> int:
     from loc3r_core.training.config import TrainConfig
-    from loc3r_core.training.loop import train
+    from loc3r_core.training.run_folder import check_run_folder, pretrained_tower
 
     config = TrainConfig.from_yaml(args.config, parse_overrides(args.set))
+    if not check_run_folder(Path(config.output_dir), args.resume):
+        pretrained_tower(config.model)  # a new run builds its model from it; a resumed one from its init/
+    from loc3r_core.training.loop import train
+
     final = train(config, resume=args.resume, progress=not args.no_progress)
     if os.environ.get("RANK", "0") == "0":  # under torchrun / accelerate launch, say it once
         print(f"model written to {final}")
@@ -120,18 +128,24 @@ def _train(args: argparse.Namespace) -> int:
 
 def _pretrain_vision(args: argparse.Namespace) -> int:
     from loc3r_core.training.config import VisionPretrainConfig
-    from loc3r_core.training.vision_pretrain import pretrain_vision
+    from loc3r_core.training.run_folder import check_run_folder
 
     config = VisionPretrainConfig.from_yaml(args.config, parse_overrides(args.set))
+    check_run_folder(Path(config.output_dir), resume=None)
+    from loc3r_core.training.vision_pretrain import pretrain_vision
+
     _report_stage(pretrain_vision(config, progress=not args.no_progress), "vision tower")
     return 0
 
 
 def _pretrain_motion(args: argparse.Namespace) -> int:
     from loc3r_core.training.config import MotionPretrainConfig
-    from loc3r_core.training.motion_pretrain import pretrain_motion
+    from loc3r_core.training.run_folder import check_run_folder
 
     config = MotionPretrainConfig.from_yaml(args.config, parse_overrides(args.set))
+    check_run_folder(Path(config.output_dir), resume=None)
+    from loc3r_core.training.motion_pretrain import pretrain_motion
+
     _report_stage(pretrain_motion(config, progress=not args.no_progress), "motion network")
     return 0
 
@@ -144,10 +158,6 @@ def _report_stage(folder: Path, what: str) -> None:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from loc3r_core.evaluation.evaluate import evaluate, evaluation_dataset
-    from loc3r_core.evaluation.figure import draw_examples
-    from loc3r_core.model.checkpoint import load_model
-
     if args.max_samples is not None and args.max_samples < 1:
         raise UsageError("--max-samples must be at least 1")
     if args.frames < 1:
@@ -157,6 +167,11 @@ def _eval(args: argparse.Namespace) -> int:
     map_types = map_answer_types_argument(args.map_answers)
     tiebreak_types = map_answer_types_argument(args.map_tiebreaks, "--map-tiebreaks")
     check_prior_arguments(args)
+    model_folder(args.checkpoint)
+    from loc3r_core.evaluation.evaluate import evaluate, evaluation_dataset
+    from loc3r_core.evaluation.figure import draw_examples
+    from loc3r_core.model.checkpoint import load_model
+
     motion = None
     if args.prior == "visual":
         from loc3r_core.model.motion import load_motion
@@ -201,7 +216,7 @@ def map_answer_types_argument(names: list[str] | None, option: str = "--map-answ
 
 def _eval_references(args: argparse.Namespace) -> int:
     from loc3r_core.data.dataset import SceneClipDataset
-    from loc3r_core.evaluation.evaluate import pick_items
+    from loc3r_core.evaluation.metrics import pick_items
     from loc3r_core.evaluation.references import REFERENCES, evaluate_reference
 
     if args.checkpoint or args.figure or args.prior != "odometry":

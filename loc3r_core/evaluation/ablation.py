@@ -128,7 +128,8 @@ def trained_model(config: TrainConfig) -> Path:
     """The run's final model folder: reused when present, else the run resumed from its last
     checkpoint, else trained from the start (clearing what a run stopped before its first
     checkpoint left, so an interrupted `loc3r ablate` simply restarts)."""
-    from loc3r_core.training.loop import checkpoints, train
+    from loc3r_core.training.loop import train
+    from loc3r_core.training.run_folder import checkpoints
 
     run = Path(config.output_dir)
     if (run / "model").is_dir():

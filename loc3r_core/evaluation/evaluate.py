@@ -13,7 +13,7 @@ from transformers import PreTrainedTokenizerFast
 
 from loc3r_core.data.dataset import SceneClipDataset
 from loc3r_core.evaluation.map_answers import per_frame, predicted_clip_objects
-from loc3r_core.evaluation.metrics import LOCALIZATION_KEYS, MetricAccumulator
+from loc3r_core.evaluation.metrics import LOCALIZATION_KEYS, MetricAccumulator, pick_items
 from loc3r_core.evaluation.objects import ObjectAccumulator, semantic_pointer
 from loc3r_core.evaluation.predict import predict_batch
 from loc3r_core.evaluation.visual_prior import VisualPrior
@@ -53,13 +53,6 @@ def evaluation_dataset(data: str | Path, model: Loc3rForSpatialQA, num_frames: i
     return SceneClipDataset(data, num_frames=num_frames, patch_grid=model.config.patch_grid,
                             image_size=vision.image_size, sampling="uniform", pseudo_situation_share=0.0,
                             patch_target="majority", map_subdivision=model.config.map_subdivision)
-
-
-def pick_items(dataset: SceneClipDataset, max_samples: int | None) -> list[int]:
-    """Evenly spread over the split, so a subset still covers every scene range."""
-    if max_samples is None or max_samples >= len(dataset):
-        return list(range(len(dataset)))
-    return np.linspace(0, len(dataset) - 1, max_samples).round().astype(int).tolist()
 
 
 @torch.no_grad()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Sized
 
 import numpy as np
 
@@ -114,3 +115,10 @@ class MetricAccumulator:
             "num_samples": self.samples,
             "num_situations": len(pos),
         }
+
+
+def pick_items(dataset: Sized, max_samples: int | None) -> list[int]:
+    """Evenly spread over the split, so a subset still covers every scene range."""
+    if max_samples is None or max_samples >= len(dataset):
+        return list(range(len(dataset)))
+    return np.linspace(0, len(dataset) - 1, max_samples).round().astype(int).tolist()

@@ -23,7 +23,8 @@ import torch
 
 from loc3r_core.atomic import atomic_path
 from loc3r_core.errors import UsageError
-from loc3r_core.model.checkpoint import SHIPPED_MODEL, load_model
+from loc3r_core.model.checkpoint import load_model
+from loc3r_core.model.folder import SHIPPED_MODEL
 from loc3r_core.readout import answer_read_width, ego_feature_count
 from loc3r_core.runtime.backend import answer_outputs, empty_cache, graph_names, head_names
 from loc3r_core.runtime.graphs import model_graphs

@@ -12,16 +12,9 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
 from loc3r_core.atomic import atomic_path
-from loc3r_core.errors import Loc3rError
 from loc3r_core.model.configuration_loc3r import Loc3rConfig
+from loc3r_core.model.folder import CheckpointError, model_folder
 from loc3r_core.model.modeling_loc3r import Loc3rForSpatialQA
-
-SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "checkpoints" / "loc3r-tiny"
-REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
-
-
-class CheckpointError(Loc3rError):
-    """A model folder that is missing, incomplete or damaged."""
 
 
 def save_model(model: Loc3rForSpatialQA, tokenizer: PreTrainedTokenizerFast, folder: Path) -> Path:
@@ -34,18 +27,9 @@ def save_model(model: Loc3rForSpatialQA, tokenizer: PreTrainedTokenizerFast, fol
     return folder
 
 
-def check_folder(folder: Path) -> None:
-    if not folder.is_dir():
-        raise CheckpointError(f"no model folder at {folder}")
-    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
-    if missing:
-        raise CheckpointError(f"{folder} is not a loc3r model folder: missing {', '.join(missing)}")
-
-
 def load_model(folder: str | Path | None = None) -> tuple[Loc3rForSpatialQA, PreTrainedTokenizerFast]:
     """The model in eval mode and its tokenizer; the shipped model when folder is None."""
-    folder = SHIPPED_MODEL if folder is None else Path(folder)
-    check_folder(folder)
+    folder = model_folder(folder)
     hf_logging.disable_progress_bar()  # a bar per load of a few-MB model is noise in CLI output
     try:
         config = Loc3rConfig.from_pretrained(folder)

@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from loc3r_core.geometry import chain_step
-from loc3r_core.model.checkpoint import CheckpointError
+from loc3r_core.model.folder import CheckpointError
 from loc3r_core.runtime.visual_odometry import CONFIG_FILE, SHIPPED_MOTION, WEIGHTS_FILE, room_heading
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from loc3r_core.model.checkpoint import SHIPPED_MODEL, load_model
+from loc3r_core.model.checkpoint import load_model
+from loc3r_core.model.folder import SHIPPED_MODEL
 from loc3r_core.runtime.backend import KVCache, TextCodec, answer_outputs, head_names
 from loc3r_core.runtime.graphs import model_graphs
 from loc3r_core.runtime.spec import ModelSpec

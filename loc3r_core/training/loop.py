@@ -39,6 +39,7 @@ from loc3r_core.training.batch import collate, collate_packed, model_inputs
 from loc3r_core.training.config import TrainConfig, VisionPretrainConfig
 from loc3r_core.training.curves import plot_curves
 from loc3r_core.training.feature_cache import TowerFeatureCache
+from loc3r_core.training.run_folder import check_run_folder, checkpoints, pretrained_tower
 from loc3r_core.world.vocabulary import PATCH_CLASSES, STRUCTURE_CLASSES
 
 STATE_FILE = "trainer_state.json"
@@ -118,15 +119,10 @@ def learning_rate_factor(step: int, config: TrainConfig | VisionPretrainConfig) 
     return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def checkpoints(run: Path) -> list[Path]:
-    return sorted((run / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
-
-
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
     """Train (or continue) the run in config.output_dir; returns the final model folder."""
     run = Path(config.output_dir)
-    if run.exists() and any(run.iterdir()) and not resume:
-        raise UsageError(f"{run} already holds a run; pass --resume to continue it or choose another output_dir")
+    saved = check_run_folder(run, resume)
     # Without cpu=True, Accelerate ignores torchrun's ranks on a machine without a GPU and every
     # process would train alone into the same folder.
     accelerator = Accelerator(mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.grad_accum,
@@ -134,9 +130,6 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
                               step_scheduler_with_optimizer=False)  # the schedule counts optimiser steps
     set_seed(config.seed)
     init_dir = run / "init"
-    saved = checkpoints(run) if resume else []
-    if resume and not saved:
-        raise UsageError(f"{run} has no checkpoint to resume from")
     shapes = _model_config(config, init_dir if saved else None)
     dataset = training_dataset(config, shapes)
     if config.max_train_scenes:
@@ -257,10 +250,8 @@ def model_kwargs(config: TrainConfig) -> dict:
     """Loc3rConfig keyword arguments of a new run: the config's `model` over the tiny defaults; with a
     pretrained tower (`vision_tower_path`) and no vision_config of its own, the tower's config."""
     kwargs = dict(config.model)
-    tower = kwargs.get("vision_tower_path")
-    if tower and "vision_config" not in kwargs:
-        if not (Path(tower) / "config.json").is_file():
-            raise UsageError(f"no vision tower at {tower} (make it with `loc3r pretrain-vision`)")
+    tower = pretrained_tower(kwargs)
+    if tower:
         kwargs["vision_config"] = AutoConfig.from_pretrained(tower).to_dict()
     return config_kwargs(kwargs)
 

@@ -32,6 +32,7 @@ from loc3r_core.model.motion import MotionConfig, PlanarMotionNet, chain, save_m
 from loc3r_core.training.config import MotionPretrainConfig
 from loc3r_core.training.curves import append_record, plot_curves
 from loc3r_core.training.loop import learning_rate_factor
+from loc3r_core.training.run_folder import check_run_folder
 from loc3r_core.world.scene_io import SceneFolder, SceneRoots, scene_folders
 
 MOTION_DIR = "motion"
@@ -126,8 +127,7 @@ def pair_batch(walks: Walks, frames: list[torch.Tensor], pick: np.ndarray,
 def pretrain_motion(config: MotionPretrainConfig, progress: bool = True) -> Path:
     """Train the network; returns OUTPUT_DIR/motion (its weights and their ONNX export)."""
     run = Path(config.output_dir)
-    if run.exists() and any(run.iterdir()):
-        raise UsageError(f"{run} already holds a run; choose another output_dir")
+    check_run_folder(run, resume=None)
     torch.manual_seed(config.seed)
     walks = load_walks(config.train_data, config.image_size, config.max_train_scenes, progress, "training walks")
     steps = walks.steps()

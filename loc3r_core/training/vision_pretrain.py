@@ -26,7 +26,6 @@ from transformers.utils import logging as hf_logging
 
 from loc3r_core.atomic import atomic_path
 from loc3r_core.data.frames import FrameArrays, load_frames
-from loc3r_core.errors import UsageError
 from loc3r_core.model.configuration_loc3r import Loc3rConfig, config_kwargs
 from loc3r_core.model.modeling_loc3r import front_loss
 from loc3r_core.model.spatial import balanced_class_weights, focal_cross_entropy
@@ -34,6 +33,7 @@ from loc3r_core.model.vision_tower import build_vision_tower
 from loc3r_core.training.config import VisionPretrainConfig
 from loc3r_core.training.curves import append_record, plot_curves
 from loc3r_core.training.loop import learning_rate_factor
+from loc3r_core.training.run_folder import check_run_folder
 from loc3r_core.world.vocabulary import PATCH_CLASSES, STRUCTURE_CLASSES
 
 TOWER_DIR = "tower"
@@ -79,8 +79,7 @@ def tower_config(config: VisionPretrainConfig) -> PreTrainedConfig:
 def pretrain_vision(config: VisionPretrainConfig, progress: bool = True) -> Path:
     """Train the tower; returns OUTPUT_DIR/tower."""
     run = Path(config.output_dir)
-    if run.exists() and any(run.iterdir()):
-        raise UsageError(f"{run} already holds a run; choose another output_dir")
+    check_run_folder(run, resume=None)
     torch.manual_seed(config.seed)
     vision = tower_config(config)
     side = vision.image_size // vision.patch_size
