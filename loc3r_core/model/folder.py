@@ -18,16 +18,12 @@ class CheckpointError(Loc3rError):
     """A model folder that is missing, incomplete or damaged."""
 
 
-def check_folder(folder: Path) -> None:
-    if not folder.is_dir():
-        raise CheckpointError(f"no model folder at {folder}")
-    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
-    if missing:
-        raise CheckpointError(f"{folder} is not a loc3r model folder: missing {', '.join(missing)}")
-
-
 def model_folder(folder: str | Path | None) -> Path:
-    """The folder a command names (the shipped model when None), checked."""
+    """The folder a command names (the shipped model when None), checked to hold a saved model."""
     path = SHIPPED_MODEL if folder is None else Path(folder)
-    check_folder(path)
+    if not path.is_dir():
+        raise CheckpointError(f"no model folder at {path}")
+    missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
+    if missing:
+        raise CheckpointError(f"{path} is not a loc3r model folder: missing {', '.join(missing)}")
     return path
